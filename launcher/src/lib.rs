@@ -1,1 +1,16 @@
-pub fn run() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! claude-bottle launcher: manifests → plan → preflight → backend (Docker) → a running bottle.
+//!
+//! The flow is one-directional: `cli` uses everything below it; `backend` uses `plan`, `image` and
+//! `config`; `plan` uses `manifest`; `manifest` uses nothing of ours but `secret`.
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod home;
+pub mod image;
+pub mod manifest;
+pub mod plan;
+pub mod secret;
+
+pub use cli::run;

@@ -1,0 +1,3 @@
+//! Where a plan becomes running containers. One trait, one implementation (Docker) today.
+
+pub mod docker;

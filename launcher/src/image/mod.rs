@@ -1,0 +1,1 @@
+//! Image recipes: Dockerfile composition, build contexts assembled in memory, content-hash tags.
