@@ -2,11 +2,8 @@
 
 use clap::Parser;
 
-/// Files capability and egress proposals for the agent and waits for the operator's decision.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {}
-
-fn main() {
-    let _args = Args::parse();
+fn main() -> std::process::ExitCode {
+    let cli = claude_bottle_shim::Cli::parse();
+    claude_bottle_shim::init_tracing(cli.default_log_level());
+    claude_bottle_shim::run(cli)
 }
