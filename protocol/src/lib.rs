@@ -1,6 +1,26 @@
 //! Versioned types that cross a process boundary: the shim↔supervise wire and the host queue files.
 //!
 //! Pure data and validation: no I/O, no tokio, nothing of ours imported.
+//!
+//! Compatibility rules, tested in `version.rs`:
+//! - every message and file carries `version`; a reader refuses a version newer than
+//!   [`PROTOCOL_VERSION`] with an error that names both numbers;
+//! - within a version, changes are additive: readers ignore fields they do not know, so an
+//!   older reader accepts a newer writer's extra fields.
 
-/// Version of the wire and queue-file formats written by this build.
-pub const PROTOCOL_VERSION: u32 = 1;
+mod decision;
+mod error;
+mod id;
+mod proposal;
+pub mod queue;
+mod version;
+pub mod wire;
+
+pub use decision::{Applied, Decision, Outcome, ProposalState, Verdict};
+pub use error::ProtocolError;
+pub use id::{BottleName, ProposalId};
+pub use proposal::{Capability, Egress, HostName, Proposal, ProposalKind, limits};
+pub use version::{PROTOCOL_VERSION, Versioned, from_json, to_json, to_json_pretty};
+
+/// Seconds since the Unix epoch (UTC). Written by supervise and the launcher; `date +%s` by hand.
+pub type UnixTime = u64;
