@@ -1,0 +1,19 @@
+//! `claude-bottle info [BOTTLE]`: the resolved bottle, without touching Docker.
+
+use std::process::ExitCode;
+
+use crate::home::Home;
+use crate::plan;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Bottle name (a file in $CLAUDE_BOTTLE_HOME/bottles/ without .md).
+    #[arg(default_value = "default")]
+    bottle: String,
+}
+
+pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
+    let plan = plan::load(home, &args.bottle)?;
+    print!("{}", plan::render_info(&plan));
+    Ok(ExitCode::SUCCESS)
+}

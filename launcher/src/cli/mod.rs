@@ -1,0 +1,120 @@
+//! Command line: argument definitions, tracing set-up, dispatch to one module per verb, exit codes.
+
+mod completions;
+mod info;
+mod start;
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::exit::Failure;
+use crate::home::Home;
+use crate::manifest::ManifestError;
+
+/// Run an AI coding agent in a Docker bottle that reaches nothing but what you grant.
+#[derive(Debug, Parser)]
+#[command(name = "claude-bottle", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the preflight, ask, and launch a bottle.
+    Start(start::Args),
+    /// Show a resolved bottle: files, agent, env names, routes, allowlist, state folder.
+    Info(info::Args),
+    /// Print shell completions.
+    Completions(completions::Args),
+}
+
+/// An error that ends the run, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Manifest(#[from] ManifestError),
+    /// The user can fix it by changing arguments or environment.
+    #[error("{message}")]
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Usage {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    fn failure(&self) -> Failure {
+        match self {
+            Error::Manifest(_) | Error::Usage { .. } => Failure::Usage,
+            Error::Other(_) => Failure::Other,
+        }
+    }
+
+    fn report(&self) -> String {
+        match self {
+            Error::Manifest(m) => m.to_string(),
+            Error::Usage { message, hint } => match hint {
+                Some(h) => format!("error: {message}\n  hint: {h}"),
+                None => format!("error: {message}"),
+            },
+            Error::Other(e) => format!("error: {e:#}"),
+        }
+    }
+}
+
+/// Parse arguments, start tracing, run the verb, map the outcome to an exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let home = Home::from_env();
+    let result = match cli.command {
+        Command::Start(args) => start::run(&home, args),
+        Command::Info(args) => info::run(&home, args),
+        Command::Completions(args) => completions::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{}", e.report());
+            e.failure().into()
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color)
+        .with_target(false)
+        .try_init();
+}
+
+/// The clap command, for completions and docs.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

@@ -1,0 +1,79 @@
+//! `claude-bottle start [BOTTLE]`: plan, preflight, confirm, launch.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::home::Home;
+use crate::plan::{self, BottlePlan};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Bottle name (a file in $CLAUDE_BOTTLE_HOME/bottles/ without .md).
+    #[arg(default_value = "default")]
+    pub bottle: String,
+    /// Launch without asking.
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print the preflight and exit without touching Docker.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Copy DIR into the agent's workspace (the agent works on the copy, never on DIR).
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+}
+
+pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
+    let plan = plan::load(home, &args.bottle)?;
+    print!("{}", plan::render_preflight(&plan));
+    if args.dry_run {
+        return Ok(ExitCode::SUCCESS);
+    }
+    check_env(&plan)?;
+    if !args.yes && !confirm()? {
+        eprintln!("not launched");
+        return Ok(ExitCode::SUCCESS);
+    }
+    launch(home, &plan, args.cwd)
+}
+
+fn check_env(plan: &BottlePlan) -> Result<(), super::Error> {
+    let unset = plan.unset_env();
+    if unset.is_empty() {
+        return Ok(());
+    }
+    Err(super::Error::usage(
+        format!(
+            "forwarded environment variable(s) not set on this host: {}",
+            unset.join(", ")
+        ),
+        "export them before `start`, or remove them from the bottle's `env:`",
+    ))
+}
+
+/// Ask `Launch? [y/N]` on a terminal; refuse rather than wait when stdin is not one.
+fn confirm() -> Result<bool, super::Error> {
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(super::Error::usage(
+            "refusing to launch without confirmation: stdin is not a terminal",
+            "pass --yes to launch unattended, or --dry-run to only print the preflight",
+        ));
+    }
+    print!("{}", plan::LAUNCH_QUESTION);
+    std::io::stdout().flush().map_err(anyhow::Error::from)?;
+    let mut answer = String::new();
+    stdin
+        .lock()
+        .read_line(&mut answer)
+        .map_err(anyhow::Error::from)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
+}
+
+fn launch(
+    _home: &Home,
+    _plan: &BottlePlan,
+    _cwd: Option<PathBuf>,
+) -> Result<ExitCode, super::Error> {
+    Err(anyhow::anyhow!("launching needs the Docker backend").into())
+}

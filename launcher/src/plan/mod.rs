@@ -1,0 +1,183 @@
+//! The backend-neutral plan of one bottle: everything a backend needs, resolved and validated, pure.
+//!
+//! Built from a [`Bottle`] plus the host environment (injected as a lookup so tests control it).
+
+mod preflight;
+
+use std::path::PathBuf;
+
+pub use preflight::{LAUNCH_QUESTION, render as render_preflight, render_info};
+
+use crate::home::Home;
+use crate::manifest::{self, Agent, Bottle, GitRemote, Limits, Route, Runtime, Skill, Source};
+use crate::secret::Secret;
+
+/// Labels every engine object of a bottle carries.
+pub const LABEL_BOTTLE: &str = "claude-bottle.bottle";
+pub const LABEL_ROLE: &str = "claude-bottle.role";
+pub const LABEL_VERSION: &str = "claude-bottle.version";
+
+/// A bottle ready to launch.
+#[derive(Debug, Clone)]
+pub struct BottlePlan {
+    /// The bottle's name as the operator types it.
+    pub name: String,
+    /// Engine-safe name (lowercase letters, digits, '-'): container, network and image names.
+    pub slug: String,
+    pub source: Source,
+    pub agent: Agent,
+    pub image: ImageSource,
+    /// `NAME` entries: value from the host at plan time, `None` when unset there.
+    pub env_forwarded: Vec<ForwardedEnv>,
+    /// `NAME=value` entries.
+    pub env_literal: Vec<(String, String)>,
+    pub skills: Vec<Skill>,
+    pub git: Vec<GitRemote>,
+    /// The bottle's routes plus the agent's default hosts as bare passes.
+    pub routes: Vec<Route>,
+    /// Every host the agent may reach: the route hosts, sorted, unique.
+    pub allowlist: Vec<String>,
+    pub supervise: bool,
+    pub runtime: Runtime,
+    pub limits: Limits,
+    /// `state/<slug>/` under the home.
+    pub state_dir: PathBuf,
+}
+
+/// Where the agent image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageSource {
+    /// `docker/agent/Dockerfile` compiled into the launcher.
+    Embedded,
+    /// The bottle's `dockerfile:`.
+    Dockerfile(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardedEnv {
+    pub name: String,
+    pub value: Option<Secret>,
+}
+
+impl BottlePlan {
+    /// Forwarded names that are unset on the host: an error at start, `(unset)` in a dry run.
+    pub fn unset_env(&self) -> Vec<&str> {
+        self.env_forwarded
+            .iter()
+            .filter(|e| e.value.is_none())
+            .map(|e| e.name.as_str())
+            .collect()
+    }
+
+    /// Labels for every engine object of this bottle with the given role.
+    pub fn labels(&self, role: &str) -> Vec<(String, String)> {
+        vec![
+            (LABEL_BOTTLE.to_string(), self.slug.clone()),
+            (LABEL_ROLE.to_string(), role.to_string()),
+            (
+                LABEL_VERSION.to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+        ]
+    }
+}
+
+/// Lowercase letters, digits and '-' only; other characters become '-'.
+pub fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    s.trim_matches('-').to_string()
+}
+
+/// Resolve a validated bottle into a plan, reading forwarded env through `lookup`.
+pub fn build(home: &Home, bottle: Bottle, lookup: impl Fn(&str) -> Option<String>) -> BottlePlan {
+    let slug = slug(&bottle.name);
+    let mut env_forwarded = Vec::new();
+    let mut env_literal = Vec::new();
+    for e in bottle.env {
+        match e {
+            manifest::EnvEntry::Forward(name) => {
+                let value = lookup(&name).map(Secret::new);
+                env_forwarded.push(ForwardedEnv { name, value });
+            }
+            manifest::EnvEntry::Literal { name, value } => env_literal.push((name, value)),
+        }
+    }
+    let routes = fold_default_routes(bottle.routes, manifest::DEFAULT_ALLOWLIST);
+    let mut allowlist: Vec<String> = routes.iter().map(|r| r.host.clone()).collect();
+    allowlist.sort();
+    allowlist.dedup();
+    BottlePlan {
+        state_dir: home.state_dir(&slug),
+        name: bottle.name,
+        slug,
+        source: bottle.source,
+        agent: bottle.agent,
+        image: bottle
+            .dockerfile
+            .map_or(ImageSource::Embedded, ImageSource::Dockerfile),
+        env_forwarded,
+        env_literal,
+        skills: bottle.skills,
+        git: bottle.git,
+        routes,
+        allowlist,
+        supervise: bottle.supervise,
+        runtime: bottle.runtime,
+        limits: bottle.limits,
+    }
+}
+
+/// Append the default hosts as bare-pass routes unless the bottle already routes that host.
+fn fold_default_routes(mut routes: Vec<Route>, defaults: &[&str]) -> Vec<Route> {
+    for host in defaults {
+        if !routes.iter().any(|r| r.host == *host) {
+            routes.push(Route {
+                host: (*host).to_string(),
+                path: None,
+                auth: None,
+                default: true,
+            });
+        }
+    }
+    routes
+}
+
+/// Load the bottle `name` from `home` and plan it against the process environment.
+pub fn load(home: &Home, name: &str) -> Result<BottlePlan, manifest::ManifestError> {
+    let bottle = manifest::load(home, name)?;
+    Ok(build(home, bottle, |n| std::env::var(n).ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_engine_safe() {
+        assert_eq!(slug("My_Bottle"), "my-bottle");
+        assert_eq!(slug("dev-2"), "dev-2");
+    }
+
+    #[test]
+    fn defaults_fold_in_unless_routed() {
+        let routed = Route {
+            host: "api.anthropic.com".into(),
+            path: None,
+            auth: None,
+            default: false,
+        };
+        let routes = fold_default_routes(vec![routed.clone()], &["api.anthropic.com", "sentry.io"]);
+        assert_eq!(routes.len(), 2);
+        assert_eq!(routes[0], routed);
+        assert!(routes[1].default && routes[1].host == "sentry.io");
+    }
+}
