@@ -1,1 +1,597 @@
 //! `config.toml` in CLAUDE_BOTTLE_HOME: operator settings that are not per bottle.
+//!
+//! Every key is optional; environment variables override the file, the file overrides the built-in
+//! defaults. The file is strict (unknown keys are errors, reported as `path:line: key: problem`) so a
+//! typo never silently falls back to a default.
+//!
+//! ```toml
+//! base_image = "debian:bookworm-slim"       # FROM of the embedded agent Dockerfile
+//! bin_dir = "/opt/claude-bottle/bin"        # static claude-bottle-shim / -supervise binaries
+//! pipelock_image = "ghcr.io/luckypipewrench/pipelock:v2.1.2"
+//!
+//! [agent]
+//! memory = "4g"                             # bytes, or with a k/m/g/t suffix (powers of 1024)
+//! pids = 1024
+//! ```
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Name of the file inside CLAUDE_BOTTLE_HOME.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// Base image of the embedded agent Dockerfile when nothing overrides it (production users pull it).
+pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
+
+/// The pinned pipelock release. This is the pin: the generated pipelock config (strict schema) is
+/// written and golden-tested against this version, so bump both together.
+pub const DEFAULT_PIPELOCK_IMAGE: &str = "ghcr.io/luckypipewrench/pipelock:v2.1.2";
+
+/// Default memory limit of the agent container: Claude Code (node) plus a build or two.
+pub const DEFAULT_AGENT_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
+/// Default process limit of the agent container: generous for builds, fatal for fork bombs.
+pub const DEFAULT_AGENT_PIDS: i64 = 1024;
+
+/// Overrides [`Config::base_image`].
+pub const ENV_BASE_IMAGE: &str = "CLAUDE_BOTTLE_BASE_IMAGE";
+/// Overrides [`Config::bin_dir`]: the only place searched for the static binaries when set.
+pub const ENV_BIN_DIR: &str = "CLAUDE_BOTTLE_BIN_DIR";
+/// Overrides [`Config::pipelock_image`].
+pub const ENV_PIPELOCK_IMAGE: &str = "CLAUDE_BOTTLE_PIPELOCK_IMAGE";
+
+/// The operator's settings, defaults filled in and environment overrides applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `FROM` of the embedded agent Dockerfile (`ARG BASE_IMAGE`).
+    pub base_image: String,
+    /// An explicit directory holding the static binaries (env, then file); `None` searches next to
+    /// the running executable, see [`Config::binary`].
+    pub bin_dir: Option<PathBuf>,
+    /// The pipelock sidecar image (pinned tag by default).
+    pub pipelock_image: String,
+    /// Resource limits of the agent container unless a bottle sets its own.
+    pub agent_limits: ResourceLimits,
+    /// The file the settings came from, when one existed.
+    pub source: Option<PathBuf>,
+}
+
+/// Resource limits of one container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceLimits {
+    /// Memory limit in bytes (the engine's `Memory`).
+    pub memory_bytes: u64,
+    /// Process/thread limit (the engine's `PidsLimit`).
+    pub pids: i64,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: DEFAULT_AGENT_MEMORY_BYTES,
+            pids: DEFAULT_AGENT_PIDS,
+        }
+    }
+}
+
+/// One problem found in `config.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// 1-based line in the file.
+    pub line: usize,
+    /// The key, dotted (`agent.memory`).
+    pub key: String,
+    /// What is wrong, and how to fix it.
+    pub problem: String,
+}
+
+/// Every problem of a file, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssues {
+    pub path: PathBuf,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigIssues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            let path = self.path.display();
+            write!(f, "{path}:{}: {}: {}", issue.line, issue.key, issue.problem)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the configuration could not be loaded or a binary not found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "failed to parse {path}:{line}: {message}\nhint: see docs/images.md for the keys config.toml accepts"
+    )]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("failed to load settings:\n{0}")]
+    Invalid(ConfigIssues),
+    #[error("failed to use ${name}: {problem}")]
+    Env { name: &'static str, problem: String },
+    #[error("failed to find {name}: looked in {tried}\nhint: {hint}")]
+    BinaryNotFound {
+        name: String,
+        tried: String,
+        hint: &'static str,
+    },
+    #[error("failed to locate the running executable: {0}\nhint: set ${ENV_BIN_DIR}")]
+    CurrentExe(#[source] std::io::Error),
+}
+
+/// The file as written: every key optional, unknown keys fatal.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    base_image: Option<toml::Spanned<String>>,
+    bin_dir: Option<toml::Spanned<String>>,
+    pipelock_image: Option<toml::Spanned<String>>,
+    agent: Option<RawAgent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    memory: Option<toml::Spanned<String>>,
+    pids: Option<toml::Spanned<i64>>,
+}
+
+impl Config {
+    /// Loads `<home>/config.toml` (absent is fine) and applies the process environment.
+    pub fn load(home: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(home, |name| std::env::var_os(name))
+    }
+
+    /// As [`Config::load`], reading variables through `env` (tests inject a map; an empty value
+    /// counts as unset).
+    pub fn load_with_env(
+        home: &Path,
+        env: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigError> {
+        let path = home.join(CONFIG_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let mut config = match &text {
+            Some(text) => Self::from_toml(&path, text)?,
+            None => Self::default(),
+        };
+
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        if let Some(value) = env(ENV_BASE_IMAGE) {
+            config.base_image = env_image(ENV_BASE_IMAGE, value)?;
+        }
+        if let Some(value) = env(ENV_PIPELOCK_IMAGE) {
+            config.pipelock_image = env_image(ENV_PIPELOCK_IMAGE, value)?;
+        }
+        if let Some(value) = env(ENV_BIN_DIR) {
+            config.bin_dir = Some(PathBuf::from(value));
+        }
+        Ok(config)
+    }
+
+    /// Parses and validates the text of a config file, collecting every problem.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            line: e.span().map_or(1, |s| line_of(text, s.start)),
+            message: e.message().to_owned(),
+        })?;
+        let mut issues = Vec::new();
+        let mut config = Config {
+            source: Some(path.to_owned()),
+            ..Config::default()
+        };
+        let mut problem = |span: std::ops::Range<usize>, key: &str, problem: String| {
+            issues.push(ConfigIssue {
+                line: line_of(text, span.start),
+                key: key.to_owned(),
+                problem,
+            });
+        };
+
+        for (key, value, slot) in [
+            ("base_image", raw.base_image, &mut config.base_image),
+            (
+                "pipelock_image",
+                raw.pipelock_image,
+                &mut config.pipelock_image,
+            ),
+        ] {
+            if let Some(value) = value {
+                match check_image(value.get_ref()) {
+                    Ok(()) => *slot = value.get_ref().clone(),
+                    Err(p) => problem(value.span(), key, p),
+                }
+            }
+        }
+        if let Some(dir) = raw.bin_dir {
+            if dir.get_ref().is_empty() {
+                problem(dir.span(), "bin_dir", "must not be empty".to_owned());
+            } else {
+                // Relative paths are relative to the file, so a home folder can be moved whole.
+                let base = path.parent().unwrap_or(Path::new("."));
+                config.bin_dir = Some(base.join(dir.get_ref()));
+            }
+        }
+        let agent = raw.agent.unwrap_or_default();
+        if let Some(memory) = agent.memory {
+            match parse_bytes(memory.get_ref()) {
+                Ok(bytes) => config.agent_limits.memory_bytes = bytes,
+                Err(p) => problem(memory.span(), "agent.memory", p),
+            }
+        }
+        if let Some(pids) = agent.pids {
+            match *pids.get_ref() {
+                n if n >= 16 => config.agent_limits.pids = n,
+                n => problem(
+                    pids.span(),
+                    "agent.pids",
+                    format!("{n} is too low to start the agent (minimum 16)"),
+                ),
+            }
+        }
+
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(ConfigIssues {
+                path: path.to_owned(),
+                issues,
+            }))
+        }
+    }
+
+    /// The directories searched for a static binary, in order.
+    ///
+    /// With [`Config::bin_dir`] set (`$CLAUDE_BOTTLE_BIN_DIR`, else `bin_dir` in `config.toml`) it
+    /// is the only one: an explicit choice never falls back silently. Otherwise, with `exe_dir` the
+    /// directory of the running `claude-bottle`:
+    /// 1. `exe_dir` (an installed release puts all binaries side by side),
+    /// 2. `exe_dir/static`,
+    /// 3. `exe_dir/../static` (a dev build in `target/debug` finds `scripts/build-static.sh`'s
+    ///    default output `target/static`).
+    pub fn bin_search_path(&self, exe_dir: &Path) -> Vec<PathBuf> {
+        match &self.bin_dir {
+            Some(dir) => vec![dir.clone()],
+            None => vec![
+                exe_dir.to_owned(),
+                exe_dir.join("static"),
+                exe_dir.join("..").join("static"),
+            ],
+        }
+    }
+
+    /// Finds a static binary (`claude-bottle-shim`, `claude-bottle-supervise`) along
+    /// [`Config::bin_search_path`] of the running executable.
+    pub fn binary(&self, name: &str) -> Result<PathBuf, ConfigError> {
+        let exe = std::env::current_exe().map_err(ConfigError::CurrentExe)?;
+        let exe_dir = exe.parent().unwrap_or(Path::new("/"));
+        self.binary_in(name, exe_dir)
+    }
+
+    /// As [`Config::binary`], with the executable's directory given (tests).
+    pub fn binary_in(&self, name: &str, exe_dir: &Path) -> Result<PathBuf, ConfigError> {
+        let dirs = self.bin_search_path(exe_dir);
+        if let Some(found) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
+            return Ok(found);
+        }
+        let tried = dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(ConfigError::BinaryNotFound {
+            name: name.to_owned(),
+            tried,
+            hint: "run scripts/build-static.sh, or point $CLAUDE_BOTTLE_BIN_DIR (or bin_dir in config.toml) at the static binaries",
+        })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            base_image: DEFAULT_BASE_IMAGE.to_owned(),
+            bin_dir: None,
+            pipelock_image: DEFAULT_PIPELOCK_IMAGE.to_owned(),
+            agent_limits: ResourceLimits::default(),
+            source: None,
+        }
+    }
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// An image reference the engine could accept: non-empty, no whitespace or control characters.
+fn check_image(reference: &str) -> Result<(), String> {
+    if reference.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    if reference
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "{reference:?} is not an image reference (it contains whitespace)"
+        ));
+    }
+    Ok(())
+}
+
+fn env_image(name: &'static str, value: OsString) -> Result<String, ConfigError> {
+    let value = value.into_string().map_err(|_| ConfigError::Env {
+        name,
+        problem: "not valid UTF-8".to_owned(),
+    })?;
+    check_image(&value).map_err(|problem| ConfigError::Env { name, problem })?;
+    Ok(value)
+}
+
+/// Parses `"4g"`, `"512m"`, `"1073741824"` (suffixes are powers of 1024, as `docker run -m`).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
+        _ => (t, None),
+    };
+    let shift = match unit {
+        None => 0,
+        Some('k') => 10,
+        Some('m') => 20,
+        Some('g') => 30,
+        Some('t') => 40,
+        Some(other) => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}; use k, m, g or t (e.g. \"4g\")"
+            ));
+        }
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; write bytes or e.g. \"512m\", \"4g\""))?;
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    // The engine refuses less than 6 MiB; anything near it cannot run node anyway.
+    if bytes < 64 << 20 {
+        return Err(format!(
+            "{text:?} is too small to run the agent (minimum 64m)"
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn load(home: &Path, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+            .collect();
+        Config::load_with_env(home, |name| vars.get(name).cloned())
+    }
+
+    fn write(home: &Path, text: &str) -> PathBuf {
+        let path = home.join(CONFIG_FILE);
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    #[test]
+    fn no_file_no_env_gives_defaults() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let config = load(home.path(), &[]).expect("load");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.base_image, "debian:bookworm-slim");
+        assert!(
+            config
+                .pipelock_image
+                .starts_with("ghcr.io/luckypipewrench/pipelock:v")
+        );
+    }
+
+    #[test]
+    fn file_values_are_read() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            home.path(),
+            "base_image = \"claude-bottle/base:bookworm\"\nbin_dir = \"bin\"\n\
+             pipelock_image = \"pipelock:test\"\n[agent]\nmemory = \"512m\"\npids = 64\n",
+        );
+        let config = load(home.path(), &[]).expect("load");
+        assert_eq!(config.base_image, "claude-bottle/base:bookworm");
+        assert_eq!(config.pipelock_image, "pipelock:test");
+        assert_eq!(config.bin_dir, Some(home.path().join("bin")));
+        assert_eq!(config.agent_limits.memory_bytes, 512 << 20);
+        assert_eq!(config.agent_limits.pids, 64);
+        assert_eq!(config.source, Some(path));
+    }
+
+    #[test]
+    fn env_overrides_file_and_empty_env_is_unset() {
+        let home = tempfile::tempdir().expect("tempdir");
+        write(
+            home.path(),
+            "base_image = \"from-file:1\"\nbin_dir = \"/file\"\n",
+        );
+        let config = load(
+            home.path(),
+            &[
+                (ENV_BASE_IMAGE, "from-env:2"),
+                (ENV_BIN_DIR, "/env/bin"),
+                (ENV_PIPELOCK_IMAGE, ""),
+            ],
+        )
+        .expect("load");
+        assert_eq!(config.base_image, "from-env:2");
+        assert_eq!(config.bin_dir, Some(PathBuf::from("/env/bin")));
+        assert_eq!(config.pipelock_image, DEFAULT_PIPELOCK_IMAGE);
+    }
+
+    #[test]
+    fn bad_env_image_is_an_error() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let err = load(home.path(), &[(ENV_BASE_IMAGE, "two words")]).expect_err("must fail");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("failed to use $CLAUDE_BOTTLE_BASE_IMAGE:"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            home.path(),
+            "base_image = \"a:b\"\n\n[agent]\nmemroy = \"1g\"\n",
+        );
+        let err = load(home.path(), &[]).expect_err("must fail");
+        let msg = err.to_string();
+        let want = format!(
+            "failed to parse {}:4: unknown field `memroy`",
+            path.display()
+        );
+        assert!(msg.starts_with(&want), "{msg}");
+        assert!(msg.contains("\nhint: "), "{msg}");
+    }
+
+    #[test]
+    fn all_invalid_values_are_reported_together() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            home.path(),
+            "base_image = \"\"\n[agent]\nmemory = \"4x\"\npids = 3\n",
+        );
+        let err = load(home.path(), &[]).expect_err("must fail");
+        let ConfigError::Invalid(issues) = &err else {
+            panic!("expected Invalid, got {err:?}");
+        };
+        let lines: Vec<_> = issues
+            .issues
+            .iter()
+            .map(|i| (i.line, i.key.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [(1, "base_image"), (3, "agent.memory"), (4, "agent.pids")]
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("{}:3: agent.memory: unknown unit", path.display())),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unreadable_file_is_a_read_error() {
+        let home = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(home.path().join(CONFIG_FILE)).expect("mkdir");
+        let err = load(home.path(), &[]).expect_err("must fail");
+        assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_bytes("4g"), Ok(4 << 30));
+        assert_eq!(parse_bytes("4GB"), Ok(4 << 30));
+        assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+        assert_eq!(parse_bytes("1t"), Ok(1 << 40));
+        assert_eq!(parse_bytes("134217728"), Ok(128 << 20));
+        assert!(parse_bytes("1m").is_err());
+        assert!(parse_bytes("m").is_err());
+        assert!(parse_bytes("-1g").is_err());
+        assert!(parse_bytes("99999999999999t").is_err());
+    }
+
+    #[test]
+    fn explicit_bin_dir_is_the_only_candidate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe_dir = dir.path().join("exe");
+        std::fs::create_dir_all(&exe_dir).expect("mkdir");
+        std::fs::write(exe_dir.join("claude-bottle-shim"), b"x").expect("write");
+        let config = Config {
+            bin_dir: Some(dir.path().join("explicit")),
+            ..Config::default()
+        };
+        let err = config
+            .binary_in("claude-bottle-shim", &exe_dir)
+            .expect_err("explicit dir has no shim");
+        let msg = err.to_string();
+        assert!(msg.contains("explicit"), "{msg}");
+        assert!(!msg.contains("exe,"), "{msg}");
+    }
+
+    #[test]
+    fn search_path_finds_next_to_exe_then_static() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe_dir = dir.path().join("target").join("debug");
+        let static_dir = dir.path().join("target").join("static");
+        std::fs::create_dir_all(&exe_dir).expect("mkdir");
+        std::fs::create_dir_all(&static_dir).expect("mkdir");
+        std::fs::write(static_dir.join("claude-bottle-supervise"), b"x").expect("write");
+        let config = Config::default();
+        let found = config
+            .binary_in("claude-bottle-supervise", &exe_dir)
+            .expect("found in ../static");
+        assert_eq!(
+            found,
+            exe_dir
+                .join("..")
+                .join("static")
+                .join("claude-bottle-supervise")
+        );
+
+        std::fs::write(exe_dir.join("claude-bottle-supervise"), b"x").expect("write");
+        let found = config
+            .binary_in("claude-bottle-supervise", &exe_dir)
+            .expect("found next to exe");
+        assert_eq!(found, exe_dir.join("claude-bottle-supervise"));
+
+        let err = config
+            .binary_in("claude-bottle-nothing", &exe_dir)
+            .expect_err("absent");
+        assert!(
+            err.to_string()
+                .contains("hint: run scripts/build-static.sh"),
+            "{err}"
+        );
+    }
+}

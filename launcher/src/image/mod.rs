@@ -1,1 +1,216 @@
 //! Image recipes: Dockerfile composition, build contexts assembled in memory, content-hash tags.
+//!
+//! A recipe is everything a backend needs to build one image and nothing engine-specific: the
+//! Dockerfile, a tar build context that contains it at [`DOCKERFILE_IN_CONTEXT`], build arguments,
+//! labels and a tag. The Docker backend hands these to the Engine's build API (`dockerfile =
+//! DOCKERFILE_IN_CONTEXT`, `t = tag`, `buildargs`, `labels`) and skips the build when an image with
+//! the tag already exists.
+//!
+//! The agent image of a bottle is layered, each layer a recipe built `FROM` the previous tag:
+//! 1. [`agent_base`]: the embedded `docker/agent/Dockerfile` or the bottle's own `dockerfile:`;
+//! 2. [`agent_injected`]: what the launcher must put in (the shim, the entrypoint);
+//! 3. [`workspace_copy`] (only with `start --cwd DIR`): DIR copied to `/workspace`.
+//!
+//! Sidecars that are our own binaries use [`sidecar_scratch`].
+//!
+//! Tags are `claude-bottle/<slug>:<first 12 hex digits of a sha256>` over the Dockerfile, build
+//! args, labels and context bytes, so an unchanged recipe names an image that already exists and a
+//! changed one builds anew (reusing the engine's layer cache). A tag does not track a moving base
+//! tag such as `debian:bookworm-slim`: pin a digest in the base image setting to follow one.
+
+mod context;
+mod dockerignore;
+mod recipes;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use sha2::{Digest, Sha256};
+
+pub use context::{ContextBuilder, FIXED_MTIME};
+pub use dockerignore::{DockerIgnore, PatternError};
+pub use recipes::{
+    AgentSource, InheritedCommand, Sidecar, agent_base, agent_injected, sidecar_scratch,
+    workspace_copy,
+};
+
+/// Where the Dockerfile sits inside every recipe's context (the build API's `dockerfile`).
+pub const DOCKERFILE_IN_CONTEXT: &str = ".claude-bottle.Dockerfile";
+
+/// The embedded default agent Dockerfile (`ARG BASE_IMAGE`, Claude Code, user `agent`).
+pub const DEFAULT_AGENT_DOCKERFILE: &str = include_str!("../../../docker/agent/Dockerfile");
+
+/// Build argument naming the base image of the agent Dockerfile.
+pub const BASE_IMAGE_ARG: &str = "BASE_IMAGE";
+
+/// The shim inside the agent image.
+pub const SHIM_PATH: &str = "/usr/local/bin/claude-bottle-shim";
+/// The entrypoint the launcher injects (root-owned, 0755).
+pub const ENTRYPOINT_PATH: &str = "/usr/local/lib/claude-bottle/entrypoint.sh";
+/// The Unix socket through which the agent reaches the proxy (in a volume mounted at
+/// `/run/claude-bottle/net`).
+pub const PROXY_SOCKET_PATH: &str = "/run/claude-bottle/net/proxy.sock";
+/// Set in the agent's environment (to [`PROXY_SOCKET_PATH`]) to make the entrypoint start the relay.
+pub const PROXY_SOCKET_ENV: &str = "CLAUDE_BOTTLE_PROXY_SOCKET";
+/// Optional: the loopback port the relay listens on (default [`PROXY_PORT`]).
+pub const PROXY_PORT_ENV: &str = "CLAUDE_BOTTLE_PROXY_PORT";
+/// Where the relay listens in the agent by default; use `http://127.0.0.1:3128` as HTTP(S)_PROXY.
+pub const PROXY_PORT: u16 = 3128;
+/// The agent's user (uid 1000) and working copy, as the embedded Dockerfile makes them.
+pub const AGENT_USER: &str = "agent";
+/// The agent's workspace folder.
+pub const WORKSPACE_DIR: &str = "/workspace";
+
+/// Label naming the bottle (slug) an image belongs to.
+pub const LABEL_BOTTLE: &str = "claude-bottle.bottle";
+/// Label naming the image's role: `agent-base`, `agent`, `workspace`, `sidecar-<name>`.
+pub const LABEL_ROLE: &str = "claude-bottle.role";
+/// Label with the launcher version that made the image.
+pub const LABEL_VERSION: &str = "claude-bottle.version";
+
+/// One image to build: the backend-neutral input of a build.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ImageRecipe {
+    /// `claude-bottle/<slug>:<12 hex>`; identical recipes have identical tags.
+    pub tag: String,
+    /// The Dockerfile text (also in `context` at [`DOCKERFILE_IN_CONTEXT`]).
+    pub dockerfile: String,
+    /// Uncompressed tar archive of the build context.
+    pub context: Vec<u8>,
+    pub labels: BTreeMap<String, String>,
+    pub build_args: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ImageRecipe {
+    // The context can be megabytes: show its size, not its bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageRecipe")
+            .field("tag", &self.tag)
+            .field("dockerfile", &self.dockerfile)
+            .field("context_bytes", &self.context.len())
+            .field("labels", &self.labels)
+            .field("build_args", &self.build_args)
+            .finish()
+    }
+}
+
+/// Why a recipe could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("failed to read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to use {path} as a build context: it is not a directory")]
+    NotADirectory { path: PathBuf },
+    #[error(
+        "failed to add {path} to a build context: its name is not UTF-8\nhint: rename it or list it in .dockerignore"
+    )]
+    NonUtf8Path { path: PathBuf },
+    #[error("failed to parse {path}: {error}\nhint: .dockerignore uses Docker's pattern syntax")]
+    Dockerignore { path: PathBuf, error: PatternError },
+    #[error("failed to write the build context at {path:?}: {source}")]
+    Archive {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "failed to use {reference:?} as an image: not an image reference\nhint: check $CLAUDE_BOTTLE_BASE_IMAGE and base_image in config.toml"
+    )]
+    InvalidReference { reference: String },
+    #[error(
+        "failed to name an image for bottle {slug:?}: not a valid image name\nhint: bottle slugs use lowercase letters, digits, '.', '_' and '-'"
+    )]
+    InvalidSlug { slug: String },
+}
+
+impl ImageRecipe {
+    /// Assembles a recipe: puts `dockerfile` into `context` and computes the tag.
+    pub fn new(
+        slug: &str,
+        dockerfile: String,
+        mut context: ContextBuilder,
+        labels: BTreeMap<String, String>,
+        build_args: BTreeMap<String, String>,
+    ) -> Result<Self, ImageError> {
+        check_slug(slug)?;
+        context.file(DOCKERFILE_IN_CONTEXT, 0o644, dockerfile.as_bytes());
+        let context = context.finish()?;
+        let hash = content_hash(&dockerfile, &build_args, &labels, &context);
+        Ok(Self {
+            tag: format!("claude-bottle/{slug}:{}", &hash[..12]),
+            dockerfile,
+            context,
+            labels,
+            build_args,
+        })
+    }
+
+    /// The hash part of the tag.
+    pub fn content_id(&self) -> &str {
+        self.tag.rsplit_once(':').map_or("", |(_, id)| id)
+    }
+}
+
+/// The standard labels of an image.
+pub fn labels(bottle: Option<&str>, role: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    if let Some(bottle) = bottle {
+        labels.insert(LABEL_BOTTLE.to_owned(), bottle.to_owned());
+    }
+    labels.insert(LABEL_ROLE.to_owned(), role.to_owned());
+    labels.insert(
+        LABEL_VERSION.to_owned(),
+        env!("CARGO_PKG_VERSION").to_owned(),
+    );
+    labels
+}
+
+/// Hex sha256 over every input of a build, each length-prefixed so no two inputs collide.
+fn content_hash(
+    dockerfile: &str,
+    build_args: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    context: &[u8],
+) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    field(b"claude-bottle image recipe v1");
+    field(dockerfile.as_bytes());
+    for map in [build_args, labels] {
+        field(&(map.len() as u64).to_le_bytes());
+        for (k, v) in map {
+            field(k.as_bytes());
+            field(v.as_bytes());
+        }
+    }
+    field(context);
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A slug is one path component of a Docker repository name.
+fn check_slug(slug: &str) -> Result<(), ImageError> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c);
+    let edges_ok = slug.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && slug.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if slug.len() <= 128 && edges_ok && slug.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(ImageError::InvalidSlug {
+            slug: slug.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

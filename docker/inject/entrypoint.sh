@@ -1,0 +1,50 @@
+#!/bin/sh
+# claude-bottle agent entrypoint, put into every agent image by the launcher's last layer.
+#
+# The agent container has no network at all (mode none). When the launcher mounts the proxy socket
+# it sets CLAUDE_BOTTLE_PROXY_SOCKET; this script then starts the shim's relay so that
+# HTTP(S)_PROXY=http://127.0.0.1:3128 reaches the proxy sidecar through that socket, waits until the
+# relay listens, and replaces itself with the agent's command (`exec`: signals and exit code stay
+# the agent's). POSIX sh only: a bottle's own image may have nothing but busybox.
+set -eu
+
+shim=/usr/local/bin/claude-bottle-shim
+
+if [ "$#" -eq 0 ]; then
+    echo "claude-bottle: failed to start the agent: no command given" >&2
+    exit 64
+fi
+
+if [ -n "${CLAUDE_BOTTLE_PROXY_SOCKET:-}" ]; then
+    port="${CLAUDE_BOTTLE_PROXY_PORT:-3128}"
+    # The relay shares the agent's terminal: keep it to warnings and errors.
+    CLAUDE_BOTTLE_LOG="${CLAUDE_BOTTLE_RELAY_LOG:-warn}" \
+        "$shim" relay --listen "tcp:127.0.0.1:$port" --connect "unix:$CLAUDE_BOTTLE_PROXY_SOCKET" &
+    relay=$!
+
+    # A listener shows in /proc/net/tcp as local address 0100007F:<port in hex>, state 0A.
+    want=$(printf '0100007F:%04X' "$port")
+    listening() {
+        while read -r _ local _ state _; do
+            if [ "$local" = "$want" ] && [ "$state" = 0A ]; then
+                return 0
+            fi
+        done </proc/net/tcp
+        return 1
+    }
+    tries=0
+    until listening; do
+        if ! kill -0 "$relay" 2>/dev/null; then
+            echo "claude-bottle: failed to start the proxy relay to $CLAUDE_BOTTLE_PROXY_SOCKET (its error is above)" >&2
+            exit 70
+        fi
+        tries=$((tries + 1))
+        if [ "$tries" -ge 200 ]; then
+            echo "claude-bottle: failed to start the proxy relay: 127.0.0.1:$port is not listening after 10s" >&2
+            exit 70
+        fi
+        sleep 0.05 2>/dev/null || sleep 1
+    done
+fi
+
+exec "$@"
