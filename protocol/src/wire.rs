@@ -13,6 +13,9 @@ use crate::{
 /// Longest request or response line, newline excluded.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
+/// Longest response line a client accepts (current-config answers can exceed a request's cap).
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
 /// Longest long-poll a server grants; longer waits are cut to this and the client asks again.
 pub const MAX_WAIT_MS: u64 = 10 * 60 * 1000;
 

@@ -2,11 +2,8 @@
 
 use clap::Parser;
 
-/// Receives the agent's proposals over a Unix socket and writes them into the operator's queue.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {}
-
-fn main() {
-    let _args = Args::parse();
+fn main() -> std::process::ExitCode {
+    let args = claude_bottle_supervise::Args::parse();
+    claude_bottle_supervise::init_tracing();
+    claude_bottle_supervise::run(args)
 }
