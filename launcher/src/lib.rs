@@ -12,5 +12,6 @@ pub mod image;
 pub mod manifest;
 pub mod plan;
 pub mod secret;
+pub mod session;
 
 pub use cli::run;

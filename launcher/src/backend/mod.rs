@@ -1,3 +1,137 @@
-//! Where a plan becomes running containers. One trait, one implementation (Docker) today.
+//! Where a plan becomes running containers: one narrow trait, one implementation (Docker) today.
+//!
+//! The trait speaks in backend-neutral terms (a [`LaunchSpec`] of an agent and its sidecars) so a
+//! Kubernetes backend could implement it with a pod, NetworkPolicy and Secrets.
 
 pub mod docker;
+mod spec;
+
+use std::future::Future;
+
+pub use spec::{
+    AGENT_HOME, AgentSpec, EnvValue, LaunchSpec, Mount, MountSource, NetworkAttachment, Readiness, SidecarSpec,
+};
+
+use crate::plan::BottlePlan;
+
+/// What `prepare` made ready: the images a launch uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The agent image (with the launcher's layer, and the workspace copy when `--cwd` was given).
+    pub agent_image: String,
+    /// The image's default user when it is not root, else `None` (the backend then runs uid 1000).
+    pub agent_user: Option<String>,
+    /// Images built during this prepare (tag, steps, steps served from the cache).
+    pub builds: Vec<BuildReport>,
+}
+
+/// One image build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildReport {
+    pub tag: String,
+    /// False when an image with the tag already existed and nothing ran.
+    pub built: bool,
+    pub steps: usize,
+    pub cached_steps: usize,
+}
+
+/// Options of `prepare` that are not part of the bottle.
+#[derive(Debug, Clone, Default)]
+pub struct PrepareOptions {
+    /// `start --cwd DIR`.
+    pub workspace: Option<std::path::PathBuf>,
+}
+
+/// An engine object that belongs to a bottle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    pub kind: ResourceKind,
+    pub name: String,
+    /// The `claude-bottle.role` label: agent, sidecar name, network role…
+    pub role: String,
+    /// Engine state for containers (running, exited…), empty otherwise.
+    pub state: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The pid of the launcher that created it (label), when recorded.
+    pub launcher_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ResourceKind {
+    Container,
+    Network,
+    Volume,
+}
+
+impl std::fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ResourceKind::Container => "container",
+            ResourceKind::Network => "network",
+            ResourceKind::Volume => "volume",
+        })
+    }
+}
+
+/// A bottle as the engine sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BottleStatus {
+    pub slug: String,
+    pub resources: Vec<Resource>,
+}
+
+/// The running agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    pub slug: String,
+    pub agent: String,
+    pub tty: bool,
+}
+
+/// Backend errors carry the bottle or object they are about.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("failed to reach the container engine: {0}\nhint: is the Docker daemon running and DOCKER_HOST right?")]
+    Connect(String),
+    #[error("failed to build image {tag}: {detail}")]
+    Build { tag: String, detail: String },
+    #[error("failed to {action} {object}: {detail}")]
+    Engine { action: &'static str, object: String, detail: String },
+    #[error("sidecar {name} of bottle {slug} failed to become ready: {reason}\n--- last log lines of {name} ---\n{logs}")]
+    SidecarNotReady { slug: String, name: String, reason: String, logs: String },
+    #[error(
+        "bottle {slug} asks for runtime runsc (gVisor) but the engine does not list it (it has: {available})\nhint: install gVisor (runsc install) and restart dockerd, or set `runtime: runc`"
+    )]
+    RuntimeMissing { slug: String, available: String },
+    #[error("bottle {slug} is already running (launcher pid {pid})\nhint: stop it with `claude-bottle stop {slug}`")]
+    AlreadyRunning { slug: String, pid: u32 },
+    #[error("failed to prepare the image of bottle {slug}: {detail}")]
+    Image { slug: String, detail: String },
+}
+
+/// A place where bottles run.
+pub trait Backend {
+    /// Build (or find cached) the images the plan needs.
+    fn prepare(
+        &self,
+        plan: &BottlePlan,
+        opts: &PrepareOptions,
+    ) -> impl Future<Output = Result<Prepared, BackendError>> + Send;
+
+    /// Create networks and volumes, start the sidecars concurrently (each awaited until ready),
+    /// then create the agent. The agent is started by [`Backend::run_agent`].
+    fn launch(&self, spec: &LaunchSpec) -> impl Future<Output = Result<Launched, BackendError>> + Send;
+
+    /// Start the agent, attach the operator's terminal (or stream its output), return its exit code.
+    fn run_agent(&self, launched: &Launched) -> impl Future<Output = Result<i64, BackendError>> + Send;
+
+    /// Remove every container, network and volume of the bottle; returns what was removed.
+    fn stop(&self, slug: &str) -> impl Future<Output = Result<Vec<Resource>, BackendError>> + Send;
+
+    /// Bottles that have objects on the engine.
+    fn list(&self) -> impl Future<Output = Result<Vec<BottleStatus>, BackendError>> + Send;
+
+    /// Objects of `slug` left by an earlier run.
+    fn find_orphans(&self, slug: &str) -> impl Future<Output = Result<Vec<Resource>, BackendError>> + Send;
+}

@@ -2,7 +2,9 @@
 
 mod completions;
 mod info;
+mod list;
 mod start;
+mod stop;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -31,6 +33,10 @@ enum Command {
     Start(start::Args),
     /// Show a resolved bottle: files, agent, env names, routes, allowlist, state folder.
     Info(info::Args),
+    /// Bottles with containers on the engine, their containers and age.
+    List(list::Args),
+    /// Remove every container, network and volume of a bottle.
+    Stop(stop::Args),
     /// Print shell completions.
     Completions(completions::Args),
 }
@@ -85,6 +91,8 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Start(args) => start::run(&home, args),
         Command::Info(args) => info::run(&home, args),
+        Command::List(args) => list::run(&home, args),
+        Command::Stop(args) => stop::run(&home, args),
         Command::Completions(args) => completions::run(args),
     };
     match result {
@@ -112,6 +120,26 @@ fn init_tracing(verbose: u8) {
         .with_ansi(color)
         .with_target(false)
         .try_init();
+}
+
+/// The operator's config.toml (a broken one is a usage error: the operator can fix it).
+fn load_config(home: &Home) -> Result<crate::config::Config, Error> {
+    crate::config::Config::load(home.root())
+        .map_err(|e| Error::Usage { message: e.to_string(), hint: None })
+}
+
+/// The async runtime for verbs that talk to the engine.
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Other(anyhow::anyhow!("failed to start the async runtime: {e}")))
+}
+
+impl From<crate::backend::BackendError> for Error {
+    fn from(e: crate::backend::BackendError) -> Self {
+        Error::Other(e.into())
+    }
 }
 
 /// The clap command, for completions and docs.

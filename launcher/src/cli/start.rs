@@ -4,7 +4,9 @@ use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::backend::docker::DockerBackend;
 use crate::home::Home;
+use crate::session::{self, SessionOptions};
 use crate::plan::{self, BottlePlan};
 
 #[derive(Debug, clap::Args)]
@@ -70,10 +72,22 @@ fn confirm() -> Result<bool, super::Error> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }
 
-fn launch(
-    _home: &Home,
-    _plan: &BottlePlan,
-    _cwd: Option<PathBuf>,
-) -> Result<ExitCode, super::Error> {
-    Err(anyhow::anyhow!("launching needs the Docker backend").into())
+fn launch(home: &Home, plan: &BottlePlan, cwd: Option<PathBuf>) -> Result<ExitCode, super::Error> {
+    if let Some(dir) = &cwd
+        && !dir.is_dir()
+    {
+        return Err(super::Error::usage(
+            format!("--cwd {}: not a directory", dir.display()),
+            "name the folder to copy into the agent's workspace",
+        ));
+    }
+    let config = super::load_config(home)?;
+    let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let outcome = super::runtime()?.block_on(async {
+        let backend = DockerBackend::connect(config).await?;
+        session::run(&backend, plan, SessionOptions { workspace: cwd, tty })
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    Ok(ExitCode::from(outcome.exit_code()))
 }

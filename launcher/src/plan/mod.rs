@@ -16,6 +16,8 @@ use crate::secret::Secret;
 pub const LABEL_BOTTLE: &str = "claude-bottle.bottle";
 pub const LABEL_ROLE: &str = "claude-bottle.role";
 pub const LABEL_VERSION: &str = "claude-bottle.version";
+/// The pid of the launcher that owns the object: alive means running, dead means orphan.
+pub const LABEL_LAUNCHER_PID: &str = "claude-bottle.launcher-pid";
 
 /// A bottle ready to launch.
 #[derive(Debug, Clone)]
@@ -69,15 +71,11 @@ impl BottlePlan {
             .collect()
     }
 
-    /// Labels for every engine object of this bottle with the given role.
-    pub fn labels(&self, role: &str) -> Vec<(String, String)> {
+    /// Labels every engine object of this bottle carries (the role is added per object).
+    pub fn base_labels(&self) -> Vec<(String, String)> {
         vec![
             (LABEL_BOTTLE.to_string(), self.slug.clone()),
-            (LABEL_ROLE.to_string(), role.to_string()),
-            (
-                LABEL_VERSION.to_string(),
-                env!("CARGO_PKG_VERSION").to_string(),
-            ),
+            (LABEL_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
         ]
     }
 }

@@ -1,0 +1,273 @@
+//! Container specs for the engine: the hardened agent and the sidecars, readiness and log tails.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, Mount as EngineMount, MountType, NetworkingConfig};
+use bollard::query_parameters::{CreateContainerOptions, LogsOptions, StartContainerOptions, UploadToContainerOptions};
+use futures_util::StreamExt as _;
+
+use super::engine_err;
+use super::resources::network_name;
+use crate::backend::{AgentSpec, BackendError, EnvValue, Mount, MountSource, Readiness, SidecarSpec};
+use crate::manifest::Runtime;
+use crate::plan::LABEL_ROLE;
+
+/// Container name of a bottle's agent.
+pub fn agent_name(slug: &str) -> String {
+    format!("{slug}-agent")
+}
+
+/// Container name of a bottle's sidecar.
+pub fn sidecar_name(slug: &str, sidecar: &str) -> String {
+    format!("{slug}-{sidecar}")
+}
+
+fn env_list(env: &[(String, EnvValue)]) -> Vec<String> {
+    // The values go straight into the API request body; nothing here is logged.
+    env.iter().map(|(k, v)| format!("{k}={}", v.expose())).collect()
+}
+
+fn mounts(slug: &str, ms: &[Mount]) -> Vec<EngineMount> {
+    ms.iter()
+        .map(|m| {
+            let (typ, source) = match &m.source {
+                MountSource::Bind(p) => (MountType::BIND, p.display().to_string()),
+                MountSource::Volume(v) => (MountType::VOLUME, volume_name(slug, v)),
+            };
+            EngineMount {
+                target: Some(m.target.clone()),
+                source: Some(source),
+                typ: Some(typ),
+                read_only: Some(m.read_only),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// Engine name of a per-bottle volume.
+pub fn volume_name(slug: &str, volume: &str) -> String {
+    format!("{slug}-{volume}")
+}
+
+fn labels(base: &[(String, String)], role: &str) -> HashMap<String, String> {
+    let mut m: HashMap<String, String> = base.iter().cloned().collect();
+    m.insert(LABEL_ROLE.to_string(), role.to_string());
+    m
+}
+
+/// The hardening every container of a bottle gets.
+fn hardened(runtime: Option<Runtime>) -> HostConfig {
+    HostConfig {
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges:true".into()]),
+        init: Some(true),
+        runtime: runtime.map(|r| r.as_str().to_string()),
+        ..Default::default()
+    }
+}
+
+/// Create (not start) the agent: no network at all, no capabilities, no new privileges, limits,
+/// a non-root user, never the docker socket.
+pub async fn create_agent(
+    docker: &Docker,
+    slug: &str,
+    base_labels: &[(String, String)],
+    spec: &AgentSpec,
+) -> Result<String, BackendError> {
+    let name = agent_name(slug);
+    let mut host = hardened(Some(spec.runtime));
+    host.network_mode = Some("none".into());
+    host.memory = Some(spec.limits.memory_bytes);
+    host.memory_swap = Some(spec.limits.memory_bytes);
+    host.pids_limit = Some(spec.limits.pids);
+    host.nano_cpus = spec.limits.cpus.map(|c| (c * 1e9) as i64);
+    host.mounts = Some(mounts(slug, &spec.mounts));
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        user: Some(spec.user.clone()),
+        cmd: Some(spec.command.clone()),
+        env: Some(env_list(&spec.env)),
+        labels: Some(labels(base_labels, "agent")),
+        tty: Some(spec.tty),
+        open_stdin: Some(spec.tty),
+        stdin_once: Some(false),
+        attach_stdin: Some(spec.tty),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        network_disabled: Some(false),
+        host_config: Some(host),
+        ..Default::default()
+    };
+    docker
+        .create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+        .await
+        .map_err(|e| engine_err("create agent container", &name, e))?;
+    for (path, content) in &spec.files {
+        put_file(docker, &name, path, content.as_bytes(), &spec.user).await?;
+    }
+    Ok(name)
+}
+
+/// Put one file (and its missing parent folders) into a created container, owned by `user`
+/// when it is numeric `uid:gid`, else by 1000:1000 (the image contract's agent user).
+async fn put_file(docker: &Docker, container: &str, path: &str, data: &[u8], user: &str) -> Result<(), BackendError> {
+    let (uid, gid) = numeric_owner(user).unwrap_or((1000, 1000));
+    let rel = path.trim_start_matches('/');
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut prefix = String::new();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for dir in &parts[..parts.len().saturating_sub(1)] {
+        prefix.push_str(dir);
+        prefix.push('/');
+        // Top-level folders (home, etc) exist already; only the agent's own subfolders are added.
+        if prefix.matches('/').count() <= 2 {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_size(0);
+        builder.append_data(&mut h, &prefix, std::io::empty()).map_err(|e| put_err(container, path, e))?;
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_uid(uid);
+    h.set_gid(gid);
+    h.set_size(data.len() as u64);
+    builder.append_data(&mut h, rel, data).map_err(|e| put_err(container, path, e))?;
+    let archive = builder.into_inner().map_err(|e| put_err(container, path, e))?;
+    docker
+        .upload_to_container(
+            container,
+            Some(UploadToContainerOptions { path: "/".into(), ..Default::default() }),
+            bollard::body_full(archive.into()),
+        )
+        .await
+        .map_err(|e| engine_err("copy a file into", &format!("{container}:{path}"), e))
+}
+
+fn put_err(container: &str, path: &str, e: std::io::Error) -> BackendError {
+    BackendError::Engine { action: "pack a file for", object: format!("{container}:{path}"), detail: e.to_string() }
+}
+
+fn numeric_owner(user: &str) -> Option<(u64, u64)> {
+    let (u, g) = user.split_once(':').unwrap_or((user, user));
+    Some((u.parse().ok()?, g.parse().ok()?))
+}
+
+/// Create and start one sidecar, then wait until it is ready.
+pub async fn start_sidecar(
+    docker: &Docker,
+    slug: &str,
+    base_labels: &[(String, String)],
+    spec: &SidecarSpec,
+) -> Result<String, BackendError> {
+    let name = sidecar_name(slug, &spec.name);
+    let mut host = hardened(None);
+    host.mounts = Some(mounts(slug, &spec.mounts));
+    host.pids_limit = Some(256);
+    let (mode, endpoints) = match spec.networks.first() {
+        None => ("none".to_string(), None),
+        Some(first) => {
+            let endpoints: HashMap<String, EndpointSettings> = spec
+                .networks
+                .iter()
+                .map(|n| {
+                    let settings = EndpointSettings { aliases: Some(vec![spec.name.clone()]), ..Default::default() };
+                    (network_name(slug, *n), settings)
+                })
+                .collect();
+            (network_name(slug, *first), Some(NetworkingConfig { endpoints_config: Some(endpoints) }))
+        }
+    };
+    host.network_mode = Some(mode);
+    let body = ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        env: Some(env_list(&spec.env)),
+        labels: Some(labels(base_labels, &spec.name)),
+        host_config: Some(host),
+        networking_config: endpoints,
+        ..Default::default()
+    };
+    docker
+        .create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+        .await
+        .map_err(|e| engine_err("create sidecar", &name, e))?;
+    docker
+        .start_container(&name, None::<StartContainerOptions>)
+        .await
+        .map_err(|e| engine_err("start sidecar", &name, e))?;
+    wait_ready(docker, slug, spec, &name).await?;
+    Ok(name)
+}
+
+async fn wait_ready(docker: &Docker, slug: &str, spec: &SidecarSpec, name: &str) -> Result<(), BackendError> {
+    let started = Instant::now();
+    let deadline = started + spec.ready_timeout;
+    let not_ready = |reason: String, logs: String| BackendError::SidecarNotReady {
+        slug: slug.to_string(),
+        name: spec.name.clone(),
+        reason,
+        logs,
+    };
+    loop {
+        let state = docker.inspect_container(name, None).await.map_err(|e| engine_err("inspect sidecar", name, e))?;
+        let st = state.state.unwrap_or_default();
+        if !st.running.unwrap_or(false) {
+            let code = st.exit_code.unwrap_or(-1);
+            return Err(not_ready(format!("it exited with code {code}"), tail_logs(docker, name, 20).await));
+        }
+        let ready = match &spec.readiness {
+            // Still running after a settle time: a process that dies at once is caught above.
+            Readiness::Running => started.elapsed() >= Duration::from_millis(300),
+            Readiness::LogLine(text) => tail_logs(docker, name, 200).await.contains(text.as_str()),
+            Readiness::Exec(cmd) => exec_ok(docker, name, cmd).await,
+        };
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(not_ready(
+                format!("not ready after {:.1}s", spec.ready_timeout.as_secs_f64()),
+                tail_logs(docker, name, 20).await,
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn exec_ok(docker: &Docker, container: &str, cmd: &[String]) -> bool {
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    let Ok(exec) = docker
+        .create_exec(
+            container,
+            CreateExecOptions { cmd: Some(cmd.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() },
+        )
+        .await
+    else {
+        return false;
+    };
+    if let Ok(StartExecResults::Attached { mut output, .. }) = docker.start_exec(&exec.id, None).await {
+        while output.next().await.is_some() {}
+    }
+    matches!(docker.inspect_exec(&exec.id).await, Ok(i) if i.exit_code == Some(0))
+}
+
+/// The last `n` lines a container printed (stdout and stderr), for error messages.
+pub async fn tail_logs(docker: &Docker, container: &str, n: usize) -> String {
+    let mut stream = docker.logs(
+        container,
+        Some(LogsOptions { stdout: true, stderr: true, tail: n.to_string(), ..Default::default() }),
+    );
+    let mut out = String::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    if out.is_empty() { "(no output)".to_string() } else { out.trim_end().to_string() }
+}

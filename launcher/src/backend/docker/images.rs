@@ -1,0 +1,138 @@
+//! Image builds through the Engine's build API, with the steps streamed to a progress display.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::BuildImageOptions;
+use futures_util::StreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::{BackendError, BuildReport};
+use crate::image::{DOCKERFILE_IN_CONTEXT, ImageRecipe};
+
+/// How many build output lines a failure shows.
+const TAIL_LINES: usize = 20;
+
+/// True when an image with this tag exists locally.
+pub async fn exists(docker: &Docker, tag: &str) -> Result<bool, BackendError> {
+    match docker.inspect_image(tag).await {
+        Ok(_) => Ok(true),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+        Err(e) => Err(BackendError::Engine { action: "inspect image", object: tag.to_string(), detail: e.to_string() }),
+    }
+}
+
+/// Build `recipe` unless its tag exists. Steps show on a spinner on a terminal, as plain lines
+/// otherwise; a failure carries the last lines of the build output.
+pub async fn ensure(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport, BackendError> {
+    if exists(docker, &recipe.tag).await? {
+        tracing::debug!(tag = %recipe.tag, "image cached");
+        return Ok(BuildReport { tag: recipe.tag.clone(), built: false, steps: 0, cached_steps: 0 });
+    }
+    build(docker, recipe).await
+}
+
+/// Build `recipe` unconditionally (the engine's layer cache still applies).
+pub async fn build(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport, BackendError> {
+    let options = BuildImageOptions {
+        dockerfile: DOCKERFILE_IN_CONTEXT.to_string(),
+        t: Some(recipe.tag.clone()),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(recipe.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>()),
+        labels: Some(recipe.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>()),
+        ..Default::default()
+    };
+    let progress = Progress::new(&recipe.tag);
+    let body = bollard::body_full(recipe.context.clone().into());
+    let mut stream = docker.build_image(options, None, Some(body));
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+    let mut report = BuildReport { tag: recipe.tag.clone(), built: true, steps: 0, cached_steps: 0 };
+    let mut failure: Option<String> = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                    failure = Some(detail);
+                }
+                if let Some(text) = info.stream {
+                    for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+                        if line.starts_with("Step ") {
+                            report.steps += 1;
+                            progress.step(line);
+                        } else if line.contains("Using cache") {
+                            report.cached_steps += 1;
+                        }
+                        if tail.len() == TAIL_LINES {
+                            tail.pop_front();
+                        }
+                        tail.push_back(line.to_string());
+                    }
+                }
+            }
+            Err(e) => {
+                failure = Some(match e {
+                    bollard::errors::Error::DockerStreamError { error } => error,
+                    other => other.to_string(),
+                });
+                break;
+            }
+        }
+    }
+    progress.finish(failure.is_none(), &report);
+    if let Some(reason) = failure {
+        let lines: Vec<String> = tail.into_iter().collect();
+        return Err(BackendError::Build {
+            tag: recipe.tag.clone(),
+            detail: format!("{reason}\n--- last build output ---\n{}", lines.join("\n")),
+        });
+    }
+    Ok(report)
+}
+
+/// Build steps on a spinner (terminal) or as plain stderr lines (logs, CI).
+struct Progress {
+    bar: Option<ProgressBar>,
+    tag: String,
+}
+
+impl Progress {
+    fn new(tag: &str) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} building {prefix} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(tag.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        if bar.is_none() {
+            eprintln!("building {tag}");
+        }
+        Self { bar, tag: tag.to_string() }
+    }
+
+    fn step(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.set_message(line.to_string()),
+            None => eprintln!("  {line}"),
+        }
+    }
+
+    fn finish(&self, ok: bool, report: &BuildReport) {
+        let msg = if ok {
+            format!("built {} ({} steps, {} cached)", self.tag, report.steps, report.cached_steps)
+        } else {
+            format!("failed to build {}", self.tag)
+        };
+        match &self.bar {
+            Some(bar) => bar.finish_and_clear(),
+            None => {}
+        }
+        eprintln!("{msg}");
+    }
+}
