@@ -61,12 +61,9 @@ pub const AGENT_USER: &str = "agent";
 /// The agent's workspace folder.
 pub const WORKSPACE_DIR: &str = "/workspace";
 
-/// Label naming the bottle (slug) an image belongs to.
-pub const LABEL_BOTTLE: &str = "claude-bottle.bottle";
-/// Label naming the image's role: `agent-base`, `agent`, `workspace`, `sidecar-<name>`.
-pub const LABEL_ROLE: &str = "claude-bottle.role";
-/// Label with the launcher version that made the image.
-pub const LABEL_VERSION: &str = "claude-bottle.version";
+/// The engine labels (one definition, in `plan`); roles of images are `agent-base`, `agent`,
+/// `workspace` and `sidecar-<name>`.
+pub use crate::plan::{LABEL_BOTTLE, LABEL_ROLE, LABEL_VERSION};
 
 /// One image to build: the backend-neutral input of a build.
 #[derive(Clone, PartialEq, Eq)]

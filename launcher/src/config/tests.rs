@@ -1,0 +1,200 @@
+//! Config loading: defaults, file, environment, errors, binary lookup.
+
+use std::collections::HashMap;
+
+use super::*;
+
+fn load(home: &Path, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let vars: HashMap<String, OsString> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), OsString::from(v)))
+        .collect();
+    Config::load_with_env(home, |name| vars.get(name).cloned())
+}
+
+fn write(home: &Path, text: &str) -> PathBuf {
+    let path = home.join(CONFIG_FILE);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn no_file_no_env_gives_defaults() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = load(home.path(), &[]).expect("load");
+    assert_eq!(config, Config::default());
+    assert_eq!(config.base_image, "debian:bookworm-slim");
+    assert!(
+        config
+            .pipelock_image
+            .starts_with("ghcr.io/luckypipewrench/pipelock:v")
+    );
+}
+
+#[test]
+fn file_values_are_read() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        home.path(),
+        "base_image = \"claude-bottle/base:bookworm\"\nbin_dir = \"bin\"\n\
+         pipelock_image = \"pipelock:test\"\n[agent]\nmemory = \"512m\"\npids = 64\n",
+    );
+    let config = load(home.path(), &[]).expect("load");
+    assert_eq!(config.base_image, "claude-bottle/base:bookworm");
+    assert_eq!(config.pipelock_image, "pipelock:test");
+    assert_eq!(config.bin_dir, Some(home.path().join("bin")));
+    assert_eq!(config.agent_limits.memory_bytes, 512 << 20);
+    assert_eq!(config.agent_limits.pids, 64);
+    assert_eq!(config.source, Some(path));
+}
+
+#[test]
+fn env_overrides_file_and_empty_env_is_unset() {
+    let home = tempfile::tempdir().expect("tempdir");
+    write(
+        home.path(),
+        "base_image = \"from-file:1\"\nbin_dir = \"/file\"\n",
+    );
+    let config = load(
+        home.path(),
+        &[
+            (ENV_BASE_IMAGE, "from-env:2"),
+            (ENV_BIN_DIR, "/env/bin"),
+            (ENV_PIPELOCK_IMAGE, ""),
+        ],
+    )
+    .expect("load");
+    assert_eq!(config.base_image, "from-env:2");
+    assert_eq!(config.bin_dir, Some(PathBuf::from("/env/bin")));
+    assert_eq!(config.pipelock_image, DEFAULT_PIPELOCK_IMAGE);
+}
+
+#[test]
+fn bad_env_image_is_an_error() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let err = load(home.path(), &[(ENV_BASE_IMAGE, "two words")]).expect_err("must fail");
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("failed to use $CLAUDE_BOTTLE_BASE_IMAGE:"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_key_names_file_and_line() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        home.path(),
+        "base_image = \"a:b\"\n\n[agent]\nmemroy = \"1g\"\n",
+    );
+    let err = load(home.path(), &[]).expect_err("must fail");
+    let msg = err.to_string();
+    let want = format!(
+        "failed to parse {}:4: unknown field `memroy`",
+        path.display()
+    );
+    assert!(msg.starts_with(&want), "{msg}");
+    assert!(msg.contains("\nhint: "), "{msg}");
+}
+
+#[test]
+fn all_invalid_values_are_reported_together() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        home.path(),
+        "base_image = \"\"\n[agent]\nmemory = \"4x\"\npids = 3\n",
+    );
+    let err = load(home.path(), &[]).expect_err("must fail");
+    let ConfigError::Invalid(issues) = &err else {
+        panic!("expected Invalid, got {err:?}");
+    };
+    let lines: Vec<_> = issues
+        .issues
+        .iter()
+        .map(|i| (i.line, i.key.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [(1, "base_image"), (3, "agent.memory"), (4, "agent.pids")]
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("{}:3: agent.memory: unknown unit", path.display())),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unreadable_file_is_a_read_error() {
+    let home = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(home.path().join(CONFIG_FILE)).expect("mkdir");
+    let err = load(home.path(), &[]).expect_err("must fail");
+    assert!(matches!(err, ConfigError::Read { .. }), "{err:?}");
+}
+
+#[test]
+fn sizes_parse_like_docker() {
+    assert_eq!(parse_bytes("4g"), Ok(4 << 30));
+    assert_eq!(parse_bytes("4GB"), Ok(4 << 30));
+    assert_eq!(parse_bytes("512m"), Ok(512 << 20));
+    assert_eq!(parse_bytes("1t"), Ok(1 << 40));
+    assert_eq!(parse_bytes("134217728"), Ok(128 << 20));
+    assert!(parse_bytes("1m").is_err());
+    assert!(parse_bytes("m").is_err());
+    assert!(parse_bytes("-1g").is_err());
+    assert!(parse_bytes("99999999999999t").is_err());
+}
+
+#[test]
+fn explicit_bin_dir_is_the_only_candidate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe_dir = dir.path().join("exe");
+    std::fs::create_dir_all(&exe_dir).expect("mkdir");
+    std::fs::write(exe_dir.join("claude-bottle-shim"), b"x").expect("write");
+    let config = Config {
+        bin_dir: Some(dir.path().join("explicit")),
+        ..Config::default()
+    };
+    let err = config
+        .binary_in("claude-bottle-shim", &exe_dir)
+        .expect_err("explicit dir has no shim");
+    let msg = err.to_string();
+    assert!(msg.contains("explicit"), "{msg}");
+    assert!(!msg.contains("exe,"), "{msg}");
+}
+
+#[test]
+fn search_path_finds_next_to_exe_then_static() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe_dir = dir.path().join("target").join("debug");
+    let static_dir = dir.path().join("target").join("static");
+    std::fs::create_dir_all(&exe_dir).expect("mkdir");
+    std::fs::create_dir_all(&static_dir).expect("mkdir");
+    std::fs::write(static_dir.join("claude-bottle-supervise"), b"x").expect("write");
+    let config = Config::default();
+    let found = config
+        .binary_in("claude-bottle-supervise", &exe_dir)
+        .expect("found in ../static");
+    assert_eq!(
+        found,
+        exe_dir
+            .join("..")
+            .join("static")
+            .join("claude-bottle-supervise")
+    );
+
+    std::fs::write(exe_dir.join("claude-bottle-supervise"), b"x").expect("write");
+    let found = config
+        .binary_in("claude-bottle-supervise", &exe_dir)
+        .expect("found next to exe");
+    assert_eq!(found, exe_dir.join("claude-bottle-supervise"));
+
+    let err = config
+        .binary_in("claude-bottle-nothing", &exe_dir)
+        .expect_err("absent");
+    assert!(
+        err.to_string()
+            .contains("hint: run scripts/build-static.sh"),
+        "{err}"
+    );
+}
