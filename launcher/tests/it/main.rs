@@ -1,5 +1,6 @@
 //! Integration tests of the launcher crate (one test binary; modules by concern).
 
 mod cli;
+mod image_build;
 mod manifest;
 mod preflight;
