@@ -1,15 +1,30 @@
-//! The shim's verbs: `relay` (TCP↔Unix forwarding), and the proposal daemon, CLI and MCP server.
+//! The shim's verbs: `relay` (TCP↔Unix forwarding), `daemon`, the agent-facing CLI
+//! (`request`, `status`, `config`, `report`) and the `mcp` stdio server.
 
+pub mod cli;
+pub mod client;
+pub mod daemon;
+pub mod mcp;
+pub mod ops;
 pub mod relay;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use claude_bottle_protocol::{Capability, ProposalId, ProposalKind};
 
 /// Files capability and egress proposals for the agent and waits for the operator's decision.
 #[derive(Debug, Parser)]
 #[command(name = "claude-bottle-shim", version, about)]
 pub struct Cli {
+    /// The shim daemon's socket (tried first).
+    #[arg(long, global = true, env = "CLAUDE_BOTTLE_SHIM_SOCKET", default_value = client::DEFAULT_SHIM_SOCKET)]
+    pub socket: PathBuf,
+    /// Supervise's socket (used directly when no daemon runs; the daemon forwards to it).
+    #[arg(long, global = true, env = "CLAUDE_BOTTLE_SUPERVISE_SOCKET", default_value = client::DEFAULT_SUPERVISE_SOCKET)]
+    pub supervise_socket: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -17,8 +32,94 @@ pub struct Cli {
 /// The shim's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Ask the operator for a capability or an egress host.
+    #[command(subcommand)]
+    Request(RequestCmd),
+    /// Show one proposal in detail, or the newest proposals.
+    Status {
+        /// A proposal id.
+        id: Option<ProposalId>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the bottle's current config (allowlist, routes.json, Dockerfile).
+    Config {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report a wall the agent hit (for shell hooks; quick and quiet).
+    #[command(subcommand)]
+    Report(ReportCmd),
+    /// Serve the local socket that tools and hooks call, holding on to supervise.
+    Daemon {
+        /// How long to keep retrying a request while supervise is unreachable, in seconds.
+        #[arg(long, default_value_t = 60)]
+        retry_secs: u64,
+        /// How long identical submissions are answered from the cache, in seconds.
+        #[arg(long, default_value_t = 300)]
+        dedupe_secs: u64,
+    },
+    /// Serve the MCP tools request_capability, request_egress, proposal_status and
+    /// current_config over stdio.
+    Mcp,
     /// Forward connections between TCP and Unix sockets, byte for byte.
     Relay(RelayArgs),
+}
+
+/// `request …`
+#[derive(Debug, Subcommand)]
+pub enum RequestCmd {
+    /// Packages or Dockerfile lines for the agent image.
+    Capability {
+        /// Debian package to install (repeatable).
+        #[arg(long = "apt", value_name = "PKG", num_args = 1.., required_unless_present = "dockerfile_lines", conflicts_with = "dockerfile_lines")]
+        apt: Vec<String>,
+        /// Dockerfile line to append (repeatable).
+        #[arg(long = "dockerfile-line", value_name = "LINE", num_args = 1..)]
+        dockerfile_lines: Vec<String>,
+        #[command(flatten)]
+        common: RequestCommon,
+    },
+    /// A host (HOST or HOST:PORT) to allow through the egress proxy.
+    Egress {
+        /// HOST or HOST:PORT.
+        #[arg(value_name = "HOST[:PORT]", value_parser = parse_egress)]
+        host: claude_bottle_protocol::Egress,
+        #[command(flatten)]
+        common: RequestCommon,
+    },
+}
+
+/// Flags every `request` takes.
+#[derive(Debug, Args)]
+pub struct RequestCommon {
+    /// Why the agent needs it.
+    #[arg(long)]
+    pub reason: String,
+    /// Supporting output, such as the failing command (repeatable).
+    #[arg(long)]
+    pub evidence: Vec<String>,
+    /// Wait for the outcome (exit 0 applied/approved, 2 rejected or failed, 3 timed out).
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `report …`
+#[derive(Debug, Subcommand)]
+pub enum ReportCmd {
+    /// A command the shell could not find (from `command_not_found_handle`).
+    CommandNotFound {
+        /// The command's name.
+        cmd: String,
+    },
 }
 
 /// `relay --listen A --connect B [--listen C --connect D]…`
@@ -35,11 +136,16 @@ pub struct RelayArgs {
     pub max_connections: usize,
 }
 
+fn parse_egress(s: &str) -> Result<claude_bottle_protocol::Egress, String> {
+    cli::parse_egress(s).map_err(|e| e.to_string())
+}
+
 impl Cli {
     /// The default log level for this verb: daemons say more than one-shot commands.
     pub fn default_log_level(&self) -> &'static str {
         match self.command {
-            Command::Relay(_) => "info",
+            Command::Relay(_) | Command::Daemon { .. } => "info",
+            _ => "warn",
         }
     }
 }
@@ -66,24 +172,73 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(70);
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Relay(args) => {
-                let relays = relay::run(args.listen, args.connect, args.max_connections);
-                tokio::select! {
-                    r = relays => r.map_err(|e| e.to_string()),
-                    () = shutdown_signal() => Ok(()),
-                }
-            }
-        }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
         Err(message) => {
             eprintln!("claude-bottle-shim: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
+    let target = ops::Target {
+        sockets: vec![cli.socket.clone(), cli.supervise_socket.clone()],
+    };
+    let op = |r: Result<ExitCode, ops::OpError>| r.map_err(|e| e.to_string());
+    match cli.command {
+        Command::Request(RequestCmd::Capability {
+            apt,
+            dockerfile_lines,
+            common,
+        }) => {
+            let kind = ProposalKind::Capability(Capability {
+                apt,
+                dockerfile_lines,
+            });
+            op(request(&target, kind, common).await)
+        }
+        Command::Request(RequestCmd::Egress { host, common }) => {
+            op(request(&target, ProposalKind::Egress(host), common).await)
+        }
+        Command::Status { id, json } => op(cli::status(&target, id, json).await),
+        Command::Config { json } => op(cli::config(&target, json).await),
+        Command::Report(ReportCmd::CommandNotFound { cmd }) => {
+            Ok(cli::report_command_not_found(&target, &cmd).await)
+        }
+        Command::Daemon {
+            retry_secs,
+            dedupe_secs,
+        } => {
+            let cfg = daemon::DaemonConfig {
+                listen: cli.socket,
+                supervise: cli.supervise_socket,
+                retry_for: Duration::from_secs(retry_secs),
+                dedupe_for: Duration::from_secs(dedupe_secs),
+            };
+            tokio::select! {
+                r = daemon::run(cfg) => r.map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string()),
+                () = shutdown_signal() => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Command::Mcp => mcp::serve(target).await.map(|()| ExitCode::SUCCESS),
+        Command::Relay(args) => {
+            let relays = relay::run(args.listen, args.connect, args.max_connections);
+            tokio::select! {
+                r = relays => r.map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string()),
+                () = shutdown_signal() => Ok(ExitCode::SUCCESS),
+            }
+        }
+    }
+}
+
+async fn request(
+    target: &ops::Target,
+    kind: ProposalKind,
+    c: RequestCommon,
+) -> Result<ExitCode, ops::OpError> {
+    let wait = c.wait.then(|| Duration::from_secs(c.timeout));
+    cli::request(target, kind, c.reason, c.evidence, wait, c.json).await
 }
 
 /// Resolves on SIGINT or SIGTERM so containers stop promptly.

@@ -2,6 +2,8 @@
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+mod mcp;
+mod proposals;
 mod relay;
 
 use std::path::Path;
@@ -24,7 +26,7 @@ pub fn shim(args: &[&str]) -> Spawned {
     let child = Command::new(env!("CARGO_BIN_EXE_claude-bottle-shim"))
         .args(args)
         .stdin(Stdio::null())
-        .env("CLAUDE_BOTTLE_LOG", "warn")
+        .env("CLAUDE_BOTTLE_LOG", "error")
         .spawn()
         .unwrap();
     Spawned(child)
