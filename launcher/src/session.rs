@@ -9,7 +9,9 @@ use std::path::PathBuf;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::backend::{Backend, BackendError, LaunchSpec, PrepareOptions, Prepared, Resource, ResourceKind};
+use crate::backend::{
+    Backend, BackendError, LaunchSpec, PrepareOptions, Prepared, Resource, ResourceKind,
+};
 use crate::plan::BottlePlan;
 
 /// How a session ended.
@@ -51,33 +53,50 @@ pub struct SessionOptions {
 
 /// Remove what an earlier, dead launcher left of `slug`; refuse when its launcher still runs.
 /// Returns what was removed.
-pub async fn reap_orphans<B: Backend>(backend: &B, slug: &str) -> Result<Vec<Resource>, BackendError> {
+pub async fn reap_orphans<B: Backend>(
+    backend: &B,
+    slug: &str,
+) -> Result<Vec<Resource>, BackendError> {
     let found = backend.find_orphans(slug).await?;
     if found.is_empty() {
         return Ok(found);
     }
-    if let Some(pid) = found.iter().filter_map(|r| r.launcher_pid).find(|p| pid_alive(*p)) {
-        return Err(BackendError::AlreadyRunning { slug: slug.to_string(), pid });
+    if let Some(pid) = found
+        .iter()
+        .filter_map(|r| r.launcher_pid)
+        .find(|p| pid_alive(*p))
+    {
+        return Err(BackendError::AlreadyRunning {
+            slug: slug.to_string(),
+            pid,
+        });
     }
     eprintln!("found leftovers of bottle {slug} from an earlier run (was its launcher killed?):");
     for r in &found {
         eprintln!("  {}", describe(r));
     }
     let removed = backend.stop(slug).await?;
-    eprintln!("removed {} leftover object(s) of bottle {slug}", removed.len());
+    eprintln!(
+        "removed {} leftover object(s) of bottle {slug}",
+        removed.len()
+    );
     Ok(removed)
 }
 
 /// `container cb-agent (exited)`, for reports.
 pub fn describe(r: &Resource) -> String {
     match r.kind {
-        ResourceKind::Container if !r.state.is_empty() => format!("{} {} ({})", r.kind, r.name, r.state),
+        ResourceKind::Container if !r.state.is_empty() => {
+            format!("{} {} ({})", r.kind, r.name, r.state)
+        }
         _ => format!("{} {}", r.kind, r.name),
     }
 }
 
 fn pid_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else { return false };
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
     if raw == i32::try_from(std::process::id()).unwrap_or(-1) {
         return false;
     }
@@ -89,7 +108,11 @@ fn pid_alive(pid: u32) -> bool {
 }
 
 /// Prepare, launch and run the agent of `plan`, then tear the bottle down whatever happened.
-pub async fn run<B>(backend: &B, plan: &BottlePlan, opts: SessionOptions) -> Result<Outcome, SessionError>
+pub async fn run<B>(
+    backend: &B,
+    plan: &BottlePlan,
+    opts: SessionOptions,
+) -> Result<Outcome, SessionError>
 where
     B: Backend + Clone + Send + Sync + 'static,
 {
@@ -101,7 +124,12 @@ where
     let task_plan = plan.clone();
     let mut task = tokio::spawn(async move {
         let prepared = task_backend
-            .prepare(&task_plan, &PrepareOptions { workspace: opts.workspace })
+            .prepare(
+                &task_plan,
+                &PrepareOptions {
+                    workspace: opts.workspace,
+                },
+            )
             .await?;
         run_prepared(&task_backend, &task_plan, &prepared, opts.tty).await
     });
@@ -117,7 +145,10 @@ where
     };
     task.abort();
     if let Ok(Outcome::Signalled(s)) = result {
-        eprintln!("claude-bottle: got signal {s}, removing bottle {}", plan.slug);
+        eprintln!(
+            "claude-bottle: got signal {s}, removing bottle {}",
+            plan.slug
+        );
     }
     teardown(backend, &plan.slug).await;
     result
@@ -144,7 +175,9 @@ pub async fn teardown<B: Backend>(backend: &B, slug: &str) {
                 return;
             }
             Err(e) if attempt == 2 => {
-                eprintln!("claude-bottle: failed to remove bottle {slug}: {e}\n  hint: run `claude-bottle stop {slug}`");
+                eprintln!(
+                    "claude-bottle: failed to remove bottle {slug}: {e}\n  hint: run `claude-bottle stop {slug}`"
+                );
             }
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
         }

@@ -1,1 +1,328 @@
-//! Helpers for the end-to-end tests against a real Docker engine.
+//! Helpers for the end-to-end tests against a real Docker engine: a throw-away home with uniquely
+//! named bottles, the launcher binary, and cleanup that runs even when a test fails.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions,
+};
+
+/// The offline base image every test image builds FROM (made by `scripts/base-image.sh`).
+pub const BASE_IMAGE: &str = "claude-bottle/base:bookworm";
+const LABEL_BOTTLE: &str = "claude-bottle.bottle";
+
+/// Connect to the engine. Under `CI=true` a missing engine fails the test loudly; elsewhere the
+/// test is skipped with a message (returns `None`).
+pub async fn docker() -> Option<Docker> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let connected = match Docker::connect_with_defaults() {
+        Ok(d) => match d.negotiate_version().await {
+            Ok(d) => d.ping().await.map(|_| d).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    match connected {
+        Ok(d) => {
+            assert!(
+                d.inspect_image(BASE_IMAGE).await.is_ok(),
+                "the base image {BASE_IMAGE} is missing: run scripts/base-image.sh (the README's test command does)"
+            );
+            ensure_test_agent_image(&d).await;
+            Some(d)
+        }
+        Err(e) if ci => panic!("CI=true and the Docker engine is not reachable: {e}"),
+        Err(e) => {
+            eprintln!("SKIPPED: no Docker engine ({e}); set CI=true to make this a failure");
+            None
+        }
+    }
+}
+
+/// `target/<profile>/`, where cargo put the launcher and the shim.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test binary>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
+}
+
+/// The `claude-bottle` binary next to the test binary's deps folder.
+pub fn launcher() -> PathBuf {
+    let p = bin_dir().join("claude-bottle");
+    assert!(
+        p.is_file(),
+        "{} is missing: build it with `cargo build -p claude-bottle`",
+        p.display()
+    );
+    p
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A throw-away CLAUDE_BOTTLE_HOME and one uniquely named bottle in it. Dropping it removes the
+/// bottle's containers, networks, volumes and images from the engine and the folder from disk.
+#[derive(Debug)]
+pub struct TestBottle {
+    pub home: tempfile::TempDir,
+    pub name: String,
+}
+
+/// The shared agent image of the tests: the base image with the image contract's `agent` user.
+/// Built once and kept (like the base image), so each test's own images are only thin layers.
+pub const TEST_AGENT_IMAGE: &str = "claude-bottle/test-agent:bookworm";
+const TEST_AGENT_DOCKERFILE: &str = "FROM claude-bottle/base:bookworm\n\
+RUN useradd -u 1000 -m -d /home/agent agent && mkdir /workspace && chown agent /workspace\n\
+USER agent\n\
+WORKDIR /workspace\n";
+
+/// The Dockerfile each test bottle names.
+pub const TEST_DOCKERFILE: &str = "FROM claude-bottle/test-agent:bookworm\n";
+
+static BUILD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Build [`TEST_AGENT_IMAGE`] unless it exists.
+pub async fn ensure_test_agent_image(d: &Docker) {
+    let _guard = BUILD_LOCK.lock().await;
+    if d.inspect_image(TEST_AGENT_IMAGE).await.is_ok() {
+        return;
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(TEST_AGENT_DOCKERFILE.len() as u64);
+    h.set_mode(0o644);
+    tar.append_data(&mut h, "Dockerfile", TEST_AGENT_DOCKERFILE.as_bytes())
+        .expect("tar");
+    let body = tar.into_inner().expect("tar");
+    let opts = bollard::query_parameters::BuildImageOptions {
+        dockerfile: "Dockerfile".into(),
+        t: Some(TEST_AGENT_IMAGE.into()),
+        rm: true,
+        ..Default::default()
+    };
+    let mut stream = d.build_image(opts, None, Some(bollard::body_full(body.into())));
+    while let Some(item) = futures_util::StreamExt::next(&mut stream).await {
+        if let Err(e) = item {
+            panic!("failed to build {TEST_AGENT_IMAGE}: {e}");
+        }
+    }
+}
+
+impl TestBottle {
+    /// A bottle named `e2e-<tag>-<pid>-<n>` whose front matter is `yaml` (the test Dockerfile and an
+    /// agent named after the bottle are added), with `command` as the agent's argv.
+    pub fn new(tag: &str, yaml: &str, command: &[&str]) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("e2e-{tag}-{}-{n}", std::process::id());
+        let home = tempfile::tempdir().expect("tempdir");
+        for dir in ["bottles", "agents", "skills"] {
+            std::fs::create_dir_all(home.path().join(dir)).expect("mkdir");
+        }
+        std::fs::write(home.path().join("bottles/Dockerfile"), TEST_DOCKERFILE)
+            .expect("write Dockerfile");
+        let bottle = Self { home, name };
+        bottle.write_bottle(yaml);
+        bottle.write_agent(command);
+        bottle
+    }
+
+    pub fn path(&self) -> &Path {
+        self.home.path()
+    }
+
+    pub fn slug(&self) -> String {
+        claude_bottle::plan::slug(&self.name)
+    }
+
+    pub fn write_bottle(&self, yaml: &str) {
+        let text = format!(
+            "---\nagent: {}\ndockerfile: Dockerfile\n{yaml}---\n",
+            self.name
+        );
+        std::fs::write(self.path().join(format!("bottles/{}.md", self.name)), text)
+            .expect("write bottle");
+    }
+
+    pub fn write_agent(&self, command: &[&str]) {
+        let argv = serde_json::to_string(command).expect("argv as JSON (a YAML flow list)");
+        let text = format!("---\ncommand: {argv}\n---\nA scripted test agent.\n");
+        std::fs::write(self.path().join(format!("agents/{}.md", self.name)), text)
+            .expect("write agent");
+    }
+
+    pub fn add_skill(&self, name: &str, file: &str, content: &str) {
+        let dir = self.path().join("skills").join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir skill");
+        std::fs::write(dir.join(file), content).expect("write skill");
+    }
+
+    /// `claude-bottle <args>` with this home, the cargo-built binaries, and no terminal.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(launcher());
+        c.args(args)
+            .env("CLAUDE_BOTTLE_HOME", self.path())
+            .env("CLAUDE_BOTTLE_BIN_DIR", bin_dir())
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// The launcher's config for in-process tests (binaries from cargo's target folder).
+    pub fn config(&self) -> claude_bottle::config::Config {
+        let bins = bin_dir();
+        claude_bottle::config::Config::load_with_env(self.path(), |name| {
+            (name == claude_bottle::config::ENV_BIN_DIR).then(|| bins.clone().into_os_string())
+        })
+        .expect("config")
+    }
+}
+
+impl Drop for TestBottle {
+    fn drop(&mut self) {
+        let slug = self.slug();
+        // Drop may run inside a test's runtime: clean up from a thread with a runtime of its own.
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(remove_everything(&slug, true));
+        });
+        let _ = handle.join();
+    }
+}
+
+/// Remove every container, network, volume (and optionally image) labelled with `slug`.
+pub async fn remove_everything(slug: &str, images: bool) {
+    let Ok(d) = Docker::connect_with_defaults() else {
+        return;
+    };
+    let Ok(d) = d.negotiate_version().await else {
+        return;
+    };
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_BOTTLE}={slug}")])]);
+    if let Ok(cs) = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+    {
+        for c in cs {
+            if let Some(id) = c.id {
+                let _ = d
+                    .remove_container(
+                        &id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            v: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+            }
+        }
+    }
+    if let Ok(ns) = d
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters.clone()),
+        }))
+        .await
+    {
+        for n in ns {
+            if let Some(id) = n.id {
+                let _ = d.remove_network(&id).await;
+            }
+        }
+    }
+    if let Ok(vs) = d
+        .list_volumes(Some(ListVolumesOptions {
+            filters: Some(filters.clone()),
+        }))
+        .await
+    {
+        for v in vs.volumes.unwrap_or_default() {
+            let _ = d
+                .remove_volume(&v.name, Some(RemoveVolumeOptions { force: true }))
+                .await;
+        }
+    }
+    if images
+        && let Ok(is) = d
+            .list_images(Some(ListImagesOptions {
+                all: false,
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+    {
+        for i in is {
+            for tag in i.repo_tags {
+                let _ = d
+                    .remove_image(
+                        &tag,
+                        Some(RemoveImageOptions {
+                            force: true,
+                            noprune: false,
+                            ..Default::default()
+                        }),
+                        None,
+                    )
+                    .await;
+            }
+        }
+    }
+}
+
+/// What the engine still holds of `slug`: (containers, networks, volumes) names.
+pub async fn leftovers(d: &Docker, slug: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_BOTTLE}={slug}")])]);
+    let cs = d
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters.clone()),
+            ..Default::default()
+        }))
+        .await
+        .expect("list containers");
+    let ns = d
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(filters.clone()),
+        }))
+        .await
+        .expect("list networks");
+    let vs = d
+        .list_volumes(Some(ListVolumesOptions {
+            filters: Some(filters),
+        }))
+        .await
+        .expect("list volumes");
+    (
+        cs.into_iter()
+            .flat_map(|c| c.names.unwrap_or_default())
+            .collect(),
+        ns.into_iter().filter_map(|n| n.name).collect(),
+        vs.volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect(),
+    )
+}
+
+/// Assert that nothing of `slug` is left on the engine.
+pub async fn assert_clean(d: &Docker, slug: &str) {
+    let (c, n, v) = leftovers(d, slug).await;
+    assert!(
+        c.is_empty() && n.is_empty() && v.is_empty(),
+        "bottle {slug} left containers {c:?}, networks {n:?}, volumes {v:?}"
+    );
+}

@@ -9,7 +9,8 @@ mod spec;
 use std::future::Future;
 
 pub use spec::{
-    AGENT_HOME, AgentSpec, EnvValue, LaunchSpec, Mount, MountSource, NetworkAttachment, Readiness, SidecarSpec,
+    AGENT_HOME, AgentSpec, EnvValue, LaunchSpec, Mount, MountSource, NetworkAttachment, Readiness,
+    SidecarSpec,
 };
 
 use crate::plan::BottlePlan;
@@ -92,19 +93,34 @@ pub struct Launched {
 /// Backend errors carry the bottle or object they are about.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("failed to reach the container engine: {0}\nhint: is the Docker daemon running and DOCKER_HOST right?")]
+    #[error(
+        "failed to reach the container engine: {0}\nhint: is the Docker daemon running and DOCKER_HOST right?"
+    )]
     Connect(String),
     #[error("failed to build image {tag}: {detail}")]
     Build { tag: String, detail: String },
     #[error("failed to {action} {object}: {detail}")]
-    Engine { action: &'static str, object: String, detail: String },
-    #[error("sidecar {name} of bottle {slug} failed to become ready: {reason}\n--- last log lines of {name} ---\n{logs}")]
-    SidecarNotReady { slug: String, name: String, reason: String, logs: String },
+    Engine {
+        action: &'static str,
+        object: String,
+        detail: String,
+    },
+    #[error(
+        "sidecar {name} of bottle {slug} failed to become ready: {reason}\n--- last log lines of {name} ---\n{logs}"
+    )]
+    SidecarNotReady {
+        slug: String,
+        name: String,
+        reason: String,
+        logs: String,
+    },
     #[error(
         "bottle {slug} asks for runtime runsc (gVisor) but the engine does not list it (it has: {available})\nhint: install gVisor (runsc install) and restart dockerd, or set `runtime: runc`"
     )]
     RuntimeMissing { slug: String, available: String },
-    #[error("bottle {slug} is already running (launcher pid {pid})\nhint: stop it with `claude-bottle stop {slug}`")]
+    #[error(
+        "bottle {slug} is already running (launcher pid {pid})\nhint: stop it with `claude-bottle stop {slug}`"
+    )]
     AlreadyRunning { slug: String, pid: u32 },
     #[error("failed to prepare the image of bottle {slug}: {detail}")]
     Image { slug: String, detail: String },
@@ -121,10 +137,16 @@ pub trait Backend {
 
     /// Create networks and volumes, start the sidecars concurrently (each awaited until ready),
     /// then create the agent. The agent is started by [`Backend::run_agent`].
-    fn launch(&self, spec: &LaunchSpec) -> impl Future<Output = Result<Launched, BackendError>> + Send;
+    fn launch(
+        &self,
+        spec: &LaunchSpec,
+    ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
 
     /// Start the agent, attach the operator's terminal (or stream its output), return its exit code.
-    fn run_agent(&self, launched: &Launched) -> impl Future<Output = Result<i64, BackendError>> + Send;
+    fn run_agent(
+        &self,
+        launched: &Launched,
+    ) -> impl Future<Output = Result<i64, BackendError>> + Send;
 
     /// Remove every container, network and volume of the bottle; returns what was removed.
     fn stop(&self, slug: &str) -> impl Future<Output = Result<Vec<Resource>, BackendError>> + Send;
@@ -133,5 +155,8 @@ pub trait Backend {
     fn list(&self) -> impl Future<Output = Result<Vec<BottleStatus>, BackendError>> + Send;
 
     /// Objects of `slug` left by an earlier run.
-    fn find_orphans(&self, slug: &str) -> impl Future<Output = Result<Vec<Resource>, BackendError>> + Send;
+    fn find_orphans(
+        &self,
+        slug: &str,
+    ) -> impl Future<Output = Result<Vec<Resource>, BackendError>> + Send;
 }

@@ -117,7 +117,10 @@ impl LaunchSpec {
     pub fn new(plan: &BottlePlan, prepared: &Prepared, tty: bool) -> Self {
         let mut env: Vec<(String, EnvValue)> = vec![
             ("CLAUDE_BOTTLE".into(), EnvValue::Plain("1".into())),
-            ("CLAUDE_BOTTLE_NAME".into(), EnvValue::Plain(plan.name.clone())),
+            (
+                "CLAUDE_BOTTLE_NAME".into(),
+                EnvValue::Plain(plan.name.clone()),
+            ),
         ];
         for f in &plan.env_forwarded {
             if let Some(v) = &f.value {
@@ -141,10 +144,16 @@ impl LaunchSpec {
             .collect();
         let mut files = Vec::new();
         if !plan.agent.prompt.is_empty() {
-            files.push((format!("{AGENT_HOME}/.claude/CLAUDE.md"), format!("{}\n", plan.agent.prompt)));
+            files.push((
+                format!("{AGENT_HOME}/.claude/CLAUDE.md"),
+                format!("{}\n", plan.agent.prompt),
+            ));
         }
         let mut labels = plan.base_labels();
-        labels.push((crate::plan::LABEL_LAUNCHER_PID.into(), std::process::id().to_string()));
+        labels.push((
+            crate::plan::LABEL_LAUNCHER_PID.into(),
+            std::process::id().to_string(),
+        ));
         Self {
             slug: plan.slug.clone(),
             labels,
@@ -152,7 +161,10 @@ impl LaunchSpec {
             sidecars: Vec::new(),
             agent: AgentSpec {
                 image: prepared.agent_image.clone(),
-                user: prepared.agent_user.clone().unwrap_or_else(|| AGENT_FALLBACK_USER.into()),
+                user: prepared
+                    .agent_user
+                    .clone()
+                    .unwrap_or_else(|| AGENT_FALLBACK_USER.into()),
                 command: plan.agent.command.clone(),
                 env,
                 mounts,

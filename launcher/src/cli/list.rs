@@ -20,13 +20,19 @@ pub fn run(home: &Home, _args: Args) -> Result<ExitCode, super::Error> {
         println!("no bottles running");
         return Ok(ExitCode::SUCCESS);
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     for b in bottles {
         println!("{}", b.slug);
         for r in &b.resources {
             match r.kind {
                 ResourceKind::Container => {
-                    let age = if r.created > 0 { age(now - r.created) } else { "?".into() };
+                    let age = if r.created > 0 {
+                        age(now - r.created)
+                    } else {
+                        "?".into()
+                    };
                     println!("  {:<32} {:<10} {:<9} {age}", r.name, r.role, r.state);
                 }
                 _ => println!("  {:<32} {}", r.name, r.kind),

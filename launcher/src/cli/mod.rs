@@ -104,6 +104,9 @@ pub fn run() -> ExitCode {
     }
 }
 
+/// Libraries whose debug output would carry secrets (request bodies).
+const QUIET_TARGETS: &[&str] = &["bollard=warn", "hyper=warn", "hyper_util=warn", "h2=warn"];
+
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -112,6 +115,12 @@ fn init_tracing(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // The engine client logs request bodies at debug level, and a container create body holds the
+    // forwarded env values: its logs stop at warn whatever -v or RUST_LOG ask for.
+    let filter = QUIET_TARGETS
+        .iter()
+        .filter_map(|t| t.parse().ok())
+        .fold(filter, EnvFilter::add_directive);
     let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::io::stderr().is_terminal();
     let _ = tracing_subscriber::fmt()
@@ -124,8 +133,10 @@ fn init_tracing(verbose: u8) {
 
 /// The operator's config.toml (a broken one is a usage error: the operator can fix it).
 fn load_config(home: &Home) -> Result<crate::config::Config, Error> {
-    crate::config::Config::load(home.root())
-        .map_err(|e| Error::Usage { message: e.to_string(), hint: None })
+    crate::config::Config::load(home.root()).map_err(|e| Error::Usage {
+        message: e.to_string(),
+        hint: None,
+    })
 }
 
 /// The async runtime for verbs that talk to the engine.

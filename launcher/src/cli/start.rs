@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use crate::backend::docker::DockerBackend;
 use crate::home::Home;
-use crate::session::{self, SessionOptions};
 use crate::plan::{self, BottlePlan};
+use crate::session::{self, SessionOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -85,9 +85,16 @@ fn launch(home: &Home, plan: &BottlePlan, cwd: Option<PathBuf>) -> Result<ExitCo
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let outcome = super::runtime()?.block_on(async {
         let backend = DockerBackend::connect(config).await?;
-        session::run(&backend, plan, SessionOptions { workspace: cwd, tty })
-            .await
-            .map_err(anyhow::Error::from)
+        session::run(
+            &backend,
+            plan,
+            SessionOptions {
+                workspace: cwd,
+                tty,
+            },
+        )
+        .await
+        .map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::from(outcome.exit_code()))
 }

@@ -75,7 +75,10 @@ impl BottlePlan {
     pub fn base_labels(&self) -> Vec<(String, String)> {
         vec![
             (LABEL_BOTTLE.to_string(), self.slug.clone()),
-            (LABEL_VERSION.to_string(), env!("CARGO_PKG_VERSION").to_string()),
+            (
+                LABEL_VERSION.to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
         ]
     }
 }

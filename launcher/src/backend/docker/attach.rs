@@ -4,7 +4,9 @@ use std::io::{IsTerminal as _, Read as _};
 
 use bollard::Docker;
 use bollard::container::{AttachContainerResults, LogOutput};
-use bollard::query_parameters::{AttachContainerOptions, ResizeContainerTTYOptions, StartContainerOptions, WaitContainerOptions};
+use bollard::query_parameters::{
+    AttachContainerOptions, ResizeContainerTTYOptions, StartContainerOptions, WaitContainerOptions,
+};
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
@@ -14,10 +16,20 @@ use crate::backend::BackendError;
 /// Start `container`, pump its output (and the operator's keystrokes when `tty`), and return its
 /// exit code once it stops.
 pub async fn run(docker: &Docker, container: &str, tty: bool) -> Result<i64, BackendError> {
-    let AttachContainerResults { mut output, mut input } = docker
+    let AttachContainerResults {
+        mut output,
+        mut input,
+    } = docker
         .attach_container(
             container,
-            Some(AttachContainerOptions { stdin: tty, stdout: true, stderr: true, stream: true, logs: true, detach_keys: None }),
+            Some(AttachContainerOptions {
+                stdin: tty,
+                stdout: true,
+                stderr: true,
+                stream: true,
+                logs: true,
+                detach_keys: None,
+            }),
         )
         .await
         .map_err(|e| engine_err("attach to", container, e))?;
@@ -33,7 +45,9 @@ pub async fn run(docker: &Docker, container: &str, tty: bool) -> Result<i64, Bac
         let d = docker.clone();
         let name = container.to_string();
         background.push(tokio::spawn(async move {
-            let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) else {
+            let Ok(mut winch) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+            else {
                 return;
             };
             while winch.recv().await.is_some() {
@@ -64,8 +78,13 @@ pub async fn run(docker: &Docker, container: &str, tty: bool) -> Result<i64, Bac
     let mut stderr = tokio::io::stderr();
     while let Some(chunk) = output.next().await {
         let written = match chunk {
-            Ok(LogOutput::StdErr { message }) => stderr.write_all(&message).await.and(stderr.flush().await),
-            Ok(other) => stdout.write_all(&other.into_bytes()).await.and(stdout.flush().await),
+            Ok(LogOutput::StdErr { message }) => {
+                stderr.write_all(&message).await.and(stderr.flush().await)
+            }
+            Ok(other) => stdout
+                .write_all(&other.into_bytes())
+                .await
+                .and(stdout.flush().await),
             Err(e) => {
                 tracing::debug!(error = %e, "agent output stream ended");
                 break;
@@ -83,7 +102,12 @@ pub async fn run(docker: &Docker, container: &str, tty: bool) -> Result<i64, Bac
 
 /// The exit code of a container that has stopped (or is stopping).
 pub async fn exit_code(docker: &Docker, container: &str) -> Result<i64, BackendError> {
-    let mut wait = docker.wait_container(container, Some(WaitContainerOptions { condition: "not-running".into() }));
+    let mut wait = docker.wait_container(
+        container,
+        Some(WaitContainerOptions {
+            condition: "not-running".into(),
+        }),
+    );
     match wait.next().await {
         Some(Ok(r)) => Ok(r.status_code),
         // bollard reports a non-zero exit as an error that carries the code.
@@ -99,7 +123,10 @@ pub async fn exit_code(docker: &Docker, container: &str) -> Result<i64, BackendE
 
 async fn resize(docker: &Docker, container: &str) {
     if let Ok((w, h)) = crossterm::terminal::size() {
-        let opts = ResizeContainerTTYOptions { w: i32::from(w), h: i32::from(h) };
+        let opts = ResizeContainerTTYOptions {
+            w: i32::from(w),
+            h: i32::from(h),
+        };
         if let Err(e) = docker.resize_container_tty(container, opts).await {
             tracing::debug!(error = %e, "failed to resize the agent's terminal");
         }

@@ -4,13 +4,20 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, Mount as EngineMount, MountType, NetworkingConfig};
-use bollard::query_parameters::{CreateContainerOptions, LogsOptions, StartContainerOptions, UploadToContainerOptions};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount as EngineMount, MountType,
+    NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, LogsOptions, StartContainerOptions, UploadToContainerOptions,
+};
 use futures_util::StreamExt as _;
 
 use super::engine_err;
 use super::resources::network_name;
-use crate::backend::{AgentSpec, BackendError, EnvValue, Mount, MountSource, Readiness, SidecarSpec};
+use crate::backend::{
+    AgentSpec, BackendError, EnvValue, Mount, MountSource, Readiness, SidecarSpec,
+};
 use crate::manifest::Runtime;
 use crate::plan::LABEL_ROLE;
 
@@ -26,7 +33,9 @@ pub fn sidecar_name(slug: &str, sidecar: &str) -> String {
 
 fn env_list(env: &[(String, EnvValue)]) -> Vec<String> {
     // The values go straight into the API request body; nothing here is logged.
-    env.iter().map(|(k, v)| format!("{k}={}", v.expose())).collect()
+    env.iter()
+        .map(|(k, v)| format!("{k}={}", v.expose()))
+        .collect()
 }
 
 fn mounts(slug: &str, ms: &[Mount]) -> Vec<EngineMount> {
@@ -102,7 +111,13 @@ pub async fn create_agent(
         ..Default::default()
     };
     docker
-        .create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
         .await
         .map_err(|e| engine_err("create agent container", &name, e))?;
     for (path, content) in &spec.files {
@@ -113,7 +128,13 @@ pub async fn create_agent(
 
 /// Put one file (and its missing parent folders) into a created container, owned by `user`
 /// when it is numeric `uid:gid`, else by 1000:1000 (the image contract's agent user).
-async fn put_file(docker: &Docker, container: &str, path: &str, data: &[u8], user: &str) -> Result<(), BackendError> {
+async fn put_file(
+    docker: &Docker,
+    container: &str,
+    path: &str,
+    data: &[u8],
+    user: &str,
+) -> Result<(), BackendError> {
     let (uid, gid) = numeric_owner(user).unwrap_or((1000, 1000));
     let rel = path.trim_start_matches('/');
     let mut builder = tar::Builder::new(Vec::new());
@@ -132,19 +153,28 @@ async fn put_file(docker: &Docker, container: &str, path: &str, data: &[u8], use
         h.set_uid(uid);
         h.set_gid(gid);
         h.set_size(0);
-        builder.append_data(&mut h, &prefix, std::io::empty()).map_err(|e| put_err(container, path, e))?;
+        builder
+            .append_data(&mut h, &prefix, std::io::empty())
+            .map_err(|e| put_err(container, path, e))?;
     }
     let mut h = tar::Header::new_gnu();
     h.set_mode(0o644);
     h.set_uid(uid);
     h.set_gid(gid);
     h.set_size(data.len() as u64);
-    builder.append_data(&mut h, rel, data).map_err(|e| put_err(container, path, e))?;
-    let archive = builder.into_inner().map_err(|e| put_err(container, path, e))?;
+    builder
+        .append_data(&mut h, rel, data)
+        .map_err(|e| put_err(container, path, e))?;
+    let archive = builder
+        .into_inner()
+        .map_err(|e| put_err(container, path, e))?;
     docker
         .upload_to_container(
             container,
-            Some(UploadToContainerOptions { path: "/".into(), ..Default::default() }),
+            Some(UploadToContainerOptions {
+                path: "/".into(),
+                ..Default::default()
+            }),
             bollard::body_full(archive.into()),
         )
         .await
@@ -152,7 +182,11 @@ async fn put_file(docker: &Docker, container: &str, path: &str, data: &[u8], use
 }
 
 fn put_err(container: &str, path: &str, e: std::io::Error) -> BackendError {
-    BackendError::Engine { action: "pack a file for", object: format!("{container}:{path}"), detail: e.to_string() }
+    BackendError::Engine {
+        action: "pack a file for",
+        object: format!("{container}:{path}"),
+        detail: e.to_string(),
+    }
 }
 
 fn numeric_owner(user: &str) -> Option<(u64, u64)> {
@@ -178,11 +212,19 @@ pub async fn start_sidecar(
                 .networks
                 .iter()
                 .map(|n| {
-                    let settings = EndpointSettings { aliases: Some(vec![spec.name.clone()]), ..Default::default() };
+                    let settings = EndpointSettings {
+                        aliases: Some(vec![spec.name.clone()]),
+                        ..Default::default()
+                    };
                     (network_name(slug, *n), settings)
                 })
                 .collect();
-            (network_name(slug, *first), Some(NetworkingConfig { endpoints_config: Some(endpoints) }))
+            (
+                network_name(slug, *first),
+                Some(NetworkingConfig {
+                    endpoints_config: Some(endpoints),
+                }),
+            )
         }
     };
     host.network_mode = Some(mode);
@@ -196,7 +238,13 @@ pub async fn start_sidecar(
         ..Default::default()
     };
     docker
-        .create_container(Some(CreateContainerOptions { name: Some(name.clone()), ..Default::default() }), body)
+        .create_container(
+            Some(CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
         .await
         .map_err(|e| engine_err("create sidecar", &name, e))?;
     docker
@@ -207,7 +255,12 @@ pub async fn start_sidecar(
     Ok(name)
 }
 
-async fn wait_ready(docker: &Docker, slug: &str, spec: &SidecarSpec, name: &str) -> Result<(), BackendError> {
+async fn wait_ready(
+    docker: &Docker,
+    slug: &str,
+    spec: &SidecarSpec,
+    name: &str,
+) -> Result<(), BackendError> {
     let started = Instant::now();
     let deadline = started + spec.ready_timeout;
     let not_ready = |reason: String, logs: String| BackendError::SidecarNotReady {
@@ -217,11 +270,17 @@ async fn wait_ready(docker: &Docker, slug: &str, spec: &SidecarSpec, name: &str)
         logs,
     };
     loop {
-        let state = docker.inspect_container(name, None).await.map_err(|e| engine_err("inspect sidecar", name, e))?;
+        let state = docker
+            .inspect_container(name, None)
+            .await
+            .map_err(|e| engine_err("inspect sidecar", name, e))?;
         let st = state.state.unwrap_or_default();
         if !st.running.unwrap_or(false) {
             let code = st.exit_code.unwrap_or(-1);
-            return Err(not_ready(format!("it exited with code {code}"), tail_logs(docker, name, 20).await));
+            return Err(not_ready(
+                format!("it exited with code {code}"),
+                tail_logs(docker, name, 20).await,
+            ));
         }
         let ready = match &spec.readiness {
             // Still running after a settle time: a process that dies at once is caught above.
@@ -247,13 +306,20 @@ async fn exec_ok(docker: &Docker, container: &str, cmd: &[String]) -> bool {
     let Ok(exec) = docker
         .create_exec(
             container,
-            CreateExecOptions { cmd: Some(cmd.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() },
+            CreateExecOptions {
+                cmd: Some(cmd.to_vec()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
         )
         .await
     else {
         return false;
     };
-    if let Ok(StartExecResults::Attached { mut output, .. }) = docker.start_exec(&exec.id, None).await {
+    if let Ok(StartExecResults::Attached { mut output, .. }) =
+        docker.start_exec(&exec.id, None).await
+    {
         while output.next().await.is_some() {}
     }
     matches!(docker.inspect_exec(&exec.id).await, Ok(i) if i.exit_code == Some(0))
@@ -263,11 +329,20 @@ async fn exec_ok(docker: &Docker, container: &str, cmd: &[String]) -> bool {
 pub async fn tail_logs(docker: &Docker, container: &str, n: usize) -> String {
     let mut stream = docker.logs(
         container,
-        Some(LogsOptions { stdout: true, stderr: true, tail: n.to_string(), ..Default::default() }),
+        Some(LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: n.to_string(),
+            ..Default::default()
+        }),
     );
     let mut out = String::new();
     while let Some(Ok(chunk)) = stream.next().await {
         out.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
     }
-    if out.is_empty() { "(no output)".to_string() } else { out.trim_end().to_string() }
+    if out.is_empty() {
+        "(no output)".to_string()
+    } else {
+        out.trim_end().to_string()
+    }
 }

@@ -19,8 +19,14 @@ const TAIL_LINES: usize = 20;
 pub async fn exists(docker: &Docker, tag: &str) -> Result<bool, BackendError> {
     match docker.inspect_image(tag).await {
         Ok(_) => Ok(true),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
-        Err(e) => Err(BackendError::Engine { action: "inspect image", object: tag.to_string(), detail: e.to_string() }),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(false),
+        Err(e) => Err(BackendError::Engine {
+            action: "inspect image",
+            object: tag.to_string(),
+            detail: e.to_string(),
+        }),
     }
 }
 
@@ -29,7 +35,12 @@ pub async fn exists(docker: &Docker, tag: &str) -> Result<bool, BackendError> {
 pub async fn ensure(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport, BackendError> {
     if exists(docker, &recipe.tag).await? {
         tracing::debug!(tag = %recipe.tag, "image cached");
-        return Ok(BuildReport { tag: recipe.tag.clone(), built: false, steps: 0, cached_steps: 0 });
+        return Ok(BuildReport {
+            tag: recipe.tag.clone(),
+            built: false,
+            steps: 0,
+            cached_steps: 0,
+        });
     }
     build(docker, recipe).await
 }
@@ -41,15 +52,32 @@ pub async fn build(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport,
         t: Some(recipe.tag.clone()),
         rm: true,
         forcerm: true,
-        buildargs: Some(recipe.build_args.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>()),
-        labels: Some(recipe.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>()),
+        buildargs: Some(
+            recipe
+                .build_args
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        ),
+        labels: Some(
+            recipe
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        ),
         ..Default::default()
     };
     let progress = Progress::new(&recipe.tag);
     let body = bollard::body_full(recipe.context.clone().into());
     let mut stream = docker.build_image(options, None, Some(body));
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-    let mut report = BuildReport { tag: recipe.tag.clone(), built: true, steps: 0, cached_steps: 0 };
+    let mut report = BuildReport {
+        tag: recipe.tag.clone(),
+        built: true,
+        steps: 0,
+        cached_steps: 0,
+    };
     let mut failure: Option<String> = None;
     while let Some(item) = stream.next().await {
         match item {
@@ -113,7 +141,10 @@ impl Progress {
         if bar.is_none() {
             eprintln!("building {tag}");
         }
-        Self { bar, tag: tag.to_string() }
+        Self {
+            bar,
+            tag: tag.to_string(),
+        }
     }
 
     fn step(&self, line: &str) {
@@ -125,13 +156,15 @@ impl Progress {
 
     fn finish(&self, ok: bool, report: &BuildReport) {
         let msg = if ok {
-            format!("built {} ({} steps, {} cached)", self.tag, report.steps, report.cached_steps)
+            format!(
+                "built {} ({} steps, {} cached)",
+                self.tag, report.steps, report.cached_steps
+            )
         } else {
             format!("failed to build {}", self.tag)
         };
-        match &self.bar {
-            Some(bar) => bar.finish_and_clear(),
-            None => {}
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
         eprintln!("{msg}");
     }

@@ -27,21 +27,39 @@ pub struct DockerBackend {
     config: Config,
 }
 
-pub(crate) fn engine_err(action: &'static str, object: &str, e: bollard::errors::Error) -> BackendError {
+pub(crate) fn engine_err(
+    action: &'static str,
+    object: &str,
+    e: bollard::errors::Error,
+) -> BackendError {
     let detail = match e {
-        bollard::errors::Error::DockerResponseServerError { status_code, message } => format!("{message} (HTTP {status_code})"),
+        bollard::errors::Error::DockerResponseServerError {
+            status_code,
+            message,
+        } => format!("{message} (HTTP {status_code})"),
         other => other.to_string(),
     };
-    BackendError::Engine { action, object: object.to_string(), detail }
+    BackendError::Engine {
+        action,
+        object: object.to_string(),
+        detail,
+    }
 }
 
 impl DockerBackend {
     /// Connect through `DOCKER_HOST` (or the local socket) and negotiate the API version, since
     /// engines differ.
     pub async fn connect(config: Config) -> Result<Self, BackendError> {
-        let docker = Docker::connect_with_defaults().map_err(|e| BackendError::Connect(e.to_string()))?;
-        let docker = docker.negotiate_version().await.map_err(|e| BackendError::Connect(e.to_string()))?;
-        docker.ping().await.map_err(|e| BackendError::Connect(e.to_string()))?;
+        let docker =
+            Docker::connect_with_defaults().map_err(|e| BackendError::Connect(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| BackendError::Connect(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| BackendError::Connect(e.to_string()))?;
         Ok(Self { docker, config })
     }
 
@@ -59,51 +77,91 @@ impl DockerBackend {
         if runtime == Runtime::Runc {
             return Ok(());
         }
-        let info = self.docker.info().await.map_err(|e| engine_err("query", "engine info", e))?;
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| engine_err("query", "engine info", e))?;
         let runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
         if runtimes.iter().any(|r| r == runtime.as_str()) {
             return Ok(());
         }
         let mut available = runtimes;
         available.sort();
-        Err(BackendError::RuntimeMissing { slug: slug.to_string(), available: available.join(", ") })
+        Err(BackendError::RuntimeMissing {
+            slug: slug.to_string(),
+            available: available.join(", "),
+        })
     }
 
-    async fn inherited(&self, tag: &str) -> Result<(InheritedCommand, Option<String>), BackendError> {
-        let img = self.docker.inspect_image(tag).await.map_err(|e| engine_err("inspect image", tag, e))?;
+    async fn inherited(
+        &self,
+        tag: &str,
+    ) -> Result<(InheritedCommand, Option<String>), BackendError> {
+        let img = self
+            .docker
+            .inspect_image(tag)
+            .await
+            .map_err(|e| engine_err("inspect image", tag, e))?;
         let cfg = img.config.unwrap_or_default();
-        let user = cfg.user.filter(|u| !u.is_empty() && u != "root" && u != "0" && !u.starts_with("0:"));
-        Ok((InheritedCommand { entrypoint: cfg.entrypoint.unwrap_or_default(), cmd: cfg.cmd.unwrap_or_default() }, user))
+        let user = cfg
+            .user
+            .filter(|u| !u.is_empty() && u != "root" && u != "0" && !u.starts_with("0:"));
+        Ok((
+            InheritedCommand {
+                entrypoint: cfg.entrypoint.unwrap_or_default(),
+                cmd: cfg.cmd.unwrap_or_default(),
+            },
+            user,
+        ))
     }
 
     fn image_err(slug: &str, e: impl std::fmt::Display) -> BackendError {
-        BackendError::Image { slug: slug.to_string(), detail: e.to_string() }
+        BackendError::Image {
+            slug: slug.to_string(),
+            detail: e.to_string(),
+        }
     }
 }
 
 impl Backend for DockerBackend {
-    async fn prepare(&self, plan: &BottlePlan, opts: &PrepareOptions) -> Result<Prepared, BackendError> {
+    async fn prepare(
+        &self,
+        plan: &BottlePlan,
+        opts: &PrepareOptions,
+    ) -> Result<Prepared, BackendError> {
         self.check_runtime(&plan.slug, plan.runtime).await?;
         let slug = &plan.slug;
         let source = match &plan.image {
             ImageSource::Embedded => AgentSource::Embedded,
-            ImageSource::Dockerfile(p) => AgentSource::from_dockerfile(p).map_err(|e| Self::image_err(slug, e))?,
+            ImageSource::Dockerfile(p) => {
+                AgentSource::from_dockerfile(p).map_err(|e| Self::image_err(slug, e))?
+            }
         };
         let mut builds = Vec::new();
-        let base = image::agent_base(slug, &source, &self.config.base_image).map_err(|e| Self::image_err(slug, e))?;
+        let base = image::agent_base(slug, &source, &self.config.base_image)
+            .map_err(|e| Self::image_err(slug, e))?;
         builds.push(images::ensure(&self.docker, &base).await?);
         let (inherited, user) = self.inherited(&base.tag).await?;
-        let shim = self.config.binary("claude-bottle-shim").map_err(|e| Self::image_err(slug, e))?;
-        let injected =
-            image::agent_injected(slug, &base.tag, &shim, &inherited).map_err(|e| Self::image_err(slug, e))?;
+        let shim = self
+            .config
+            .binary("claude-bottle-shim")
+            .map_err(|e| Self::image_err(slug, e))?;
+        let injected = image::agent_injected(slug, &base.tag, &shim, &inherited)
+            .map_err(|e| Self::image_err(slug, e))?;
         builds.push(images::ensure(&self.docker, &injected).await?);
         let mut agent_image = injected.tag.clone();
         if let Some(dir) = &opts.workspace {
-            let ws = image::workspace_copy(slug, &agent_image, dir).map_err(|e| Self::image_err(slug, e))?;
+            let ws = image::workspace_copy(slug, &agent_image, dir)
+                .map_err(|e| Self::image_err(slug, e))?;
             builds.push(images::ensure(&self.docker, &ws).await?);
             agent_image = ws.tag;
         }
-        Ok(Prepared { agent_image, agent_user: user, builds })
+        Ok(Prepared {
+            agent_image,
+            agent_user: user,
+            builds,
+        })
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, BackendError> {
@@ -113,10 +171,17 @@ impl Backend for DockerBackend {
             resources::create_volume(&self.docker, &volume_name(slug, v), &spec.labels).await?;
         }
         // Sidecars start concurrently; the first failure wins and names its sidecar.
-        let starts = spec.sidecars.iter().map(|s| containers::start_sidecar(&self.docker, slug, &spec.labels, s));
+        let starts = spec
+            .sidecars
+            .iter()
+            .map(|s| containers::start_sidecar(&self.docker, slug, &spec.labels, s));
         futures_util::future::try_join_all(starts).await?;
         let agent = containers::create_agent(&self.docker, slug, &spec.labels, &spec.agent).await?;
-        Ok(Launched { slug: slug.clone(), agent, tty: spec.agent.tty })
+        Ok(Launched {
+            slug: slug.clone(),
+            agent,
+            tty: spec.agent.tty,
+        })
     }
 
     async fn run_agent(&self, launched: &Launched) -> Result<i64, BackendError> {
@@ -132,6 +197,10 @@ impl Backend for DockerBackend {
     }
 
     async fn find_orphans(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {
-        Ok(resources::find(&self.docker, Some(slug)).await?.into_iter().map(|(_, r)| r).collect())
+        Ok(resources::find(&self.docker, Some(slug))
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
     }
 }

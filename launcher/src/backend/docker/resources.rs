@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use bollard::Docker;
 use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
 use bollard::query_parameters::{
-    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions, RemoveVolumeOptions,
+    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveVolumeOptions,
 };
 
 use super::engine_err;
@@ -27,10 +28,21 @@ fn with_role(labels: &[(String, String)], role: &str) -> HashMap<String, String>
 }
 
 /// Create the bottle's two networks: internal (no way out) and egress (bridge).
-pub async fn create_networks(docker: &Docker, slug: &str, labels: &[(String, String)]) -> Result<(), BackendError> {
-    for (net, internal) in [(NetworkAttachment::Internal, true), (NetworkAttachment::Egress, false)] {
+pub async fn create_networks(
+    docker: &Docker,
+    slug: &str,
+    labels: &[(String, String)],
+) -> Result<(), BackendError> {
+    for (net, internal) in [
+        (NetworkAttachment::Internal, true),
+        (NetworkAttachment::Egress, false),
+    ] {
         let name = network_name(slug, net);
-        let role = if internal { "network-internal" } else { "network-egress" };
+        let role = if internal {
+            "network-internal"
+        } else {
+            "network-egress"
+        };
         let req = NetworkCreateRequest {
             name: name.clone(),
             driver: Some("bridge".into()),
@@ -38,19 +50,29 @@ pub async fn create_networks(docker: &Docker, slug: &str, labels: &[(String, Str
             labels: Some(with_role(labels, role)),
             ..Default::default()
         };
-        docker.create_network(req).await.map_err(|e| engine_err("create network", &name, e))?;
+        docker
+            .create_network(req)
+            .await
+            .map_err(|e| engine_err("create network", &name, e))?;
     }
     Ok(())
 }
 
 /// Create a per-bottle named volume.
-pub async fn create_volume(docker: &Docker, name: &str, labels: &[(String, String)]) -> Result<(), BackendError> {
+pub async fn create_volume(
+    docker: &Docker,
+    name: &str,
+    labels: &[(String, String)],
+) -> Result<(), BackendError> {
     let req = VolumeCreateRequest {
         name: Some(name.to_string()),
         labels: Some(with_role(labels, "volume")),
         ..Default::default()
     };
-    docker.create_volume(req).await.map_err(|e| engine_err("create volume", name, e))?;
+    docker
+        .create_volume(req)
+        .await
+        .map_err(|e| engine_err("create volume", name, e))?;
     Ok(())
 }
 
@@ -63,7 +85,10 @@ fn label_filter(slug: Option<&str>) -> HashMap<String, Vec<String>> {
 }
 
 /// Every container, network and volume labelled as part of `slug` (or of any bottle).
-pub async fn find(docker: &Docker, slug: Option<&str>) -> Result<Vec<(String, Resource)>, BackendError> {
+pub async fn find(
+    docker: &Docker,
+    slug: Option<&str>,
+) -> Result<Vec<(String, Resource)>, BackendError> {
     let mut out = Vec::new();
     let containers = docker
         .list_containers(Some(ListContainersOptions {
@@ -75,32 +100,75 @@ pub async fn find(docker: &Docker, slug: Option<&str>) -> Result<Vec<(String, Re
         .map_err(|e| engine_err("list containers of", slug.unwrap_or("bottles"), e))?;
     for c in containers {
         let labels = c.labels.unwrap_or_default();
-        let name = c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default();
-        out.push(resource(ResourceKind::Container, name, &labels, c.state.map(|s| s.to_string()).unwrap_or_default(), c.created.unwrap_or(0)));
+        let name = c
+            .names
+            .unwrap_or_default()
+            .first()
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default();
+        out.push(resource(
+            ResourceKind::Container,
+            name,
+            &labels,
+            c.state.map(|s| s.to_string()).unwrap_or_default(),
+            c.created.unwrap_or(0),
+        ));
     }
     let networks = docker
-        .list_networks(Some(ListNetworksOptions { filters: Some(label_filter(slug)) }))
+        .list_networks(Some(ListNetworksOptions {
+            filters: Some(label_filter(slug)),
+        }))
         .await
         .map_err(|e| engine_err("list networks of", slug.unwrap_or("bottles"), e))?;
     for n in networks {
         let labels = n.labels.unwrap_or_default();
-        out.push(resource(ResourceKind::Network, n.name.unwrap_or_default(), &labels, String::new(), 0));
+        out.push(resource(
+            ResourceKind::Network,
+            n.name.unwrap_or_default(),
+            &labels,
+            String::new(),
+            0,
+        ));
     }
     let volumes = docker
-        .list_volumes(Some(ListVolumesOptions { filters: Some(label_filter(slug)) }))
+        .list_volumes(Some(ListVolumesOptions {
+            filters: Some(label_filter(slug)),
+        }))
         .await
         .map_err(|e| engine_err("list volumes of", slug.unwrap_or("bottles"), e))?;
     for v in volumes.volumes.unwrap_or_default() {
-        out.push(resource(ResourceKind::Volume, v.name, &v.labels, String::new(), 0));
+        out.push(resource(
+            ResourceKind::Volume,
+            v.name,
+            &v.labels,
+            String::new(),
+            0,
+        ));
     }
     Ok(out)
 }
 
-fn resource(kind: ResourceKind, name: String, labels: &HashMap<String, String>, state: String, created: i64) -> (String, Resource) {
+fn resource(
+    kind: ResourceKind,
+    name: String,
+    labels: &HashMap<String, String>,
+    state: String,
+    created: i64,
+) -> (String, Resource) {
     let slug = labels.get(LABEL_BOTTLE).cloned().unwrap_or_default();
     let role = labels.get(LABEL_ROLE).cloned().unwrap_or_default();
     let launcher_pid = labels.get(LABEL_LAUNCHER_PID).and_then(|p| p.parse().ok());
-    (slug, Resource { kind, name, role, state, created, launcher_pid })
+    (
+        slug,
+        Resource {
+            kind,
+            name,
+            role,
+            state,
+            created,
+            launcher_pid,
+        },
+    )
 }
 
 /// Group resources by bottle.
@@ -109,32 +177,56 @@ pub fn group(found: Vec<(String, Resource)>) -> Vec<BottleStatus> {
     for (slug, r) in found {
         by.entry(slug).or_default().push(r);
     }
-    by.into_iter().map(|(slug, mut resources)| {
-        resources.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-        BottleStatus { slug, resources }
-    }).collect()
+    by.into_iter()
+        .map(|(slug, mut resources)| {
+            resources.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+            BottleStatus { slug, resources }
+        })
+        .collect()
 }
 
 /// Remove everything of `slug`: containers first (they hold the networks and volumes), then
 /// networks, then volumes. Keeps going past a failure and reports the first one at the end.
 pub async fn remove_all(docker: &Docker, slug: &str) -> Result<Vec<Resource>, BackendError> {
-    let mut found: Vec<Resource> = find(docker, Some(slug)).await?.into_iter().map(|(_, r)| r).collect();
+    let mut found: Vec<Resource> = find(docker, Some(slug))
+        .await?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
     found.sort_by_key(|r| r.kind);
     let mut removed = Vec::new();
     let mut first_error = None;
     for r in found {
         let result = match r.kind {
-            ResourceKind::Container => docker
-                .remove_container(&r.name, Some(RemoveContainerOptions { force: true, v: true, ..Default::default() }))
-                .await,
+            ResourceKind::Container => {
+                docker
+                    .remove_container(
+                        &r.name,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            v: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await
+            }
             ResourceKind::Network => docker.remove_network(&r.name).await,
-            ResourceKind::Volume => docker.remove_volume(&r.name, Some(RemoveVolumeOptions { force: true })).await,
+            ResourceKind::Volume => {
+                docker
+                    .remove_volume(&r.name, Some(RemoveVolumeOptions { force: true }))
+                    .await
+            }
         };
         match result {
-            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => removed.push(r),
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => removed.push(r),
             Err(e) => {
                 tracing::warn!(kind = %r.kind, name = %r.name, error = %e, "failed to remove");
-                first_error.get_or_insert_with(|| engine_err("remove", &format!("{} {}", r.kind, r.name), e));
+                first_error.get_or_insert_with(|| {
+                    engine_err("remove", &format!("{} {}", r.kind, r.name), e)
+                });
             }
         }
     }

@@ -1,0 +1,5 @@
+//! End-to-end tests against the real Docker engine (see `claude_bottle_e2e` for the helpers).
+
+mod cleanup;
+mod isolation;
+mod runtime;
