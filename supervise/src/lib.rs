@@ -5,6 +5,7 @@
 
 pub mod fsio;
 mod limits;
+mod records;
 pub mod server;
 pub mod store;
 
@@ -50,6 +51,10 @@ pub struct Args {
     /// Slow-poll interval backing up the file watcher, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub poll_ms: u64,
+    /// Poll only, without inotify: for bind mounts whose host-side changes inotify does not
+    /// report (e.g. Docker Desktop file sharing).
+    #[arg(long)]
+    pub no_watch: bool,
     /// Most simultaneous client connections.
     #[arg(long, default_value_t = 64)]
     pub max_connections: usize,
@@ -100,6 +105,7 @@ async fn serve(args: Args) -> Result<(), String> {
         rate_per_minute: args.rate_per_minute,
         burst: args.burst,
         poll_interval: Duration::from_millis(args.poll_ms.max(10)),
+        watch: !args.no_watch,
         inbox: args.max_connections.saturating_mul(2),
     })
     .map_err(|e| e.to_string())?;

@@ -15,16 +15,15 @@ use std::time::{Duration, Instant, SystemTime};
 use claude_bottle_protocol::queue::{self, Folder, current_config};
 use claude_bottle_protocol::wire::{ConfigFile, ErrorCode, ProposalStatus, Response};
 use claude_bottle_protocol::{
-    Applied, BottleName, Decision, Proposal, ProposalId, ProposalKind, from_json, to_json_pretty,
+    Applied, BottleName, Decision, Proposal, ProposalId, ProposalKind, to_json_pretty,
 };
 use notify::Watcher;
 use tokio::sync::{oneshot, watch};
 
 use crate::fsio::{self, FsError};
 use crate::limits::RateLimit;
+use crate::records;
 
-/// Largest queue record read from disk.
-const MAX_RECORD_BYTES: u64 = 64 * 1024;
 /// Most proposals listed by a `status` without id (the newest ones).
 const MAX_LISTED: usize = 100;
 
@@ -38,6 +37,8 @@ pub struct StoreConfig {
     pub rate_per_minute: u32,
     pub burst: u32,
     pub poll_interval: Duration,
+    /// Use `notify` (inotify); off for file systems whose changes it does not see.
+    pub watch: bool,
     pub inbox: usize,
 }
 
@@ -129,8 +130,10 @@ impl Entry {
 struct Store {
     cfg: StoreConfig,
     entries: HashMap<ProposalId, Entry>,
-    /// Records that failed to parse, with the mtime seen, so they are re-read only when changed.
-    bad: HashMap<(Folder, ProposalId), Option<SystemTime>>,
+    /// Records that failed to parse, with the mtime and size seen, so they are re-read only
+    /// when changed (an editor may still be writing them).
+    bad: HashMap<(Folder, ProposalId), Option<(SystemTime, u64)>>,
+    last_rescan: Instant,
     rate: RateLimit,
     changes: watch::Sender<u64>,
     nonce: u64,
@@ -148,11 +151,16 @@ pub fn start(cfg: StoreConfig) -> Result<StoreHandle, StoreError> {
         bad: HashMap::new(),
         changes: changes_tx,
         nonce: 0,
+        last_rescan: Instant::now(),
         hasher: std::collections::hash_map::RandomState::new(),
     };
     store.open()?;
     let flag = Arc::new(AtomicBool::new(false));
-    let watcher = watch_records(&store.cfg, tx.clone(), flag.clone());
+    let watcher = if store.cfg.watch {
+        watch_records(&store.cfg, tx.clone(), flag.clone())
+    } else {
+        None
+    };
     std::thread::Builder::new()
         .name("queue-owner".into())
         .spawn(move || {
@@ -223,7 +231,7 @@ impl Store {
             let Some(id) = queue::id_from_file_name(&name) else {
                 continue;
             };
-            match read_record::<Proposal>(&dir.join(&name), &id) {
+            match records::read::<Proposal>(&dir.join(&name), &id) {
                 Ok(p) => {
                     self.entries.insert(
                         id,
@@ -266,6 +274,10 @@ impl Store {
                 }
                 Err(RecvTimeoutError::Timeout) => self.rescan(),
                 Err(RecvTimeoutError::Disconnected) => return,
+            }
+            // A steady stream of requests never lets the receive time out; poll anyway.
+            if self.last_rescan.elapsed() >= self.cfg.poll_interval {
+                self.rescan();
             }
         }
     }
@@ -401,6 +413,7 @@ impl Store {
 
     /// Loads decision and applied records not yet known; wakes waiters if any arrived.
     fn rescan(&mut self) {
+        self.last_rescan = Instant::now();
         let mut changed = false;
         for folder in [Folder::Decisions, Folder::Applied] {
             let dir = self.dir(folder);
@@ -427,17 +440,17 @@ impl Store {
                 }
                 let path = dir.join(&name);
                 let mtime = std::fs::symlink_metadata(&path)
-                    .and_then(|m| m.modified())
+                    .and_then(|m| Ok((m.modified()?, m.len())))
                     .ok();
                 if self.bad.get(&(folder, id.clone())) == Some(&mtime) {
                     continue;
                 }
                 let loaded = match folder {
-                    Folder::Decisions => read_record::<Decision>(&path, &id).map(|d| {
+                    Folder::Decisions => records::read::<Decision>(&path, &id).map(|d| {
                         tracing::info!(id = %id, decision = ?d.decision, "decision picked up");
                         self.entries.get_mut(&id).map(|e| e.decision = Some(d))
                     }),
-                    _ => read_record::<Applied>(&path, &id).map(|a| {
+                    _ => records::read::<Applied>(&path, &id).map(|a| {
                         tracing::info!(id = %id, outcome = ?a.outcome, "applied record picked up");
                         self.entries.get_mut(&id).map(|e| e.applied = Some(a))
                     }),
@@ -458,58 +471,6 @@ impl Store {
             self.changes.send_modify(|g| *g += 1);
         }
     }
-}
-
-/// Why a record file was not used.
-#[derive(Debug, thiserror::Error)]
-enum RecordError {
-    #[error(transparent)]
-    Fs(#[from] FsError),
-    #[error("failed to read {path}: {source}")]
-    Parse {
-        path: PathBuf,
-        #[source]
-        source: claude_bottle_protocol::ProtocolError,
-    },
-    #[error("failed to read {path}: it names id {found}, not its file name's")]
-    WrongId { path: PathBuf, found: ProposalId },
-}
-
-trait HasId {
-    fn id(&self) -> &ProposalId;
-}
-impl HasId for Proposal {
-    fn id(&self) -> &ProposalId {
-        &self.id
-    }
-}
-impl HasId for Decision {
-    fn id(&self) -> &ProposalId {
-        &self.id
-    }
-}
-impl HasId for Applied {
-    fn id(&self) -> &ProposalId {
-        &self.id
-    }
-}
-
-fn read_record<T: claude_bottle_protocol::Versioned + HasId>(
-    path: &std::path::Path,
-    id: &ProposalId,
-) -> Result<T, RecordError> {
-    let bytes = fsio::read_bounded(path, MAX_RECORD_BYTES)?;
-    let record: T = from_json(&bytes).map_err(|source| RecordError::Parse {
-        path: path.to_owned(),
-        source,
-    })?;
-    if record.id() != id {
-        return Err(RecordError::WrongId {
-            path: path.to_owned(),
-            found: record.id().clone(),
-        });
-    }
-    Ok(record)
 }
 
 fn unix_now() -> u64 {

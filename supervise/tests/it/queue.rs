@@ -205,3 +205,54 @@ fn current_config_is_served_without_following_symlinks() {
     assert_eq!(files[0]["content"], "api.anthropic.com\n");
     assert!(!a.to_string().contains("token"), "{a}");
 }
+
+#[test]
+fn without_inotify_the_slow_poll_still_delivers_decisions() {
+    let sup = Supervise::start(&["--no-watch", "--poll-ms", "100"]);
+    let id = submitted_id(&sup.call(&submit_egress("poll.example")));
+    let socket = sup.socket.clone();
+    let waiter_id = id.clone();
+    let waiter = std::thread::spawn(move || {
+        call(
+            &socket,
+            &json!({"version": 1, "request": {"op": "wait", "id": waiter_id,
+                "timeout_ms": 10000, "until": "decided"}}),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    let t = Instant::now();
+    write_record(
+        &sup.queue().join("decisions"),
+        &id,
+        &json!({"version": 1, "id": id, "decision": "reject", "reason": "no"}),
+    );
+    let answer = waiter.join().unwrap();
+    assert_eq!(
+        answer["response"]["status"]["state"], "rejected",
+        "{answer}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[test]
+fn a_decision_written_in_place_in_two_steps_is_read_once_complete() {
+    let sup = Supervise::start(&["--poll-ms", "100"]);
+    let id = submitted_id(&sup.call(&submit_egress("editor.example")));
+    let path = sup.queue().join("decisions").join(format!("{id}.json"));
+    // An editor saving in place: first a truncated file, then the whole one.
+    std::fs::write(&path, br#"{"version": 1, "id": ""#).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = json!({"version": 1, "request": {"op": "status", "id": id}});
+    assert_eq!(
+        sup.call(&status)["response"]["proposals"][0]["state"],
+        "pending"
+    );
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&json!({"version": 1, "id": id, "decision": "approve"})).unwrap(),
+    )
+    .unwrap();
+    crate::wait_until("the completed decision", || {
+        sup.call(&status)["response"]["proposals"][0]["state"] == "approved"
+    });
+}

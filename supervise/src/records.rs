@@ -1,0 +1,107 @@
+//! Reading one queue record from disk: bounded, symlink-refusing, version-checked, and
+//! checked to name the id its file name promises.
+
+use std::path::{Path, PathBuf};
+
+use claude_bottle_protocol::{
+    Applied, Decision, Proposal, ProposalId, ProtocolError, Versioned, from_json,
+};
+
+use crate::fsio::{self, FsError};
+
+/// Largest queue record read from disk.
+pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
+
+/// Why a record file was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("failed to read {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ProtocolError,
+    },
+    #[error(
+        "failed to read {path}: it names id {found}, not its file name's\nhint: a record's \"id\" must equal its file name without .json"
+    )]
+    WrongId { path: PathBuf, found: ProposalId },
+}
+
+/// A record that names the proposal it belongs to.
+pub trait Record: Versioned {
+    /// The proposal id inside the record.
+    fn id(&self) -> &ProposalId;
+}
+
+impl Record for Proposal {
+    fn id(&self) -> &ProposalId {
+        &self.id
+    }
+}
+
+impl Record for Decision {
+    fn id(&self) -> &ProposalId {
+        &self.id
+    }
+}
+
+impl Record for Applied {
+    fn id(&self) -> &ProposalId {
+        &self.id
+    }
+}
+
+/// Reads and checks the record at `path`, which must be `<id>.json`.
+pub fn read<T: Record>(path: &Path, id: &ProposalId) -> Result<T, RecordError> {
+    let bytes = fsio::read_bounded(path, MAX_RECORD_BYTES)?;
+    let record: T = from_json(&bytes).map_err(|source| RecordError::Parse {
+        path: path.to_owned(),
+        source,
+    })?;
+    if record.id() != id {
+        return Err(RecordError::WrongId {
+            path: path.to_owned(),
+            found: record.id().clone(),
+        });
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> ProposalId {
+        ProposalId::new(s).expect("valid id")
+    }
+
+    #[test]
+    fn a_record_must_name_its_own_id() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, br#"{"version":1,"id":"b","decision":"approve"}"#).expect("write");
+        assert!(matches!(
+            read::<Decision>(&path, &id("a")),
+            Err(RecordError::WrongId { .. })
+        ));
+        assert!(read::<Decision>(&path, &id("b")).is_ok());
+    }
+
+    #[test]
+    fn unparsable_and_oversized_records_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, b"{\"version\":1,").expect("write");
+        assert!(matches!(
+            read::<Decision>(&path, &id("a")),
+            Err(RecordError::Parse { .. })
+        ));
+        std::fs::write(&path, vec![b' '; 70 * 1024]).expect("write");
+        assert!(matches!(
+            read::<Decision>(&path, &id("a")),
+            Err(RecordError::Fs(_))
+        ));
+    }
+}
