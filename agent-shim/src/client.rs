@@ -35,7 +35,7 @@ pub enum ClientError {
     },
     #[error("failed to read the answer from {path}: {message}")]
     BadAnswer { path: PathBuf, message: String },
-    #[error("failed to get an answer from {path} within {0:?}", timeout)]
+    #[error("failed to get an answer from {path} within {timeout:?}")]
     Timeout { path: PathBuf, timeout: Duration },
 }
 
