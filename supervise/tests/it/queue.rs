@@ -44,13 +44,11 @@ fn a_hand_written_decision_wakes_a_waiting_client() {
     let socket = sup.socket.clone();
     let waiter_id = id.clone();
     let waiter = std::thread::spawn(move || {
-        let t = Instant::now();
-        let answer = call(
+        call(
             &socket,
             &json!({"version": 1, "request": {"op": "wait", "id": waiter_id,
                 "timeout_ms": 20000, "until": "decided"}}),
-        );
-        (answer, t.elapsed())
+        )
     });
     std::thread::sleep(Duration::from_millis(200));
     let t = Instant::now();
@@ -59,12 +57,11 @@ fn a_hand_written_decision_wakes_a_waiting_client() {
         &id,
         &json!({"version": 1, "id": id, "decision": "approve", "reason": "fine", "by": "op"}),
     );
-    let (answer, waited) = waiter.join().unwrap();
+    let answer = waiter.join().unwrap();
     assert_eq!(answer["response"]["type"], "waited", "{answer}");
     assert_eq!(answer["response"]["timed_out"], false);
     assert_eq!(answer["response"]["status"]["state"], "approved");
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    assert!(waited >= Duration::from_millis(200));
 
     // Waiting for the final state continues past the approval until the applied record.
     write_record(
