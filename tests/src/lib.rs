@@ -44,8 +44,16 @@ pub async fn docker() -> Option<Docker> {
     }
 }
 
-/// `target/<profile>/`, where cargo put the launcher and the shim.
+/// Where the launcher looks for the shim and supervise binaries in tests: `$CLAUDE_BOTTLE_BIN_DIR`
+/// (scripts/test.sh points it at the static builds), else cargo's `target/<profile>/`.
 pub fn bin_dir() -> PathBuf {
+    std::env::var_os("CLAUDE_BOTTLE_BIN_DIR")
+        .filter(|v| !v.is_empty())
+        .map_or_else(profile_dir, PathBuf::from)
+}
+
+/// `target/<profile>/`, where cargo put the launcher.
+pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test binary>
     exe.parent()
@@ -56,7 +64,7 @@ pub fn bin_dir() -> PathBuf {
 
 /// The `claude-bottle` binary next to the test binary's deps folder.
 pub fn launcher() -> PathBuf {
-    let p = bin_dir().join("claude-bottle");
+    let p = profile_dir().join("claude-bottle");
     assert!(
         p.is_file(),
         "{} is missing: build it with `cargo build -p claude-bottle`",

@@ -37,6 +37,7 @@ pub async fn run(docker: &Docker, container: &str, tty: bool) -> Result<i64, Bac
         .start_container(container, None::<StartContainerOptions>)
         .await
         .map_err(|e| engine_err("start agent", container, e))?;
+    tracing::info!(container, "agent started");
 
     let _raw = if tty { RawMode::enable() } else { None };
     let mut background = Vec::new();

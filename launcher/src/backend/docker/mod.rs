@@ -157,6 +157,7 @@ impl Backend for DockerBackend {
             builds.push(images::ensure(&self.docker, &ws).await?);
             agent_image = ws.tag;
         }
+        tracing::info!(slug, image = %agent_image, "images ready");
         Ok(Prepared {
             agent_image,
             agent_user: user,
@@ -166,17 +167,24 @@ impl Backend for DockerBackend {
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, BackendError> {
         let slug = &spec.slug;
-        resources::create_networks(&self.docker, slug, &spec.labels).await?;
-        for v in &spec.volumes {
-            resources::create_volume(&self.docker, &volume_name(slug, v), &spec.labels).await?;
+        // The agent joins no network: the networks exist only for sidecars that use them.
+        if spec.sidecars.iter().any(|s| !s.networks.is_empty()) {
+            resources::create_networks(&self.docker, slug, &spec.labels).await?;
+            tracing::info!(slug, "networks created");
         }
+        let volumes = spec.volumes.iter().map(|v| async move {
+            resources::create_volume(&self.docker, &volume_name(slug, v), &spec.labels).await
+        });
+        futures_util::future::try_join_all(volumes).await?;
         // Sidecars start concurrently; the first failure wins and names its sidecar.
         let starts = spec
             .sidecars
             .iter()
             .map(|s| containers::start_sidecar(&self.docker, slug, &spec.labels, s));
         futures_util::future::try_join_all(starts).await?;
+        tracing::info!(slug, sidecars = spec.sidecars.len(), "sidecars ready");
         let agent = containers::create_agent(&self.docker, slug, &spec.labels, &spec.agent).await?;
+        tracing::info!(slug, "agent created");
         Ok(Launched {
             slug: slug.clone(),
             agent,

@@ -90,14 +90,22 @@ pub async fn find(
     slug: Option<&str>,
 ) -> Result<Vec<(String, Resource)>, BackendError> {
     let mut out = Vec::new();
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
+    let what = slug.unwrap_or("bottles");
+    // Three independent queries: ask them at once.
+    let (containers, networks, volumes) = tokio::join!(
+        docker.list_containers(Some(ListContainersOptions {
             all: true,
             filters: Some(label_filter(slug)),
             ..Default::default()
-        }))
-        .await
-        .map_err(|e| engine_err("list containers of", slug.unwrap_or("bottles"), e))?;
+        })),
+        docker.list_networks(Some(ListNetworksOptions {
+            filters: Some(label_filter(slug)),
+        })),
+        docker.list_volumes(Some(ListVolumesOptions {
+            filters: Some(label_filter(slug)),
+        })),
+    );
+    let containers = containers.map_err(|e| engine_err("list containers of", what, e))?;
     for c in containers {
         let labels = c.labels.unwrap_or_default();
         let name = c
@@ -114,12 +122,7 @@ pub async fn find(
             c.created.unwrap_or(0),
         ));
     }
-    let networks = docker
-        .list_networks(Some(ListNetworksOptions {
-            filters: Some(label_filter(slug)),
-        }))
-        .await
-        .map_err(|e| engine_err("list networks of", slug.unwrap_or("bottles"), e))?;
+    let networks = networks.map_err(|e| engine_err("list networks of", what, e))?;
     for n in networks {
         let labels = n.labels.unwrap_or_default();
         out.push(resource(
@@ -130,12 +133,7 @@ pub async fn find(
             0,
         ));
     }
-    let volumes = docker
-        .list_volumes(Some(ListVolumesOptions {
-            filters: Some(label_filter(slug)),
-        }))
-        .await
-        .map_err(|e| engine_err("list volumes of", slug.unwrap_or("bottles"), e))?;
+    let volumes = volumes.map_err(|e| engine_err("list volumes of", what, e))?;
     for v in volumes.volumes.unwrap_or_default() {
         out.push(resource(
             ResourceKind::Volume,

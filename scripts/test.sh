@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The project's test command: everything the tests need, then the whole workspace's tests.
+#
+# 1. the offline Debian base image (scripts/base-image.sh; skipped when the tag exists),
+# 2. the static shim and supervise binaries the images are built from (scripts/build-static.sh),
+# 3. cargo test --workspace (unit, integration, and end-to-end tests against the Docker engine).
+#
+# Extra arguments go to cargo test, e.g. `scripts/test.sh -p claude-bottle-e2e isolation`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+if ! docker info >/dev/null 2>&1; then
+  echo "error: the Docker engine is not reachable (docker info failed)" >&2
+  echo "hint: start dockerd, or point DOCKER_HOST at a running engine" >&2
+  exit 1
+fi
+
+scripts/base-image.sh
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+PROFILE=dev BINS="claude-bottle-supervise claude-bottle-shim" scripts/build-static.sh "$target_dir/static"
+export CLAUDE_BOTTLE_BIN_DIR="$target_dir/static"
+cargo test --workspace "$@"
