@@ -34,7 +34,7 @@ pub struct CapabilityArgs {
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct EgressArgs {
-    /// Host name to allow through the egress proxy (e.g. "pypi.org").
+    /// Host name to allow through the egress proxy (e.g. "packages.example.org").
     pub host: String,
     /// A single port, if only one is needed.
     pub port: Option<u16>,

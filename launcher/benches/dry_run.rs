@@ -32,12 +32,13 @@ fn home_with_50_routes() -> tempfile::TempDir {
 fn bench(c: &mut Criterion) {
     let home_dir = home_with_50_routes();
     let home = Home::new(home_dir.path());
+    let config = claude_bottle::config::Config::default();
 
     c.bench_function(
         "dry-run in process (load, plan, preflight), 50 routes",
         |b| {
             b.iter(|| {
-                let p = plan::load(&home, "bench").expect("valid bottle");
+                let p = plan::load(&home, &config, "bench").expect("valid bottle");
                 std::hint::black_box(plan::render_preflight(&p));
             });
         },

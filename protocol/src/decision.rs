@@ -234,7 +234,7 @@ mod tests {
     #[test]
     fn edits_must_keep_the_kind() {
         let egress = ProposalKind::Egress(Egress {
-            host: HostName::new("pypi.org").expect("host"),
+            host: HostName::new("packages.example.org").expect("host"),
             port: None,
         });
         let cap = ProposalKind::Capability(Capability {

@@ -370,8 +370,8 @@ mod tests {
     #[test]
     fn hosts() {
         for ok in [
-            "pypi.org",
-            "Files.PythonHosted.org",
+            "packages.example.org",
+            "Files.Example.org",
             "a",
             "10.0.0.1",
             "xn--bcher-kva.example",
@@ -379,8 +379,8 @@ mod tests {
             assert!(HostName::new(ok).is_ok(), "{ok}");
         }
         assert_eq!(
-            HostName::new("PyPI.org").map(|h| h.0).ok(),
-            Some("pypi.org".into())
+            HostName::new("Packages.Example.org").map(|h| h.0).ok(),
+            Some("packages.example.org".into())
         );
         for bad in [
             "",
@@ -442,11 +442,11 @@ mod tests {
     #[test]
     fn kind_json_shape() {
         let k = ProposalKind::Egress(Egress {
-            host: HostName::new("pypi.org").expect("valid"),
+            host: HostName::new("packages.example.org").expect("valid"),
             port: Some(443),
         });
         let j = serde_json::to_string(&k).expect("serializes");
-        assert_eq!(j, r#"{"type":"egress","host":"pypi.org","port":443}"#);
+        assert_eq!(j, r#"{"type":"egress","host":"packages.example.org","port":443}"#);
         let k: ProposalKind =
             serde_json::from_str(r#"{"type":"capability","apt":["ripgrep"]}"#).expect("parses");
         assert_eq!(k.summary(), "capability: apt install ripgrep");

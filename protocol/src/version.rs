@@ -71,7 +71,7 @@ mod tests {
     use super::*;
     use crate::{Applied, Decision, Proposal, ProposalId};
 
-    const PROPOSAL: &str = r#"{"version":1,"id":"p-1","bottle":"app","kind":{"type":"egress","host":"pypi.org"},"reason":"pip needs it","created":1764270000}"#;
+    const PROPOSAL: &str = r#"{"version":1,"id":"p-1","bottle":"app","kind":{"type":"egress","host":"packages.example.org"},"reason":"pip needs it","created":1764270000}"#;
 
     #[test]
     fn round_trips_every_file_type() {
@@ -126,7 +126,7 @@ mod tests {
 
     #[test]
     fn validation_runs_after_parsing() {
-        let bad = PROPOSAL.replace("pypi.org", "evil/../host");
+        let bad = PROPOSAL.replace("packages.example.org", "evil/../host");
         assert!(matches!(
             from_json::<Proposal>(bad.as_bytes()),
             Err(ProtocolError::Json { .. } | ProtocolError::Invalid { .. })

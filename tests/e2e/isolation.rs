@@ -132,6 +132,7 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
     let plan = plan::build(
         &home,
         manifest::load(&home, &bottle.name).expect("valid bottle"),
+        &Default::default(),
         |n| (n == "E2E_FORWARDED").then(|| "forwarded-value".to_string()),
     );
     let backend = DockerBackend::connect(bottle.config())
@@ -251,7 +252,7 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
 }
 
 #[tokio::test]
-async fn forwarded_secret_never_shows_in_inspect_or_output_labels() {
+async fn forwarded_env_value_never_shows_in_launcher_output_or_logs() {
     let Some(d) = docker().await else { return };
     let bottle = TestBottle::new(
         "secret",

@@ -69,7 +69,7 @@ fn mcp_lists_the_four_tools_and_files_an_egress_request() {
 
     send(
         json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {
-        "name": "request_egress", "arguments": {"host": "pypi.org", "reason": "pip"}}}),
+        "name": "request_egress", "arguments": {"host": "packages.example.org", "reason": "pip"}}}),
     );
     let call = recv();
     let text = call["result"]["content"][0]["text"].as_str().unwrap();

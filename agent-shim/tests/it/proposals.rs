@@ -108,7 +108,7 @@ fn request_egress_wait_returns_when_the_operator_approves_and_it_is_applied() {
         .cli_cmd(&[
             "request",
             "egress",
-            "PyPI.org:443",
+            "Packages.Example.org:443",
             "--reason",
             "pip install",
             "--wait",
@@ -118,7 +118,7 @@ fn request_egress_wait_returns_when_the_operator_approves_and_it_is_applied() {
         .unwrap();
     let id = wait_for_proposal(&b);
     let p = &b.proposals()[0];
-    assert_eq!(p.kind.summary(), "egress: pypi.org:443");
+    assert_eq!(p.kind.summary(), "egress: packages.example.org:443");
     b.decide(
         &id,
         &json!({"version": 1, "id": id, "decision": "approve", "by": "op"}),

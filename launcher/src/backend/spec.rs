@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Prepared;
-use crate::manifest::{Limits, Runtime};
+use crate::manifest::Runtime;
 use crate::plan::BottlePlan;
 use crate::secret::Secret;
 
@@ -36,7 +36,7 @@ pub struct AgentSpec {
     pub command: Vec<String>,
     pub env: Vec<(String, EnvValue)>,
     pub mounts: Vec<Mount>,
-    pub limits: Limits,
+    pub limits: crate::plan::AgentLimits,
     pub runtime: Runtime,
     /// Files put into the container before it starts: (absolute path, content).
     pub files: Vec<(String, String)>,

@@ -13,7 +13,8 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
-    let plan = plan::load(home, &args.bottle)?;
+    let config = super::load_config(home)?;
+    let plan = plan::load(home, &config, &args.bottle)?;
     print!("{}", plan::render_info(&plan));
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::backend::docker::DockerBackend;
+use crate::config::Config;
 use crate::home::Home;
 use crate::plan::{self, BottlePlan};
 use crate::session::{self, SessionOptions};
@@ -26,7 +27,8 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
-    let plan = plan::load(home, &args.bottle)?;
+    let config = super::load_config(home)?;
+    let plan = plan::load(home, &config, &args.bottle)?;
     print!("{}", plan::render_preflight(&plan));
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
@@ -36,7 +38,7 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
         eprintln!("not launched");
         return Ok(ExitCode::SUCCESS);
     }
-    launch(home, &plan, args.cwd)
+    launch(config, &plan, args.cwd)
 }
 
 fn check_env(plan: &BottlePlan) -> Result<(), super::Error> {
@@ -72,7 +74,11 @@ fn confirm() -> Result<bool, super::Error> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }
 
-fn launch(home: &Home, plan: &BottlePlan, cwd: Option<PathBuf>) -> Result<ExitCode, super::Error> {
+fn launch(
+    config: Config,
+    plan: &BottlePlan,
+    cwd: Option<PathBuf>,
+) -> Result<ExitCode, super::Error> {
     if let Some(dir) = &cwd
         && !dir.is_dir()
     {
@@ -81,7 +87,6 @@ fn launch(home: &Home, plan: &BottlePlan, cwd: Option<PathBuf>) -> Result<ExitCo
             "name the folder to copy into the agent's workspace",
         ));
     }
-    let config = super::load_config(home)?;
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let outcome = super::runtime()?.block_on(async {
         let backend = DockerBackend::connect(config).await?;

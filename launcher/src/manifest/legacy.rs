@@ -165,9 +165,9 @@ mod tests {
 
     #[test]
     fn egress_allowlist_becomes_bare_routes() {
-        let hint = egress_hint(&json!({"allowlist": ["pypi.org", "example.com"]}));
+        let hint = egress_hint(&json!({"allowlist": ["packages.example.org", "example.com"]}));
         assert!(
-            hint.contains("    - host: pypi.org\n    - host: example.com\n"),
+            hint.contains("    - host: packages.example.org\n    - host: example.com\n"),
             "{hint}"
         );
     }

@@ -122,23 +122,14 @@ pub struct GitRemote {
     pub push: Vec<String>,
 }
 
-/// Resource limits of the agent container (`limits:` in the bottle).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The bottle's own resource limits (`limits:`); unset ones fall back to `config.toml`'s
+/// `[agent]` defaults when the plan is built.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Limits {
-    pub memory_bytes: i64,
-    pub pids: i64,
+    pub memory_bytes: Option<i64>,
+    pub pids: Option<i64>,
     /// CPUs as a fraction (1.5 = one and a half cores); `None` leaves the engine's default.
     pub cpus: Option<f64>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            memory_bytes: 4 * 1024 * 1024 * 1024,
-            pids: 1024,
-            cpus: None,
-        }
-    }
 }
 
 /// Load and validate the bottle `name` from `home` (or the embedded one of that name).

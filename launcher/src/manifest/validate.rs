@@ -125,7 +125,7 @@ pub(super) fn load_bottle(home: &Home, name: &str) -> Result<Bottle, ManifestErr
         offset: fm.line_offset,
         diags: Vec::new(),
     };
-    let bottle = build(&mut cx, home, name, source, raw, fm.body);
+    let bottle = build(&mut cx, home, name, source, raw, fm.yaml, fm.body);
     match bottle {
         Some(b) if cx.diags.is_empty() => Ok(b),
         _ => Err(ManifestError {
@@ -140,9 +140,10 @@ fn build(
     name: &str,
     source: Source,
     raw: RawBottle,
+    yaml: &str,
     body: &str,
 ) -> Option<Bottle> {
-    legacy_keys(cx, &raw);
+    legacy_keys(cx, &raw, yaml);
 
     let agent_name = raw
         .agent
@@ -239,34 +240,42 @@ fn build(
     })
 }
 
-fn legacy_keys(cx: &mut Ctx, raw: &RawBottle) {
-    if let Some(v) = &raw.cred_proxy {
-        let hint = legacy::cred_proxy_hint(&v.value);
-        cx.push_hint(
-            &v.referenced,
+/// Legacy keys die with a recipe, reported at the key's own line (a block value's span starts on
+/// the line after the key).
+fn legacy_keys(cx: &mut Ctx, raw: &RawBottle, yaml: &str) {
+    let found = [
+        (
             "cred_proxy",
-            "legacy key is no longer supported",
-            &hint,
-        );
-    }
-    if let Some(v) = &raw.tokens {
-        let hint = legacy::tokens_hint(&v.value);
-        cx.push_hint(
-            &v.referenced,
+            raw.cred_proxy
+                .as_ref()
+                .map(|v| legacy::cred_proxy_hint(&v.value)),
+        ),
+        (
             "tokens",
-            "legacy key is no longer supported",
-            &hint,
-        );
-    }
-    if let Some(v) = &raw.egress {
-        let hint = legacy::egress_hint(&v.value);
-        cx.push_hint(
-            &v.referenced,
+            raw.tokens.as_ref().map(|v| legacy::tokens_hint(&v.value)),
+        ),
+        (
             "egress",
-            "legacy key is no longer supported",
-            &hint,
-        );
+            raw.egress.as_ref().map(|v| legacy::egress_hint(&v.value)),
+        ),
+    ];
+    for (key, hint) in found {
+        if let Some(hint) = hint {
+            let line = top_level_key_line(yaml, key).map(|l| l + cx.offset);
+            let d = Diagnostic::new(&cx.path, line, key, "legacy key is no longer supported");
+            cx.diags.push(d.hint(hint));
+        }
     }
+}
+
+/// 1-based line (YAML-relative) of a top-level `key:`.
+fn top_level_key_line(yaml: &str, key: &str) -> Option<usize> {
+    yaml.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
 }
 
 fn env_entries(cx: &mut Ctx, raw: &[Sp<String>]) -> Vec<EnvEntry> {
@@ -562,7 +571,7 @@ fn limits(cx: &mut Ctx, raw: &RawLimits) -> Limits {
     let mut l = Limits::default();
     if let Some(m) = &raw.memory {
         match parse_bytes(&m.value) {
-            Some(b) if b >= 64 * 1024 * 1024 => l.memory_bytes = b,
+            Some(b) if b >= 64 * 1024 * 1024 => l.memory_bytes = Some(b),
             _ => cx.push_hint(
                 &m.referenced,
                 "limits.memory",
@@ -573,7 +582,7 @@ fn limits(cx: &mut Ctx, raw: &RawLimits) -> Limits {
     }
     if let Some(p) = &raw.pids {
         if p.value >= 16 {
-            l.pids = p.value;
+            l.pids = Some(p.value);
         } else {
             cx.push_hint(
                 &p.referenced,

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 pub use preflight::{LAUNCH_QUESTION, render as render_preflight, render_info};
 
+use crate::config::{Config, ResourceLimits};
 use crate::home::Home;
-use crate::manifest::{self, Agent, Bottle, GitRemote, Limits, Route, Runtime, Skill, Source};
+use crate::manifest::{self, Agent, Bottle, GitRemote, Route, Runtime, Skill, Source};
 use crate::secret::Secret;
 
 /// Labels every engine object of a bottle carries.
@@ -41,9 +42,31 @@ pub struct BottlePlan {
     pub allowlist: Vec<String>,
     pub supervise: bool,
     pub runtime: Runtime,
-    pub limits: Limits,
+    /// The bottle's `limits:` over the config's defaults.
+    pub limits: AgentLimits,
     /// `state/<slug>/` under the home.
     pub state_dir: PathBuf,
+}
+
+/// The agent container's resource limits, resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AgentLimits {
+    pub memory_bytes: i64,
+    pub pids: i64,
+    pub cpus: Option<f64>,
+}
+
+impl AgentLimits {
+    /// The bottle's limits where set, else the defaults.
+    pub fn resolve(bottle: manifest::Limits, defaults: &ResourceLimits) -> Self {
+        Self {
+            memory_bytes: bottle
+                .memory_bytes
+                .unwrap_or_else(|| i64::try_from(defaults.memory_bytes).unwrap_or(i64::MAX)),
+            pids: bottle.pids.unwrap_or(defaults.pids),
+            cpus: bottle.cpus,
+        }
+    }
 }
 
 /// Where the agent image comes from.
@@ -99,7 +122,12 @@ pub fn slug(name: &str) -> String {
 }
 
 /// Resolve a validated bottle into a plan, reading forwarded env through `lookup`.
-pub fn build(home: &Home, bottle: Bottle, lookup: impl Fn(&str) -> Option<String>) -> BottlePlan {
+pub fn build(
+    home: &Home,
+    bottle: Bottle,
+    defaults: &ResourceLimits,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> BottlePlan {
     let slug = slug(&bottle.name);
     let mut env_forwarded = Vec::new();
     let mut env_literal = Vec::new();
@@ -133,7 +161,7 @@ pub fn build(home: &Home, bottle: Bottle, lookup: impl Fn(&str) -> Option<String
         allowlist,
         supervise: bottle.supervise,
         runtime: bottle.runtime,
-        limits: bottle.limits,
+        limits: AgentLimits::resolve(bottle.limits, defaults),
     }
 }
 
@@ -153,9 +181,15 @@ fn fold_default_routes(mut routes: Vec<Route>, defaults: &[&str]) -> Vec<Route> 
 }
 
 /// Load the bottle `name` from `home` and plan it against the process environment.
-pub fn load(home: &Home, name: &str) -> Result<BottlePlan, manifest::ManifestError> {
+pub fn load(
+    home: &Home,
+    config: &Config,
+    name: &str,
+) -> Result<BottlePlan, manifest::ManifestError> {
     let bottle = manifest::load(home, name)?;
-    Ok(build(home, bottle, |n| std::env::var(n).ok()))
+    Ok(build(home, bottle, &config.agent_limits, |n| {
+        std::env::var(n).ok()
+    }))
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ fn full_bottle_is_valid() {
         b.skills.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         ["review", "lint"]
     );
-    assert_eq!(b.limits.pids, 256);
-    assert_eq!(b.limits.memory_bytes, 2 * 1024 * 1024 * 1024);
+    assert_eq!(b.limits.pids, Some(256));
+    assert_eq!(b.limits.memory_bytes, Some(2 * 1024 * 1024 * 1024));
     assert!(b.supervise);
 }
 
@@ -95,9 +95,9 @@ fn legacy_keys_die_with_a_migration_recipe() {
     assert_eq!(
         lines(&e),
         [
-            (Some(4), "cred_proxy".to_string()),
-            (Some(9), "tokens".to_string()),
-            (Some(11), "egress".to_string())
+            (Some(3), "cred_proxy".to_string()),
+            (Some(8), "tokens".to_string()),
+            (Some(10), "egress".to_string())
         ]
     );
     insta::assert_snapshot!(e.to_string());

@@ -9,7 +9,7 @@ const SECRET: &str = "octo-SECRET-value-1234";
 fn full_plan() -> BottlePlan {
     let home = Home::new("tests/fixtures/home");
     let bottle = manifest::load(&home, "full").expect("valid");
-    plan::build(&home, bottle, |name| {
+    plan::build(&home, bottle, &Default::default(), |name| {
         (name == "GITHUB_USER").then(|| SECRET.to_string())
     })
 }
@@ -27,6 +27,7 @@ fn preflight_of_the_embedded_default() {
     let p = plan::build(
         &home,
         manifest::load(&home, "default").expect("valid"),
+        &Default::default(),
         |_| None,
     );
     insta::assert_snapshot!(plan::render_preflight(&p));
@@ -67,6 +68,7 @@ fn default_hosts_fold_into_routes_unless_routed() {
     let p = plan::build(
         &home,
         manifest::load(&home, "routes-default-override").expect("valid"),
+        &Default::default(),
         |_| None,
     );
     let sentry: Vec<_> = p.routes.iter().filter(|r| r.host == "sentry.io").collect();

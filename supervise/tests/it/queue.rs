@@ -40,7 +40,7 @@ fn a_submission_becomes_a_proposal_file_and_duplicates_are_merged() {
 fn a_hand_written_decision_wakes_a_waiting_client() {
     // A long poll interval: only the file watcher can deliver the decision in time.
     let sup = Supervise::start(&["--poll-ms", "60000"]);
-    let id = submitted_id(&sup.call(&submit_egress("pypi.org")));
+    let id = submitted_id(&sup.call(&submit_egress("packages.example.org")));
     let socket = sup.socket.clone();
     let waiter_id = id.clone();
     let waiter = std::thread::spawn(move || {

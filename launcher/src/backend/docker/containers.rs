@@ -21,6 +21,9 @@ use crate::backend::{
 use crate::manifest::Runtime;
 use crate::plan::LABEL_ROLE;
 
+/// Memory limit of every sidecar: proxies and daemons, never builds.
+const SIDECAR_MEMORY_BYTES: i64 = 512 * 1024 * 1024;
+
 /// Container name of a bottle's agent.
 pub fn agent_name(slug: &str) -> String {
     format!("{slug}-agent")
@@ -205,6 +208,8 @@ pub async fn start_sidecar(
     let mut host = hardened(None);
     host.mounts = Some(mounts(slug, &spec.mounts));
     host.pids_limit = Some(256);
+    host.memory = Some(SIDECAR_MEMORY_BYTES);
+    host.memory_swap = Some(SIDECAR_MEMORY_BYTES);
     let (mode, endpoints) = match spec.networks.first() {
         None => ("none".to_string(), None),
         Some(first) => {

@@ -104,9 +104,9 @@ impl DockerBackend {
             .await
             .map_err(|e| engine_err("inspect image", tag, e))?;
         let cfg = img.config.unwrap_or_default();
-        let user = cfg
-            .user
-            .filter(|u| !u.is_empty() && u != "root" && u != "0" && !u.starts_with("0:"));
+        // Only a numeric, non-zero uid is trusted as "not root": a name (even `agent`) could map
+        // to uid 0 in the image's passwd, so names fall back to the contract's 1000:1000.
+        let user = cfg.user.filter(|u| numeric_non_root(u));
         Ok((
             InheritedCommand {
                 entrypoint: cfg.entrypoint.unwrap_or_default(),
@@ -122,6 +122,12 @@ impl DockerBackend {
             detail: e.to_string(),
         }
     }
+}
+
+/// `1000` or `1000:1000`, not `0`, `0:…`, `root` or a name.
+fn numeric_non_root(user: &str) -> bool {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, "1"));
+    matches!(uid.parse::<u32>(), Ok(u) if u != 0) && gid.parse::<u32>().is_ok()
 }
 
 impl Backend for DockerBackend {
@@ -210,5 +216,18 @@ impl Backend for DockerBackend {
             .into_iter()
             .map(|(_, r)| r)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_numeric_non_root_users_are_trusted() {
+        for ok in ["1000", "1000:1000", "1001:0"] {
+            assert!(super::numeric_non_root(ok), "{ok}");
+        }
+        for bad in ["", "0", "0:0", "root", "root:root", "agent", "1000:staff"] {
+            assert!(!super::numeric_non_root(bad), "{bad}");
+        }
     }
 }
