@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod egress;
 pub mod exit;
 pub mod home;
 pub mod image;
@@ -13,5 +14,6 @@ pub mod manifest;
 pub mod plan;
 pub mod secret;
 pub mod session;
+pub mod tls;
 
 pub use cli::run;
