@@ -1,8 +1,12 @@
 //! Command line: argument definitions, tracing set-up, dispatch to one module per verb, exit codes.
 
+mod approve;
 mod completions;
 mod info;
 mod list;
+mod queue;
+mod reject;
+mod show;
 mod start;
 mod stop;
 
@@ -37,6 +41,14 @@ enum Command {
     List(list::Args),
     /// Remove every container, network and volume of a bottle.
     Stop(stop::Args),
+    /// Pending proposals of one bottle or of all: id, age, kind, summary.
+    Queue(queue::Args),
+    /// A proposal in full, with the Dockerfile diff or allowlist line it would add.
+    Show(show::Args),
+    /// Approve a proposal (optionally edited); the running launcher applies it.
+    Approve(approve::Args),
+    /// Reject a proposal with a reason the agent reads.
+    Reject(reject::Args),
     /// Print shell completions.
     Completions(completions::Args),
 }
@@ -93,6 +105,10 @@ pub fn run() -> ExitCode {
         Command::Info(args) => info::run(&home, args),
         Command::List(args) => list::run(&home, args),
         Command::Stop(args) => stop::run(&home, args),
+        Command::Queue(args) => queue::run(&home, args),
+        Command::Show(args) => show::run(&home, args),
+        Command::Approve(args) => approve::run(&home, args),
+        Command::Reject(args) => reject::run(&home, args),
         Command::Completions(args) => completions::run(args),
     };
     match result {

@@ -4,3 +4,4 @@ mod cli;
 mod image_build;
 mod manifest;
 mod preflight;
+mod queue;

@@ -1,0 +1,230 @@
+//! `claude-bottle queue [BOTTLE]`: pending proposals of one bottle or of all; helpers the other
+//! queue verbs (`show`, `approve`, `reject`) share.
+
+use std::process::ExitCode;
+
+use claude_bottle_protocol::{Egress, Proposal, ProposalId, ProposalKind, UnixTime};
+
+use crate::home::Home;
+use crate::state::queue::{self, Queue, QueueError};
+use crate::state::{AtomicError, audit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Bottle name or slug; all bottles when left out.
+    bottle: Option<String>,
+}
+
+pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
+    let queues = match &args.bottle {
+        Some(name) => {
+            let slug = crate::plan::slug(name);
+            if slug.is_empty() {
+                return Err(super::Error::usage(
+                    format!("{name:?} is not a bottle name"),
+                    "see `claude-bottle list`",
+                ));
+            }
+            let dir = home.state_dir(&slug);
+            if dir.join(queue::QUEUE_DIR).is_dir() {
+                vec![Queue::open(&dir).map_err(error)?]
+            } else {
+                Vec::new()
+            }
+        }
+        None => queue::all(&home.root().join("state")).map_err(error)?,
+    };
+    let now = audit::now();
+    let mut rows = Vec::new();
+    for q in &queues {
+        let pending = q.pending().map_err(error)?;
+        for problem in &pending.problems {
+            eprintln!("warning: {problem}");
+        }
+        if let Err(e) = audit::note_proposals(q.state_dir(), &pending.proposals) {
+            eprintln!("warning: {e}");
+        }
+        for p in pending.proposals {
+            rows.push([
+                p.id.to_string(),
+                age(now, p.created),
+                q.slug(),
+                kind_name(&p.kind).to_owned(),
+                summary(&p.kind),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        println!("no pending proposals");
+        return Ok(ExitCode::SUCCESS);
+    }
+    print!(
+        "{}",
+        table(&["ID", "AGE", "BOTTLE", "KIND", "SUMMARY"], &rows)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Columns separated by two spaces, each as wide as its widest cell (the last not padded).
+fn table(header: &[&str; 5], rows: &[[String; 5]]) -> String {
+    let mut widths = header.map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(*header);
+    for r in rows {
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+    out
+}
+
+/// `42s`, `5m`, `3h`, `2d`: how long ago `then` was.
+pub(super) fn age(now: UnixTime, then: UnixTime) -> String {
+    let s = now.saturating_sub(then);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{}m", s / 60),
+        3_600..86_400 => format!("{}h", s / 3_600),
+        _ => format!("{}d", s / 86_400),
+    }
+}
+
+/// `capability` or `egress`.
+pub(super) fn kind_name(kind: &ProposalKind) -> &'static str {
+    match kind {
+        ProposalKind::Capability(_) => "capability",
+        ProposalKind::Egress(_) => "egress",
+    }
+}
+
+/// What is asked for, on one line of at most 80 characters.
+pub(super) fn summary(kind: &ProposalKind) -> String {
+    let full = match kind {
+        ProposalKind::Capability(c) => {
+            let mut parts = Vec::new();
+            if !c.apt.is_empty() {
+                parts.push(format!("apt install {}", c.apt.join(" ")));
+            }
+            parts.extend(c.dockerfile_lines.iter().cloned());
+            parts.join("; ")
+        }
+        ProposalKind::Egress(e) => host_port(e),
+    };
+    if full.chars().count() > 80 {
+        let cut: String = full.chars().take(79).collect();
+        format!("{cut}…")
+    } else {
+        full
+    }
+}
+
+/// `host` or `host:port`.
+pub(super) fn host_port(e: &Egress) -> String {
+    match e.port {
+        Some(p) => format!("{}:{p}", e.host),
+        None => e.host.to_string(),
+    }
+}
+
+/// The queue that holds the proposal the operator named, and the proposal.
+pub(super) fn locate(home: &Home, id: &str) -> Result<(Queue, Proposal), super::Error> {
+    let id = ProposalId::new(id).map_err(|e| {
+        super::Error::usage(
+            format!("{id:?} is not a proposal id: {e}"),
+            "`claude-bottle queue` lists the pending ones",
+        )
+    })?;
+    let q = queue::find(&home.root().join("state"), &id).map_err(error)?;
+    let p = q
+        .proposal(&id)
+        .map_err(error)?
+        .ok_or(QueueError::Unknown { id })
+        .map_err(error)?;
+    Ok((q, p))
+}
+
+/// Who decides: `$USER`, else `operator`.
+pub(super) fn operator() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| "operator".to_owned())
+}
+
+/// Queue errors the operator can fix by naming another id or deciding differently exit 2; file
+/// system trouble and unreadable files exit 1.
+pub(super) fn error(e: QueueError) -> super::Error {
+    match &e {
+        QueueError::Unknown { .. }
+        | QueueError::Ambiguous { .. }
+        | QueueError::AlreadyDecided { .. }
+        | QueueError::InvalidDecision { .. }
+        | QueueError::Fs(AtomicError::Symlink { .. }) => {
+            let text = e.to_string();
+            let (message, hint) = match text.split_once("\nhint: ") {
+                Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
+                None => (text, None),
+            };
+            super::Error::Usage { message, hint }
+        }
+        _ => super::Error::Other(anyhow::Error::new(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_are_compact() {
+        assert_eq!(age(100, 58), "42s");
+        assert_eq!(age(400, 100), "5m");
+        assert_eq!(age(3 * 3_600 + 5, 5), "3h");
+        assert_eq!(age(2 * 86_400, 0), "2d");
+        assert_eq!(
+            age(0, 10),
+            "0s",
+            "a clock behind the writer's is not negative"
+        );
+    }
+
+    #[test]
+    fn tables_align_and_do_not_pad_the_last_column() {
+        let rows = [[
+            "a-1".into(),
+            "5m".into(),
+            "app".into(),
+            "egress".into(),
+            "x.org".into(),
+        ]];
+        assert_eq!(
+            table(&["ID", "AGE", "BOTTLE", "KIND", "SUMMARY"], &rows),
+            "ID   AGE  BOTTLE  KIND    SUMMARY\na-1  5m   app     egress  x.org\n"
+        );
+    }
+
+    #[test]
+    fn long_summaries_are_cut() {
+        let kind = ProposalKind::Capability(claude_bottle_protocol::Capability {
+            apt: vec![],
+            dockerfile_lines: vec![format!("RUN {}", "x".repeat(200))],
+        });
+        let s = summary(&kind);
+        assert_eq!(s.chars().count(), 80);
+        assert!(s.ends_with('…'));
+    }
+}

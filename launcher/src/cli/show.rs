@@ -1,0 +1,142 @@
+//! `claude-bottle show ID`: the whole proposal, its state, and the change it would make (a
+//! unified diff of the bottle's Dockerfile, or the allowlist line).
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, ProposalState};
+
+use super::queue::{age, host_port, kind_name, locate, summary};
+use crate::home::Home;
+use crate::image::DEFAULT_AGENT_DOCKERFILE;
+use crate::state::dockerfile::{self, PER_BOTTLE_DOCKERFILE};
+use crate::state::{Queue, audit};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Proposal id, as `claude-bottle queue` lists it.
+    id: String,
+}
+
+pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
+    let (q, p) = locate(home, &args.id)?;
+    let decision = q.decision(&p.id).map_err(super::queue::error)?;
+    let applied = q.applied(&p.id).map_err(super::queue::error)?;
+    if let Err(e) = audit::note_proposals(q.state_dir(), std::slice::from_ref(&p)) {
+        eprintln!("warning: {e}");
+    }
+    let mut out = render(&q, &p, decision.as_ref(), applied.as_ref(), audit::now());
+    // The change that would be (or was) applied: the operator's edit if there is one.
+    let (kind, edited) = match decision.as_ref().and_then(|d| d.edit.clone()) {
+        Some(edit) => (edit, true),
+        None => (p.kind.clone(), false),
+    };
+    out.push('\n');
+    out.push_str(&change(home, &q, &p, &kind, edited));
+    print!("{out}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The proposal's fields, one a line, labels aligned.
+fn render(
+    q: &Queue,
+    p: &Proposal,
+    decision: Option<&Decision>,
+    applied: Option<&Applied>,
+    now: u64,
+) -> String {
+    let mut out = String::new();
+    let mut field = |label: &str, value: &str| {
+        let _ = writeln!(out, "{label:<10}{value}");
+    };
+    field("proposal", p.id.as_str());
+    field("bottle", &format!("{} (state/{})", p.bottle, q.slug()));
+    field("state", &ProposalState::of(decision, applied).to_string());
+    field("kind", kind_name(&p.kind));
+    field("request", &summary(&p.kind));
+    field(
+        "created",
+        &format!("{} ({} ago)", p.created, age(now, p.created)),
+    );
+    field("reason", &p.reason);
+    for (i, e) in p.evidence.iter().enumerate() {
+        field(if i == 0 { "evidence" } else { "" }, e);
+    }
+    if let Some(d) = decision {
+        let mut v = format!("{:?}", d.decision).to_lowercase();
+        if let Some(by) = &d.by {
+            let _ = write!(v, " by {by}");
+        }
+        if let Some(at) = d.at {
+            let _ = write!(v, " at {at}");
+        }
+        if !d.reason.is_empty() {
+            let _ = write!(v, ": {}", d.reason);
+        }
+        field("decision", &v);
+        if let Some(edit) = &d.edit {
+            field("edit", &summary(edit));
+        }
+    }
+    if let Some(a) = applied {
+        field(
+            "applied",
+            &format!("{:?} at {}: {}", a.outcome, a.at, a.detail).to_lowercase(),
+        );
+    }
+    out
+}
+
+/// The Dockerfile diff or the allowlist line the change makes.
+fn change(home: &Home, q: &Queue, p: &Proposal, kind: &ProposalKind, edited: bool) -> String {
+    let whose = if edited {
+        " (as edited by the operator)"
+    } else {
+        ""
+    };
+    match kind {
+        ProposalKind::Egress(e) => format!("allowlist change{whose}:\n+ {}\n", host_port(e)),
+        ProposalKind::Capability(cap) => {
+            let current = match current_dockerfile(home, q, p) {
+                Ok(c) => c,
+                Err(why) => {
+                    // Without the base the diff cannot be drawn; still show what is appended.
+                    let lines = dockerfile::capability_lines(cap)
+                        .map(|ls| ls.iter().map(|l| format!("+{l}\n")).collect::<String>())
+                        .unwrap_or_else(|e| format!("error: {e}\n"));
+                    return format!(
+                        "Dockerfile change{whose}: appended as the final step\n\
+                         note: no diff: {why}\n{lines}"
+                    );
+                }
+            };
+            match dockerfile::with_capability(current.text(), cap) {
+                Ok(new) => format!(
+                    "Dockerfile change{whose} against {}:\n{}",
+                    current.origin(),
+                    dockerfile::unified_diff(current.text(), &new, "a/Dockerfile", "b/Dockerfile")
+                ),
+                Err(e) => format!("Dockerfile change{whose}: cannot be applied: {e}\n"),
+            }
+        }
+    }
+}
+
+/// The bottle's current Dockerfile: the per-bottle one, else the bottle's own, else embedded.
+fn current_dockerfile(
+    home: &Home,
+    q: &Queue,
+    p: &Proposal,
+) -> Result<dockerfile::EffectiveDockerfile, String> {
+    let state_dir = q.state_dir();
+    let per_bottle = state_dir.join(PER_BOTTLE_DOCKERFILE);
+    let own = if std::fs::symlink_metadata(&per_bottle).is_ok() {
+        None
+    } else {
+        let bottle = crate::manifest::load(home, p.bottle.as_str())
+            .map_err(|e| format!("failed to load bottle {}: {e}", p.bottle))?;
+        bottle.dockerfile
+    };
+    dockerfile::effective(state_dir, own.as_deref(), DEFAULT_AGENT_DOCKERFILE)
+        .map_err(|e| e.to_string())
+}

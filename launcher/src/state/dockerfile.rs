@@ -1,0 +1,410 @@
+//! Applying an approved capability to a Dockerfile's text, and the unified diff that shows it.
+//!
+//! Pure functions (but [`effective`], which reads the current one): `claude-bottle show` uses
+//! them to preview a change, the remediation loop to write the per-bottle Dockerfile. The change
+//! is always appended as the final step(s), so the image rebuild reuses the layer cache for
+//! everything before it.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use claude_bottle_protocol::Capability;
+use claude_bottle_protocol::limits;
+
+/// The per-bottle Dockerfile's name in the state folder.
+pub const PER_BOTTLE_DOCKERFILE: &str = "Dockerfile";
+
+/// The Dockerfile a bottle's agent image is built from now, and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EffectiveDockerfile {
+    /// `state/<slug>/Dockerfile`: approvals have changed it.
+    PerBottle { path: PathBuf, text: String },
+    /// The bottle's `dockerfile:`.
+    Bottle { path: PathBuf, text: String },
+    /// The Dockerfile compiled into the launcher.
+    Embedded { text: &'static str },
+}
+
+impl EffectiveDockerfile {
+    /// The Dockerfile's text.
+    pub fn text(&self) -> &str {
+        match self {
+            Self::PerBottle { text, .. } | Self::Bottle { text, .. } => text,
+            Self::Embedded { text } => text,
+        }
+    }
+
+    /// Where it comes from, for people (a path, or `<embedded default>`).
+    pub fn origin(&self) -> String {
+        match self {
+            Self::PerBottle { path, .. } | Self::Bottle { path, .. } => path.display().to_string(),
+            Self::Embedded { .. } => "<embedded default>".to_owned(),
+        }
+    }
+}
+
+/// The bottle's current Dockerfile: `state_dir/Dockerfile` if it exists, else the bottle's own
+/// `dockerfile:` (`bottle_dockerfile`), else `embedded`.
+pub fn effective(
+    state_dir: &Path,
+    bottle_dockerfile: Option<&Path>,
+    embedded: &'static str,
+) -> Result<EffectiveDockerfile, super::AtomicError> {
+    let per_bottle = state_dir.join(PER_BOTTLE_DOCKERFILE);
+    if let Some(bytes) = super::atomic::read_in(state_dir, &per_bottle)? {
+        return Ok(EffectiveDockerfile::PerBottle {
+            path: per_bottle,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+        });
+    }
+    match bottle_dockerfile {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| super::AtomicError::Io {
+                action: "read",
+                path: path.to_owned(),
+                source,
+            })?;
+            Ok(EffectiveDockerfile::Bottle {
+                path: path.to_owned(),
+                text,
+            })
+        }
+        None => Ok(EffectiveDockerfile::Embedded { text: embedded }),
+    }
+}
+
+/// Why a capability cannot be turned into Dockerfile lines.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DockerfileError {
+    #[error(
+        "invalid apt package {0:?}: expected a Debian package name [a-z0-9][a-z0-9+.-]*, optionally =version"
+    )]
+    AptPackage(String),
+    #[error("invalid Dockerfile line {line:?}: {problem}")]
+    Line { line: String, problem: &'static str },
+    #[error("the capability asks for nothing: no apt package and no Dockerfile line")]
+    Empty,
+}
+
+/// `dockerfile` with the capability appended: one `RUN apt-get …` line for all apt packages,
+/// then the Dockerfile lines as given. The result ends with a newline.
+pub fn with_capability(dockerfile: &str, cap: &Capability) -> Result<String, DockerfileError> {
+    let lines = capability_lines(cap)?;
+    let mut out = String::with_capacity(dockerfile.len() + 256);
+    out.push_str(dockerfile);
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+    for l in lines {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// The Dockerfile lines a capability becomes, validated.
+pub fn capability_lines(cap: &Capability) -> Result<Vec<String>, DockerfileError> {
+    if cap.apt.is_empty() && cap.dockerfile_lines.is_empty() {
+        return Err(DockerfileError::Empty);
+    }
+    let mut lines = Vec::new();
+    if !cap.apt.is_empty() {
+        for p in &cap.apt {
+            check_apt_package(p)?;
+        }
+        lines.push(format!(
+            "RUN apt-get update && apt-get install -y --no-install-recommends {} && rm -rf /var/lib/apt/lists/*",
+            cap.apt.join(" ")
+        ));
+    }
+    for l in &cap.dockerfile_lines {
+        check_line(l)?;
+        lines.push(l.clone());
+    }
+    Ok(lines)
+}
+
+/// A Debian package name `[a-z0-9][a-z0-9+.-]*`, optionally `=version` with a version of
+/// `[0-9][A-Za-z0-9.+~:-]*`: nothing a shell would interpret.
+pub fn check_apt_package(spec: &str) -> Result<(), DockerfileError> {
+    let bad = || DockerfileError::AptPackage(spec.to_owned());
+    let (name, version) = match spec.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (spec, None),
+    };
+    let nb = name.as_bytes();
+    let name_ok = !nb.is_empty()
+        && nb.len() <= 128
+        && (nb[0].is_ascii_lowercase() || nb[0].is_ascii_digit())
+        && nb
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+.-".contains(c));
+    let version_ok = version.is_none_or(|v| {
+        let vb = v.as_bytes();
+        !vb.is_empty()
+            && vb.len() <= 128
+            && vb[0].is_ascii_digit()
+            && vb
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || b".+~:-".contains(c))
+    });
+    if name_ok && version_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+fn check_line(line: &str) -> Result<(), DockerfileError> {
+    let bad = |problem| DockerfileError::Line {
+        line: line.to_owned(),
+        problem,
+    };
+    if line.trim().is_empty() {
+        return Err(bad("it is blank"));
+    }
+    if line.contains(['\n', '\r', '\0']) {
+        return Err(bad("it holds a line break or NUL"));
+    }
+    if line.len() > limits::MAX_DOCKERFILE_LINE {
+        return Err(bad("it is too long"));
+    }
+    // A trailing backslash would swallow whatever the next approval appends.
+    if line.trim_end().ends_with('\\') {
+        return Err(bad("it ends with a line continuation"));
+    }
+    Ok(())
+}
+
+/// A unified diff (`---`/`+++`/`@@` hunks, 3 lines of context) from `old` to `new`, line based
+/// (longest common subsequence). Empty when the texts are equal.
+pub fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    let ops = diff_ops(&a, &b);
+    if ops.iter().all(|op| matches!(op, Op::Same(..))) {
+        return String::new();
+    }
+    let mut out = format!("--- {old_name}\n+++ {new_name}\n");
+    for hunk in hunks(&ops, 3) {
+        write_hunk(&mut out, &ops[hunk.0..hunk.1], &a, &b);
+    }
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// Line i of old equals line j of new.
+    Same(usize, usize),
+    Del(usize),
+    Add(usize),
+}
+
+fn diff_ops(a: &[&str], b: &[&str]) -> Vec<Op> {
+    // Common prefix and suffix first: an append is then a pure prefix and the LCS table stays
+    // tiny whatever the Dockerfile's size.
+    let pre = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let suf = a[pre..]
+        .iter()
+        .rev()
+        .zip(b[pre..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (ma, mb) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
+    let mut ops: Vec<Op> = (0..pre).map(|i| Op::Same(i, i)).collect();
+    // lcs[i][j]: length of the LCS of ma[i..] and mb[j..].
+    let mut lcs = vec![vec![0u32; mb.len() + 1]; ma.len() + 1];
+    for i in (0..ma.len()).rev() {
+        for j in (0..mb.len()).rev() {
+            lcs[i][j] = if ma[i] == mb[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < ma.len() || j < mb.len() {
+        if i < ma.len() && j < mb.len() && ma[i] == mb[j] {
+            ops.push(Op::Same(pre + i, pre + j));
+            i += 1;
+            j += 1;
+        } else if i < ma.len() && (j == mb.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Deletions before additions on a tie, as diff(1) prints them.
+            ops.push(Op::Del(pre + i));
+            i += 1;
+        } else {
+            ops.push(Op::Add(pre + j));
+            j += 1;
+        }
+    }
+    ops.extend((0..suf).map(|k| Op::Same(a.len() - suf + k, b.len() - suf + k)));
+    ops
+}
+
+/// Ranges of `ops` to print: each change with up to `ctx` unchanged lines around it, merged when
+/// they touch.
+fn hunks(ops: &[Op], ctx: usize) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (k, op) in ops.iter().enumerate() {
+        if matches!(op, Op::Same(..)) {
+            continue;
+        }
+        let (start, end) = (k.saturating_sub(ctx), (k + 1 + ctx).min(ops.len()));
+        match out.last_mut() {
+            Some(last) if start <= last.1 => last.1 = end,
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
+fn write_hunk(out: &mut String, ops: &[Op], a: &[&str], b: &[&str]) {
+    // Where the hunk starts in each file: the first op that touches that file, else the line
+    // before which it sits (a count of 0 uses the line before, per the unified format).
+    let (mut a_start, mut b_start, mut a_len, mut b_len) = (None, None, 0, 0);
+    let (mut a_next, mut b_next) = (0, 0);
+    for op in ops {
+        match *op {
+            Op::Same(i, j) => {
+                a_start.get_or_insert(i);
+                b_start.get_or_insert(j);
+                (a_len, b_len, a_next, b_next) = (a_len + 1, b_len + 1, i + 1, j + 1);
+            }
+            Op::Del(i) => {
+                a_start.get_or_insert(i);
+                (a_len, a_next) = (a_len + 1, i + 1);
+            }
+            Op::Add(j) => {
+                b_start.get_or_insert(j);
+                (b_len, b_next) = (b_len + 1, j + 1);
+            }
+        }
+    }
+    let range = |start: Option<usize>, len: usize, next: usize| match (start, len) {
+        (Some(s), n) if n > 0 => format!("{},{n}", s + 1),
+        _ => format!("{},0", next),
+    };
+    let _ = writeln!(
+        out,
+        "@@ -{} +{} @@",
+        range(a_start, a_len, a_next),
+        range(b_start, b_len, b_next)
+    );
+    for op in ops {
+        let _ = match *op {
+            Op::Same(i, _) => writeln!(out, " {}", a[i]),
+            Op::Del(i) => writeln!(out, "-{}", a[i]),
+            Op::Add(j) => writeln!(out, "+{}", b[j]),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap(apt: &[&str], lines: &[&str]) -> Capability {
+        Capability {
+            apt: apt.iter().map(|s| (*s).to_owned()).collect(),
+            dockerfile_lines: lines.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn apt_packages_become_one_run_line_then_the_lines_as_given() {
+        let out = with_capability(
+            "FROM x\nUSER agent",
+            &cap(&["ripgrep", "jq=1.6-2.1"], &["RUN touch /marker"]),
+        )
+        .expect("valid");
+        assert_eq!(
+            out,
+            "FROM x\nUSER agent\nRUN apt-get update && apt-get install -y --no-install-recommends \
+             ripgrep jq=1.6-2.1 && rm -rf /var/lib/apt/lists/*\nRUN touch /marker\n"
+        );
+    }
+
+    #[test]
+    fn apt_names_are_strict() {
+        for ok in [
+            "a",
+            "g++",
+            "python3.11",
+            "libc6=2.36-9+deb12u4",
+            "x=1:2.0~rc1",
+        ] {
+            assert_eq!(check_apt_package(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "", "Rg", "-x", "a b", "a;rm", "$(id)", "a=", "a=v1", "=1", "a=1 2", "a=1;x", "../x",
+        ] {
+            assert!(check_apt_package(bad).is_err(), "{bad:?}");
+        }
+        assert!(with_capability("FROM x\n", &cap(&["a&&b"], &[])).is_err());
+    }
+
+    #[test]
+    fn bad_lines_and_empty_capabilities_are_refused() {
+        assert_eq!(
+            with_capability("FROM x\n", &cap(&[], &[])),
+            Err(DockerfileError::Empty)
+        );
+        for bad in ["", "  ", "RUN a\nRUN b", "RUN a \\"] {
+            assert!(
+                with_capability("FROM x\n", &cap(&[], &[bad])).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_append_diffs_as_one_hunk_with_context() {
+        let old = "FROM x\nRUN a\nRUN b\nRUN c\nUSER agent\n";
+        let new = with_capability(old, &cap(&[], &["RUN touch /m"])).expect("valid");
+        assert_eq!(
+            unified_diff(old, &new, "a/Dockerfile", "b/Dockerfile"),
+            "--- a/Dockerfile\n+++ b/Dockerfile\n@@ -3,3 +3,4 @@\n RUN b\n RUN c\n USER agent\n+RUN touch /m\n"
+        );
+    }
+
+    #[test]
+    fn diffs_of_small_or_empty_files_use_the_zero_length_form() {
+        assert_eq!(
+            unified_diff("", "RUN x\n", "a", "b"),
+            "--- a\n+++ b\n@@ -0,0 +1,1 @@\n+RUN x\n"
+        );
+        assert_eq!(unified_diff("same\n", "same\n", "a", "b"), "");
+    }
+
+    #[test]
+    fn the_per_bottle_dockerfile_wins_then_the_bottles_then_the_embedded() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let own = tmp.path().join("own.Dockerfile");
+        std::fs::write(&own, "FROM own\n").expect("own");
+        let state = tmp.path().join("state");
+        std::fs::create_dir(&state).expect("state");
+        let e = effective(&state, None, "FROM embedded\n").expect("embedded");
+        assert_eq!(
+            (e.text(), e.origin().as_str()),
+            ("FROM embedded\n", "<embedded default>")
+        );
+        let e = effective(&state, Some(&own), "FROM embedded\n").expect("bottle's");
+        assert_eq!(e.text(), "FROM own\n");
+        std::fs::write(state.join(PER_BOTTLE_DOCKERFILE), "FROM per-bottle\n").expect("write");
+        let e = effective(&state, Some(&own), "FROM embedded\n").expect("per-bottle");
+        assert!(matches!(e, EffectiveDockerfile::PerBottle { .. }));
+        assert_eq!(e.text(), "FROM per-bottle\n");
+    }
+
+    #[test]
+    fn general_diffs_are_valid_hunks() {
+        let old = "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n";
+        let new = "1\n2x\n3\n4\n5\n6\n7\n8\n9\n10\n12\n13\n";
+        assert_eq!(
+            unified_diff(old, new, "a", "b"),
+            "--- a\n+++ b\n@@ -1,5 +1,5 @@\n 1\n-2\n+2x\n 3\n 4\n 5\n\
+             @@ -8,5 +8,5 @@\n 8\n 9\n 10\n-11\n 12\n+13\n"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! A bottle's state on the host, `state/<slug>/`: the proposal queue, the audit log, the
+//! per-bottle Dockerfile, all written atomically and never through a symlink.
+//!
+//! ```text
+//! state/<slug>/
+//!   queue/{proposals,decisions,applied}/<id>.json   see docs/queue.md
+//!   audit.jsonl                                      one event a line, append-only
+//!   Dockerfile                                       per-bottle, once a capability is approved
+//! ```
+
+pub mod atomic;
+pub mod audit;
+pub mod dockerfile;
+pub mod queue;
+
+pub use atomic::{AtomicError, Overwrite, write_atomic, write_atomic_in};
+pub use audit::{AuditError, Event};
+pub use dockerfile::{DockerfileError, EffectiveDockerfile, with_capability};
+pub use queue::{Pending, Queue, QueueError};

@@ -1,0 +1,349 @@
+//! The operator verbs against a real queue folder: `queue`, `show`, `approve`, `reject`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// A temp `CLAUDE_BOTTLE_HOME` with a bottle `app` (own Dockerfile) and its queue.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bottles = dir.path().join("bottles");
+        std::fs::create_dir_all(&bottles).expect("bottles");
+        std::fs::write(
+            bottles.join("app.md"),
+            "---\nagent: claude\ndockerfile: app.Dockerfile\n---\nA test bottle.\n",
+        )
+        .expect("bottle");
+        std::fs::write(
+            bottles.join("app.Dockerfile"),
+            "FROM debian:bookworm-slim\nRUN useradd -m agent\nRUN mkdir /workspace\nUSER agent\nWORKDIR /workspace\n",
+        )
+        .expect("dockerfile");
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn state(&self, slug: &str) -> PathBuf {
+        self.path().join("state").join(slug)
+    }
+
+    fn queue(&self, slug: &str, folder: &str) -> PathBuf {
+        let d = self.state(slug).join("queue").join(folder);
+        std::fs::create_dir_all(&d).expect("queue folder");
+        d
+    }
+
+    /// Files a proposal as supervise would; `age` seconds old.
+    fn propose(&self, slug: &str, id: &str, kind: Value, age: u64) {
+        let p = json!({
+            "version": 1, "id": id, "bottle": slug, "kind": kind,
+            "reason": "the task needs it", "evidence": ["bash: rg: command not found"],
+            "created": now() - age,
+        });
+        let body = serde_json::to_vec_pretty(&p).expect("json");
+        std::fs::write(
+            self.queue(slug, "proposals").join(format!("{id}.json")),
+            body,
+        )
+        .expect("proposal");
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
+            .args(args)
+            .env("CLAUDE_BOTTLE_HOME", self.path())
+            .env("USER", "alice")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run claude-bottle")
+    }
+
+    fn audit(&self, slug: &str) -> Vec<Value> {
+        let text =
+            std::fs::read_to_string(self.state(slug).join("audit.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn apt(pkgs: &[&str]) -> Value {
+    json!({"type": "capability", "apt": pkgs})
+}
+
+fn egress(host: &str, port: u16) -> Value {
+    json!({"type": "egress", "host": host, "port": port})
+}
+
+#[test]
+fn queue_lists_pending_proposals_of_all_bottles_or_one() {
+    let home = Home::new();
+    let o = home.run(&["queue"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "no pending proposals\n");
+
+    home.propose("app", "100-a", apt(&["ripgrep", "jq"]), 300);
+    home.propose("app", "200-b", egress("pypi.org", 443), 7_300);
+    home.propose(
+        "web",
+        "300-c",
+        json!({"type": "capability", "dockerfile_lines": ["RUN touch /m"]}),
+        10,
+    );
+    let o = home.run(&["queue"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "ID     AGE  BOTTLE  KIND        SUMMARY");
+    assert_eq!(lines[1], "200-b  2h   app     egress      pypi.org:443");
+    assert_eq!(
+        lines[2],
+        "100-a  5m   app     capability  apt install ripgrep jq"
+    );
+    assert!(
+        lines[3].starts_with("300-c  1")
+            && lines[3].ends_with("s  web     capability  RUN touch /m"),
+        "{text}"
+    );
+
+    let o = home.run(&["queue", "web"]);
+    assert_eq!(out(&o).lines().count(), 2, "{}", out(&o));
+    let o = home.run(&["queue", "nothing-here"]);
+    assert_eq!(out(&o), "no pending proposals\n");
+
+    // Looking at the queue logs each proposal once.
+    home.run(&["queue"]);
+    let events: Vec<Value> = home
+        .audit("app")
+        .iter()
+        .map(|e| e["event"].clone())
+        .collect();
+    assert_eq!(events, [json!("proposal"), json!("proposal")]);
+}
+
+fn show_filters() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(
+        r"created   \d+ \(\d+[smhd] ago\)",
+        "created   [time] ([age] ago)",
+    );
+    s.add_filter(r" at \d+", " at [time]");
+    s.add_filter(r"against /\S+/bottles/", "against [home]/bottles/");
+    s.add_filter(r"against /\S+/state/", "against [home]/state/");
+    s
+}
+
+#[test]
+fn show_draws_the_dockerfile_change_as_a_unified_diff() {
+    let home = Home::new();
+    home.propose("app", "100-a", apt(&["ripgrep", "jq"]), 300);
+    let o = home.run(&["show", "100-a"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    show_filters().bind(|| insta::assert_snapshot!(out(&o)));
+}
+
+#[test]
+fn show_prefers_the_per_bottle_dockerfile_and_shows_the_operators_edit() {
+    let home = Home::new();
+    home.propose("app", "100-a", apt(&["ripgrep", "jq"]), 300);
+    std::fs::write(
+        home.state("app").join("Dockerfile"),
+        "FROM per-bottle\nRUN true\n",
+    )
+    .expect("write");
+    let o = home.run(&[
+        "approve",
+        "100-a",
+        "--edit-apt",
+        "ripgrep",
+        "--reason",
+        "jq is there",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        "approved 100-a (app, edited): apt install ripgrep\n"
+    );
+    let o = home.run(&["show", "100-a"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    show_filters().bind(|| insta::assert_snapshot!(out(&o)));
+}
+
+#[test]
+fn show_of_an_egress_proposal_shows_the_allowlist_line() {
+    let home = Home::new();
+    home.propose("app", "200-b", egress("pypi.org", 443), 60);
+    let o = home.run(&["show", "200-b"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    show_filters().bind(|| insta::assert_snapshot!(out(&o)));
+}
+
+#[test]
+fn approve_and_reject_write_decisions_and_audit_lines_once() {
+    let home = Home::new();
+    home.propose("app", "100-a", apt(&["ripgrep"]), 30);
+    home.propose("app", "200-b", egress("pypi.org", 443), 30);
+
+    let o = home.run(&["approve", "100-a"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "approved 100-a (app): apt install ripgrep\n");
+    let d: Value = serde_json::from_slice(
+        &std::fs::read(home.queue("app", "decisions").join("100-a.json")).expect("decision"),
+    )
+    .expect("json");
+    assert_eq!(
+        (d["version"].clone(), d["decision"].clone(), d["by"].clone()),
+        (json!(1), json!("approve"), json!("alice"))
+    );
+    assert!(d["at"].as_u64().is_some_and(|at| at + 60 > now()));
+
+    let o = home.run(&["reject", "200-b", "--reason", "use the internal mirror"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(out(&o), "rejected 200-b (app): use the internal mirror\n");
+
+    // A second decision on either is refused with exit 2 and the file is unchanged.
+    let before = std::fs::read(home.queue("app", "decisions").join("100-a.json")).expect("read");
+    let o = home.run(&["reject", "100-a", "--reason", "changed my mind"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("error: proposal 100-a is already decided (approved by alice)"),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o).contains("hint: see `claude-bottle show 100-a`"),
+        "{}",
+        err(&o)
+    );
+    assert_eq!(
+        std::fs::read(home.queue("app", "decisions").join("100-a.json")).expect("read"),
+        before
+    );
+    let o = home.run(&["approve", "200-b"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err(&o).contains("already decided (rejected by alice)"),
+        "{}",
+        err(&o)
+    );
+
+    let events: Vec<(String, String)> = home
+        .audit("app")
+        .iter()
+        .map(|e| {
+            assert_eq!(e["version"], 1);
+            assert!(e["at"].as_u64().is_some());
+            (
+                e["event"].as_str().unwrap_or_default().to_owned(),
+                e["id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let expect = [
+        ("proposal", "100-a"),
+        ("decision", "100-a"),
+        ("proposal", "200-b"),
+        ("decision", "200-b"),
+    ];
+    assert_eq!(events, expect.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    let o = home.run(&["queue"]);
+    assert_eq!(out(&o), "no pending proposals\n");
+}
+
+#[test]
+fn unknown_and_invalid_ids_and_bad_edits_exit_two() {
+    let home = Home::new();
+    home.propose("app", "200-b", egress("pypi.org", 443), 30);
+    for args in [
+        &["approve", "nope"][..],
+        &["reject", "nope", "--reason", "x"],
+        &["show", "nope"],
+    ] {
+        let o = home.run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(err(&o).contains("error: no proposal nope"), "{}", err(&o));
+    }
+    let o = home.run(&["show", "../../etc/passwd"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("is not a proposal id"), "{}", err(&o));
+    let o = home.run(&["reject", "200-b"]);
+    assert_eq!(o.status.code(), Some(2), "a rejection needs --reason");
+    let o = home.run(&["approve", "200-b", "--edit-apt", "ripgrep"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("same type as the proposal"), "{}", err(&o));
+    let o = home.run(&["approve", "200-b", "--edit-apt", "rg;rm -rf /"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("invalid apt package"), "{}", err(&o));
+    assert!(!home.queue("app", "decisions").join("200-b.json").exists());
+}
+
+#[test]
+fn a_malformed_proposal_is_reported_with_its_path() {
+    let home = Home::new();
+    home.propose("app", "100-a", apt(&["ripgrep"]), 30);
+    std::fs::write(
+        home.queue("app", "proposals").join("bad-1.json"),
+        b"{\"version\":1,",
+    )
+    .expect("write");
+    let o = home.run(&["queue"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(out(&o).contains("100-a"), "{}", out(&o));
+    assert!(!out(&o).contains("bad-1"));
+    let e = err(&o);
+    assert!(
+        e.contains("warning: failed to read ")
+            && e.contains("queue/proposals/bad-1.json: failed to parse proposal"),
+        "{e}"
+    );
+    let o = home.run(&["approve", "bad-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("bad-1.json"), "{}", err(&o));
+}
+
+#[test]
+fn a_symlink_planted_as_the_decision_is_refused_not_followed() {
+    let home = Home::new();
+    home.propose("app", "100-a", apt(&["ripgrep"]), 30);
+    let victim = home.path().join("victim");
+    std::fs::write(&victim, b"keep").expect("victim");
+    std::os::unix::fs::symlink(&victim, home.queue("app", "decisions").join("100-a.json"))
+        .expect("plant");
+    let o = home.run(&["approve", "100-a"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err(&o).contains("it is a symlink"), "{}", err(&o));
+    assert_eq!(std::fs::read(&victim).expect("read"), b"keep");
+    assert!(
+        std::fs::symlink_metadata(home.queue("app", "decisions").join("100-a.json"))
+            .expect("stat")
+            .file_type()
+            .is_symlink()
+    );
+    assert!(home.audit("app").iter().all(|e| e["event"] != "decision"));
+}
