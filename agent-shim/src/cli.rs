@@ -205,9 +205,20 @@ mod tests {
     #[test]
     fn egress_argument() {
         let e = parse_egress("Packages.Example.org:443").expect("valid");
-        assert_eq!((e.host.as_str(), e.port), ("packages.example.org", Some(443)));
-        assert_eq!(parse_egress("packages.example.org").expect("valid").port, None);
-        for bad in ["packages.example.org:http", "a/b", ":80", "packages.example.org:99999"] {
+        assert_eq!(
+            (e.host.as_str(), e.port),
+            ("packages.example.org", Some(443))
+        );
+        assert_eq!(
+            parse_egress("packages.example.org").expect("valid").port,
+            None
+        );
+        for bad in [
+            "packages.example.org:http",
+            "a/b",
+            ":80",
+            "packages.example.org:99999",
+        ] {
             assert!(parse_egress(bad).is_err(), "{bad}");
         }
     }

@@ -47,4 +47,10 @@ if [ -n "${CLAUDE_BOTTLE_PROXY_SOCKET:-}" ]; then
     done
 fi
 
+# With supervise on, the shim daemon holds the connection to supervise for the agent's tools
+# (buffering while supervise restarts); the CLI falls back to supervise directly without it.
+if [ -n "${CLAUDE_BOTTLE_SUPERVISE_SOCKET:-}" ]; then
+    CLAUDE_BOTTLE_LOG="${CLAUDE_BOTTLE_SHIM_LOG:-warn}" "$shim" daemon </dev/null >/dev/null 2>&1 &
+fi
+
 exec "$@"

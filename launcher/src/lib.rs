@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod plan;
 pub mod secret;
 pub mod session;
+pub mod stage;
 pub mod state;
 pub mod tls;
 

@@ -13,6 +13,7 @@ use crate::backend::{
     Backend, BackendError, LaunchSpec, PrepareOptions, Prepared, Resource, ResourceKind,
 };
 use crate::plan::BottlePlan;
+use crate::stage::{self, Stage};
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +132,8 @@ where
                 },
             )
             .await?;
-        run_prepared(&task_backend, &task_plan, &prepared, opts.tty).await
+        let stage = stage::prepare(&task_plan).map_err(|e| BackendError::Stage(e.to_string()))?;
+        run_prepared(&task_backend, &task_plan, &prepared, &stage, opts.tty).await
     });
 
     let result = tokio::select! {
@@ -159,9 +161,10 @@ pub async fn run_prepared<B: Backend>(
     backend: &B,
     plan: &BottlePlan,
     prepared: &Prepared,
+    stage: &Stage,
     tty: bool,
 ) -> Result<i64, BackendError> {
-    let spec = LaunchSpec::new(plan, prepared, tty);
+    let spec = LaunchSpec::new(plan, prepared, stage, tty);
     let launched = backend.launch(&spec).await?;
     backend.run_agent(&launched).await
 }

@@ -446,7 +446,10 @@ mod tests {
             port: Some(443),
         });
         let j = serde_json::to_string(&k).expect("serializes");
-        assert_eq!(j, r#"{"type":"egress","host":"packages.example.org","port":443}"#);
+        assert_eq!(
+            j,
+            r#"{"type":"egress","host":"packages.example.org","port":443}"#
+        );
         let k: ProposalKind =
             serde_json::from_str(r#"{"type":"capability","apt":["ripgrep"]}"#).expect("parses");
         assert_eq!(k.summary(), "capability: apt install ripgrep");

@@ -149,7 +149,8 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
     // A service on the egress network, as later sidecars will be, and one on the host.
     let host_listener = TcpListener::bind("0.0.0.0:0").expect("host listener");
     let host_port = host_listener.local_addr().expect("addr").port();
-    let mut spec = LaunchSpec::new(&plan, &prepared, false);
+    let stage = claude_bottle::stage::prepare(&plan).expect("stage");
+    let mut spec = LaunchSpec::new(&plan, &prepared, &stage, false);
     spec.sidecars.push(SidecarSpec {
         name: "listener".into(),
         image: BASE_IMAGE.into(),
@@ -163,6 +164,7 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
         env: vec![],
         networks: vec![NetworkAttachment::Egress],
         mounts: vec![],
+        user: None,
         readiness: Readiness::LogLine("Serving HTTP".into()),
         ready_timeout: Duration::from_secs(30),
     });

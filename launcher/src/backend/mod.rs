@@ -22,6 +22,8 @@ pub struct Prepared {
     pub agent_image: String,
     /// The image's default user when it is not root, else `None` (the backend then runs uid 1000).
     pub agent_user: Option<String>,
+    /// The supervise sidecar's image, when the bottle has `supervise: true`.
+    pub supervise_image: Option<String>,
     /// Images built during this prepare (tag, steps, steps served from the cache).
     pub builds: Vec<BuildReport>,
 }
@@ -122,6 +124,8 @@ pub enum BackendError {
         "bottle {slug} is already running (launcher pid {pid})\nhint: stop it with `claude-bottle stop {slug}`"
     )]
     AlreadyRunning { slug: String, pid: u32 },
+    #[error("{0}")]
+    Stage(String),
     #[error("failed to prepare the image of bottle {slug}: {detail}")]
     Image { slug: String, detail: String },
 }

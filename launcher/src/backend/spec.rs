@@ -9,6 +9,7 @@ use super::Prepared;
 use crate::manifest::Runtime;
 use crate::plan::BottlePlan;
 use crate::secret::Secret;
+use crate::stage::Stage;
 
 /// The agent's home inside the image (the image contract: user `agent`, uid 1000).
 pub const AGENT_HOME: &str = "/home/agent";
@@ -97,6 +98,8 @@ pub struct SidecarSpec {
     /// Empty: network mode none.
     pub networks: Vec<NetworkAttachment>,
     pub mounts: Vec<Mount>,
+    /// `uid:gid` to run as; `None` keeps the image's user.
+    pub user: Option<String>,
     pub readiness: Readiness,
     pub ready_timeout: Duration,
 }
@@ -113,8 +116,8 @@ pub enum Readiness {
 }
 
 impl LaunchSpec {
-    /// The spec of a plan with no sidecars of its own yet (later issues add them here).
-    pub fn new(plan: &BottlePlan, prepared: &Prepared, tty: bool) -> Self {
+    /// The spec of `plan` with its images prepared and its host folders staged.
+    pub fn new(plan: &BottlePlan, prepared: &Prepared, stage: &Stage, tty: bool) -> Self {
         let mut env: Vec<(String, EnvValue)> = vec![
             ("CLAUDE_BOTTLE".into(), EnvValue::Plain("1".into())),
             (
@@ -133,7 +136,7 @@ impl LaunchSpec {
         if let Some(model) = &plan.agent.model {
             env.push(("ANTHROPIC_MODEL".into(), EnvValue::Plain(model.clone())));
         }
-        let mounts = plan
+        let mut mounts: Vec<Mount> = plan
             .skills
             .iter()
             .map(|s| Mount {
@@ -142,6 +145,25 @@ impl LaunchSpec {
                 read_only: true,
             })
             .collect();
+        mounts.push(Mount {
+            source: MountSource::Bind(stage.current_config.clone()),
+            target: CURRENT_CONFIG_IN_AGENT.into(),
+            read_only: true,
+        });
+        let mut sidecars = Vec::new();
+        if let (true, Some(image)) = (plan.supervise, &prepared.supervise_image) {
+            sidecars.push(supervise_sidecar(plan, image, stage));
+            // The agent gets the socket's folder read-only, never the queue.
+            mounts.push(Mount {
+                source: MountSource::Bind(stage.supervise_run.clone()),
+                target: SUPERVISE_RUN_DIR.into(),
+                read_only: true,
+            });
+            env.push((
+                "CLAUDE_BOTTLE_SUPERVISE_SOCKET".into(),
+                EnvValue::Plain(format!("{SUPERVISE_RUN_DIR}/{SUPERVISE_SOCKET}")),
+            ));
+        }
         let mut files = Vec::new();
         if !plan.agent.prompt.is_empty() {
             files.push((
@@ -158,7 +180,7 @@ impl LaunchSpec {
             slug: plan.slug.clone(),
             labels,
             volumes: Vec::new(),
-            sidecars: Vec::new(),
+            sidecars,
             agent: AgentSpec {
                 image: prepared.agent_image.clone(),
                 user: prepared
@@ -175,4 +197,70 @@ impl LaunchSpec {
             },
         }
     }
+}
+
+/// Where the agent reads its bottle's current-config.
+pub const CURRENT_CONFIG_IN_AGENT: &str = "/etc/claude-bottle/current-config";
+/// The folder holding supervise's socket, in supervise and (read-only) in the agent.
+pub const SUPERVISE_RUN_DIR: &str = "/run/claude-bottle/supervise";
+/// supervise's socket file name.
+pub const SUPERVISE_SOCKET: &str = "supervise.sock";
+/// The queue inside supervise.
+const QUEUE_IN_SUPERVISE: &str = "/run/supervise/queue";
+/// The current-config inside supervise.
+const CONFIG_IN_SUPERVISE: &str = "/run/supervise/current-config";
+
+/// supervise: no network at all; it writes proposals into the host queue and can only read the
+/// decisions and applied records, which are mounted read-only over the writable queue.
+fn supervise_sidecar(plan: &BottlePlan, image: &str, stage: &Stage) -> SidecarSpec {
+    let bind = |host: PathBuf, target: String, read_only: bool| Mount {
+        source: MountSource::Bind(host),
+        target,
+        read_only,
+    };
+    let decisions = claude_bottle_protocol::queue::DECISIONS_DIR;
+    let applied = claude_bottle_protocol::queue::APPLIED_DIR;
+    SidecarSpec {
+        name: "supervise".into(),
+        image: image.to_string(),
+        command: vec![
+            "--bottle".into(),
+            plan.name.clone(),
+            "--socket".into(),
+            format!("{SUPERVISE_RUN_DIR}/{SUPERVISE_SOCKET}"),
+            "--queue-dir".into(),
+            QUEUE_IN_SUPERVISE.into(),
+            "--config-dir".into(),
+            CONFIG_IN_SUPERVISE.into(),
+        ],
+        env: vec![],
+        networks: vec![],
+        mounts: vec![
+            bind(stage.queue.clone(), QUEUE_IN_SUPERVISE.into(), false),
+            bind(
+                stage.queue.join(decisions),
+                format!("{QUEUE_IN_SUPERVISE}/{decisions}"),
+                true,
+            ),
+            bind(
+                stage.queue.join(applied),
+                format!("{QUEUE_IN_SUPERVISE}/{applied}"),
+                true,
+            ),
+            bind(stage.supervise_run.clone(), SUPERVISE_RUN_DIR.into(), false),
+            bind(
+                stage.current_config.clone(),
+                CONFIG_IN_SUPERVISE.into(),
+                true,
+            ),
+        ],
+        user: Some(operator_user()),
+        readiness: Readiness::LogLine("supervise listening".into()),
+        ready_timeout: Duration::from_secs(20),
+    }
+}
+
+/// The launcher's own uid:gid: sidecars that write into the operator's state folder run as them.
+pub fn operator_user() -> String {
+    format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid())
 }

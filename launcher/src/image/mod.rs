@@ -119,6 +119,10 @@ pub enum ImageError {
     )]
     InvalidReference { reference: String },
     #[error(
+        "failed to use {path} in a FROM scratch image: it is dynamically linked\nhint: build the static binaries with scripts/build-static.sh and point CLAUDE_BOTTLE_BIN_DIR at them"
+    )]
+    NotStatic { path: PathBuf },
+    #[error(
         "failed to name an image for bottle {slug:?}: not a valid image name\nhint: bottle slugs use lowercase letters, digits, '.', '_' and '-'"
     )]
     InvalidSlug { slug: String },

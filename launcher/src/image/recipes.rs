@@ -9,6 +9,11 @@ use super::{
     ENTRYPOINT_PATH, ImageError, ImageRecipe, SHIM_PATH, WORKSPACE_DIR, labels,
 };
 
+/// Sourced by every bash in the agent (`BASH_ENV`): reports commands that are not installed.
+const BASH_ENV_SCRIPT: &str = include_str!("../../../docker/inject/bash-env.sh");
+/// Where [`BASH_ENV_SCRIPT`] lives in the agent image.
+pub const BASH_ENV_PATH: &str = "/usr/local/lib/claude-bottle/bash-env.sh";
+
 /// The entrypoint script put into every agent image.
 const ENTRYPOINT_SCRIPT: &str = include_str!("../../../docker/inject/entrypoint.sh");
 const SUPERVISE_DOCKERFILE: &str = include_str!("../../../docker/supervise/Dockerfile");
@@ -141,7 +146,8 @@ pub fn agent_injected(
     let mut context = ContextBuilder::new();
     context
         .file(SHIM_BINARY, 0o755, shim)
-        .file("entrypoint.sh", 0o755, ENTRYPOINT_SCRIPT);
+        .file("entrypoint.sh", 0o755, ENTRYPOINT_SCRIPT)
+        .file("bash-env.sh", 0o644, BASH_ENV_SCRIPT);
 
     let mut entrypoint = vec![ENTRYPOINT_PATH.to_owned()];
     entrypoint.extend(inherited.entrypoint.iter().cloned());
@@ -150,6 +156,8 @@ pub fn agent_injected(
          FROM {from}\n\
          COPY --chown=0:0 {SHIM_BINARY} {SHIM_PATH}\n\
          COPY --chown=0:0 entrypoint.sh {ENTRYPOINT_PATH}\n\
+         COPY --chown=0:0 bash-env.sh {BASH_ENV_PATH}\n\
+         ENV BASH_ENV={BASH_ENV_PATH}\n\
          ENTRYPOINT {}\n",
         json_array(&entrypoint)
     );
@@ -190,6 +198,11 @@ pub fn workspace_copy(slug: &str, from: &str, dir: &Path) -> Result<ImageRecipe,
 /// `scripts/build-static.sh`) under its own name.
 pub fn sidecar_scratch(sidecar: Sidecar, binary: &Path) -> Result<ImageRecipe, ImageError> {
     let data = read_file(binary)?;
+    if !is_static_elf(&data) {
+        return Err(ImageError::NotStatic {
+            path: binary.to_owned(),
+        });
+    }
     let mut context = ContextBuilder::new();
     context.file(sidecar.binary_name(), 0o755, data);
     ImageRecipe::new(
@@ -257,4 +270,62 @@ fn check_reference(reference: &str) -> Result<(), ImageError> {
 /// A Dockerfile exec-form array (JSON).
 fn json_array(items: &[String]) -> String {
     serde_json::to_string(items).expect("a list of strings always serializes")
+}
+
+/// True for a 64-bit ELF with no program interpreter (`PT_INTERP`): it runs in `FROM scratch`.
+/// A dynamically linked binary would fail there with a confusing "no such file or directory".
+pub fn is_static_elf(data: &[u8]) -> bool {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        data.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        data.get(o..o + 8)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+    };
+    // ELF magic, 64-bit, little-endian.
+    if data.get(..6) != Some(b"\x7fELF\x02\x01".as_slice()) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    let Ok(phoff) = usize::try_from(phoff) else {
+        return false;
+    };
+    (0..usize::from(phnum)).all(|i| {
+        let at = phoff + i * usize::from(phentsize);
+        u32_at(at).is_some_and(|t| t != PT_INTERP)
+    })
+}
+
+#[cfg(test)]
+mod static_elf_tests {
+    use super::is_static_elf;
+
+    /// A 64-bit little-endian ELF header with `phnum` program headers of type `ptype`.
+    fn elf(ptype: u32, phnum: u16) -> Vec<u8> {
+        let mut d = vec![0u8; 64 + 56 * usize::from(phnum)];
+        d[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        d[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        d[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        d[0x38..0x3a].copy_from_slice(&phnum.to_le_bytes());
+        for i in 0..usize::from(phnum) {
+            d[64 + i * 56..64 + i * 56 + 4].copy_from_slice(&ptype.to_le_bytes());
+        }
+        d
+    }
+
+    #[test]
+    fn interpreter_means_dynamic() {
+        assert!(is_static_elf(&elf(1, 3)));
+        assert!(!is_static_elf(&elf(3, 3)));
+        assert!(!is_static_elf(b"#!/bin/sh\n"));
+        assert!(!is_static_elf(&elf(1, 3)[..40]));
+        let me = std::fs::read(std::env::current_exe().expect("exe")).expect("read exe");
+        assert!(!is_static_elf(&me), "the test binary is dynamically linked");
+    }
 }

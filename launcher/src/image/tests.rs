@@ -277,6 +277,8 @@ fn agent_injected_layer() {
          FROM claude-bottle/b:aaaaaaaaaaaa\n\
          COPY --chown=0:0 claude-bottle-shim /usr/local/bin/claude-bottle-shim\n\
          COPY --chown=0:0 entrypoint.sh /usr/local/lib/claude-bottle/entrypoint.sh\n\
+         COPY --chown=0:0 bash-env.sh /usr/local/lib/claude-bottle/bash-env.sh\n\
+         ENV BASH_ENV=/usr/local/lib/claude-bottle/bash-env.sh\n\
          ENTRYPOINT [\"/usr/local/lib/claude-bottle/entrypoint.sh\",\"/bin/tini\",\"--\"]\n\
          CMD [\"claude\",\"--resume \\\"x\\\"\"]\n"
     );
@@ -290,13 +292,15 @@ fn agent_injected_layer() {
         modes,
         [
             (DOCKERFILE_IN_CONTEXT, 0o644),
+            ("bash-env.sh", 0o644),
             ("claude-bottle-shim", 0o755),
             ("entrypoint.sh", 0o755)
         ]
     );
-    assert!(entries[2].6.starts_with("#!/bin/sh\n"));
-    assert!(entries[2].6.contains("exec \"$@\""));
-    assert!(entries[2].6.contains(PROXY_SOCKET_ENV));
+    assert!(entries[1].6.contains("command_not_found_handle"));
+    assert!(entries[3].6.starts_with("#!/bin/sh\n"));
+    assert!(entries[3].6.contains("exec \"$@\""));
+    assert!(entries[3].6.contains(PROXY_SOCKET_ENV));
 
     let plain = agent_injected("b", "img:1", &shim, &InheritedCommand::default()).expect("recipe");
     assert!(
@@ -310,7 +314,19 @@ fn agent_injected_layer() {
 fn sidecar_images_are_scratch_with_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bin = dir.path().join("claude-bottle-supervise");
-    write(&bin, "static", 0o755);
+    // A dynamically linked binary is refused with a hint; a static one (no PT_INTERP) is taken.
+    std::fs::copy(std::env::current_exe().expect("exe"), &bin).expect("copy");
+    assert!(matches!(
+        sidecar_scratch(Sidecar::Supervise, &bin),
+        Err(crate::image::ImageError::NotStatic { .. })
+    ));
+    let mut elf = vec![0u8; 64 + 56];
+    elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    elf[0x20] = 64;
+    elf[0x36] = 56;
+    elf[0x38] = 1;
+    elf[64] = 1; // PT_LOAD
+    std::fs::write(&bin, elf).expect("write static stand-in");
     let recipe = sidecar_scratch(Sidecar::Supervise, &bin).expect("recipe");
     assert!(recipe.dockerfile.contains("FROM scratch"));
     assert!(

@@ -235,6 +235,7 @@ pub async fn start_sidecar(
     host.network_mode = Some(mode);
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
+        user: spec.user.clone(),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: Some(env_list(&spec.env)),
         labels: Some(labels(base_labels, &spec.name)),

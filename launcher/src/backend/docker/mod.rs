@@ -16,7 +16,7 @@ use super::{
     Backend, BackendError, BottleStatus, LaunchSpec, Launched, PrepareOptions, Prepared, Resource,
 };
 use crate::config::Config;
-use crate::image::{self, AgentSource, InheritedCommand};
+use crate::image::{self, AgentSource, InheritedCommand, Sidecar};
 use crate::manifest::Runtime;
 use crate::plan::{BottlePlan, ImageSource};
 
@@ -163,10 +163,22 @@ impl Backend for DockerBackend {
             builds.push(images::ensure(&self.docker, &ws).await?);
             agent_image = ws.tag;
         }
+        let mut supervise_image = None;
+        if plan.supervise {
+            let binary = self
+                .config
+                .binary(Sidecar::Supervise.binary_name())
+                .map_err(|e| Self::image_err(slug, e))?;
+            let recipe = image::sidecar_scratch(Sidecar::Supervise, &binary)
+                .map_err(|e| Self::image_err(slug, e))?;
+            builds.push(images::ensure(&self.docker, &recipe).await?);
+            supervise_image = Some(recipe.tag);
+        }
         tracing::info!(slug, image = %agent_image, "images ready");
         Ok(Prepared {
             agent_image,
             agent_user: user,
+            supervise_image,
             builds,
         })
     }

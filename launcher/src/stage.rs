@@ -1,0 +1,161 @@
+//! The per-launch host folders of a bottle under `state/<slug>/`: the queue supervise writes
+//! proposals into, the folder its socket lives in, and the staged current-config.
+//!
+//! Bind-mounted (not named volumes) so supervise can run as the operator's uid and the files stay
+//! the operator's: `queue/` into supervise (decisions and applied read-only on top), `run/supervise/`
+//! into supervise read-write and into the agent read-only, `current-config/` read-only into both.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use claude_bottle_protocol::queue::{self, current_config};
+
+use crate::image::DEFAULT_AGENT_DOCKERFILE;
+use crate::plan::{BottlePlan, ImageSource};
+
+/// The per-bottle Dockerfile written by approved capabilities (issue: remediation loop).
+pub const STATE_DOCKERFILE: &str = "Dockerfile";
+
+/// Host paths of one staged launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    pub queue: PathBuf,
+    pub supervise_run: PathBuf,
+    pub current_config: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("failed to stage {path}: {source}")]
+pub struct StageError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+fn at(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
+    move |source| StageError {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The Dockerfile the agent image is built from: the per-bottle one when approvals made it, else
+/// the bottle's `dockerfile:`, else the embedded default.
+pub fn effective_dockerfile(plan: &BottlePlan) -> Result<String, StageError> {
+    let state = plan.state_dir.join(STATE_DOCKERFILE);
+    match std::fs::read_to_string(&state) {
+        Ok(text) => return Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(at(&state)(e)),
+    }
+    match &plan.image {
+        ImageSource::Embedded => Ok(DEFAULT_AGENT_DOCKERFILE.to_string()),
+        ImageSource::Dockerfile(p) => std::fs::read_to_string(p).map_err(at(p)),
+    }
+}
+
+/// Create the folders and write the current-config of `plan`.
+pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
+    let queue = plan.state_dir.join("queue");
+    for folder in [
+        queue::PROPOSALS_DIR,
+        queue::DECISIONS_DIR,
+        queue::APPLIED_DIR,
+    ] {
+        let dir = queue.join(folder);
+        std::fs::create_dir_all(&dir).map_err(at(&dir))?;
+    }
+    let supervise_run = plan.state_dir.join("run").join("supervise");
+    std::fs::create_dir_all(&supervise_run).map_err(at(&supervise_run))?;
+    let stale = supervise_run.join("supervise.sock");
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(at(&stale))?;
+    }
+    let current_config = plan.state_dir.join("current-config");
+    std::fs::create_dir_all(&current_config).map_err(at(&current_config))?;
+    write_current_config(plan, &current_config)?;
+    Ok(Stage {
+        queue,
+        supervise_run,
+        current_config,
+    })
+}
+
+/// (Re)write the three current-config files: what the agent may read about its own bottle.
+pub fn write_current_config(plan: &BottlePlan, dir: &Path) -> Result<(), StageError> {
+    let mut allowlist = plan.allowlist.join("\n");
+    allowlist.push('\n');
+    write_atomic(&dir.join(current_config::ALLOWLIST), allowlist.as_bytes())?;
+    write_atomic(
+        &dir.join(current_config::ROUTES),
+        routes_json(plan).as_bytes(),
+    )?;
+    let dockerfile = effective_dockerfile(plan)?;
+    write_atomic(&dir.join(current_config::DOCKERFILE), dockerfile.as_bytes())
+}
+
+/// The routes as the agent may see them: hosts, prefixes and schemes, never a token reference.
+fn routes_json(plan: &BottlePlan) -> String {
+    let routes: Vec<serde_json::Value> = plan
+        .routes
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "host": r.host,
+                "path": r.path,
+                "auth_scheme": r.auth.as_ref().map(|a| a.scheme.to_string()),
+                "default": r.default,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({ "version": 1, "routes": routes });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+/// Temp file in the same folder, fsync, rename: a crash leaves the old or the new file.
+fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StageError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp).map_err(at(&tmp))?;
+    f.write_all(data).map_err(at(&tmp))?;
+    f.sync_all().map_err(at(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(at(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::home::Home;
+
+    #[test]
+    fn stages_queue_run_and_current_config() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(tmp.path());
+        let bottle = crate::manifest::load(&home, "default").expect("embedded default");
+        let plan = crate::plan::build(&home, bottle, &Default::default(), |_| None);
+        let stage = prepare(&plan).expect("stage");
+        for d in ["proposals", "decisions", "applied"] {
+            assert!(stage.queue.join(d).is_dir());
+        }
+        let allow =
+            std::fs::read_to_string(stage.current_config.join("allowlist")).expect("allowlist");
+        assert_eq!(
+            allow,
+            "api.anthropic.com\nsentry.io\nstatsig.anthropic.com\n"
+        );
+        let routes =
+            std::fs::read_to_string(stage.current_config.join("routes.json")).expect("routes");
+        assert!(
+            routes.contains("\"auth_scheme\": \"header:x-api-key\""),
+            "{routes}"
+        );
+        assert!(
+            !routes.contains("ANTHROPIC_API_KEY"),
+            "no token reference for the agent: {routes}"
+        );
+        let df =
+            std::fs::read_to_string(stage.current_config.join("Dockerfile")).expect("Dockerfile");
+        assert_eq!(df, DEFAULT_AGENT_DOCKERFILE);
+    }
+}
