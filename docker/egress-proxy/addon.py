@@ -1,0 +1,203 @@
+"""claude-bottle egress-proxy addon: inject route credentials the agent never holds.
+
+Loads routes.json (written by the launcher, format version 1):
+
+    {"version": 1,
+     "routes": [{"host": "api.github.com", "path_prefix": "/repos/acme/",
+                 "auth_scheme": "token", "token_env": "CLAUDE_BOTTLE_TOKEN_0"}]}
+
+For a request over TLS whose *connection* host (the CONNECT authority / SNI that mitmproxy opened the
+upstream connection for, never the spoofable Host header) and *normalised* path match a route, it
+removes any client-supplied header of the credential's name and sets it from the token in this
+process's environment (the slot named by token_env). Plain-HTTP requests never get a credential: it
+would cross the internet in the clear. Token values are never logged.
+
+Works on mitmproxy 8.1.1 (Debian bookworm) and 12.x.
+"""
+
+import base64
+import json
+import logging
+import os
+import posixpath
+import urllib.parse
+
+ROUTES_VERSION = 1
+DEFAULT_ROUTES_FILE = "/etc/claude-bottle/egress-proxy/routes.json"
+ROUTES_ENV = "CLAUDE_BOTTLE_ROUTES"
+# Decoding stops after this many rounds; a path still changing then is not trusted with a credential.
+MAX_DECODE_ROUNDS = 4
+
+_log = logging.getLogger("claude_bottle.egress_proxy")
+
+
+def log(level, msg, *args):
+    """mitmproxy 8 prints only its own ctx.log; 9 and later route Python logging to the console."""
+    try:
+        from mitmproxy import ctx, version
+
+        if int(version.VERSION.split(".")[0]) < 9 and getattr(ctx, "log", None) is not None:
+            getattr(ctx.log, "warn" if level == "warning" else level)(msg % args)
+            return
+    except Exception:  # noqa: BLE001 - outside mitmproxy (unit tests) plain logging is fine
+        pass
+    getattr(_log, level)(msg, *args)
+
+
+class RouteError(Exception):
+    """routes.json is unusable: the proxy must not start half-configured."""
+
+
+def credential_header(scheme, token):
+    """(header name, value) for an auth scheme: bearer | token | basic | header:<Name>."""
+    if scheme == "bearer":
+        return "Authorization", "Bearer " + token
+    if scheme == "token":
+        return "Authorization", "token " + token
+    if scheme == "basic":
+        return "Authorization", "Basic " + base64.b64encode(token.encode()).decode("ascii")
+    if scheme.startswith("header:") and len(scheme) > len("header:"):
+        return scheme[len("header:"):], token
+    raise RouteError("unknown auth_scheme %r" % scheme)
+
+
+def normalise_path(raw):
+    """The path a server could resolve `raw` to: query dropped, percent-decoding repeated until
+    stable, backslashes as slashes, `//` collapsed, `.`/`..` resolved. None when decoding does not
+    settle (deliberately ambiguous input gets no credential)."""
+    path = raw.split("?", 1)[0].split("#", 1)[0]
+    for _ in range(MAX_DECODE_ROUNDS):
+        decoded = urllib.parse.unquote(path, errors="strict") if "%" in path else path
+        if decoded == path:
+            break
+        path = decoded
+    else:
+        return None
+    path = path.replace("\\", "/")
+    if not path.startswith("/"):
+        path = "/" + path
+    trailing = path.endswith("/") and path != "/"
+    path = posixpath.normpath(path)
+    # normpath keeps a leading "//" (POSIX allows it to mean something else); we do not.
+    while path.startswith("//"):
+        path = path[1:]
+    if trailing and path != "/":
+        path += "/"
+    return path
+
+
+def prefix_matches(prefix, path):
+    """Segment-aware: /repos/acme matches /repos/acme and /repos/acme/x, not /repos/acmecorp."""
+    if prefix is None or prefix == "/":
+        return True
+    if path is None:
+        return False
+    if prefix.endswith("/"):
+        return path.startswith(prefix) or path == prefix[:-1]
+    return path == prefix or path.startswith(prefix + "/")
+
+
+class Route:
+    def __init__(self, entry, environ):
+        try:
+            self.host = entry["host"].lower().rstrip(".")
+            self.path_prefix = entry.get("path_prefix")
+            self.scheme = entry["auth_scheme"]
+            self.token_env = entry["token_env"]
+        except (KeyError, AttributeError, TypeError) as e:
+            raise RouteError("a route lacks %s" % e)
+        token = environ.get(self.token_env)
+        if not token:
+            raise RouteError("route %s: token slot %s is not set" % (self.host, self.token_env))
+        if any(c in token for c in "\r\n\0"):
+            raise RouteError("route %s: token slot %s holds a control character" % (self.host, self.token_env))
+        self.header, self._value = credential_header(self.scheme, token)
+
+    def describe(self):
+        return "%s%s [auth:%s]" % (self.host, self.path_prefix or "", self.scheme)
+
+
+def load_routes(path, environ):
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise RouteError("failed to read %s: %s" % (path, e))
+    if not isinstance(doc, dict) or doc.get("version") != ROUTES_VERSION:
+        raise RouteError("%s: expected version %d" % (path, ROUTES_VERSION))
+    routes = [Route(entry, environ) for entry in doc.get("routes", [])]
+    # Longest prefix first: the most specific route wins.
+    routes.sort(key=lambda r: len(r.path_prefix or ""), reverse=True)
+    return routes
+
+
+def connection_host(flow):
+    """The host mitmproxy connected (or tunnelled) to for this flow: the CONNECT authority or SNI.
+    In upstream mode server_conn.address is still the target; `via` holds the upstream proxy."""
+    server = flow.server_conn
+    sni = getattr(server, "sni", None)
+    if isinstance(sni, bytes):  # mitmproxy < 7 kept bytes
+        sni = sni.decode("idna", "replace")
+    address = getattr(server, "address", None)
+    host = address[0] if address else sni
+    if not host:
+        return None
+    return str(host).lower().rstrip(".")
+
+
+def is_tls(flow):
+    return flow.request.scheme == "https"
+
+
+class EgressProxy:
+    def __init__(self, environ=None):
+        self.environ = os.environ if environ is None else environ
+        self.routes = []
+
+    def load(self, loader):
+        loader.add_option(
+            name="routes_file",
+            typespec=str,
+            default=os.environ.get(ROUTES_ENV, DEFAULT_ROUTES_FILE),
+            help="claude-bottle routes.json (credential injection rules)",
+        )
+
+    def configure(self, updated):
+        from mitmproxy import ctx
+
+        if "routes_file" in updated:
+            self.set_routes(load_routes(ctx.options.routes_file, self.environ))
+
+    def set_routes(self, routes):
+        self.routes = routes
+        for r in routes:
+            log("info", "egress-proxy: route %s", r.describe())
+
+    def running(self):
+        # The readiness line the launcher waits for.
+        log("warning", "egress-proxy: ready (%d credentialed routes)", len(self.routes))
+
+    def route_for(self, flow):
+        if not self.routes or not is_tls(flow):
+            return None
+        host = connection_host(flow)
+        if host is None:
+            return None
+        path = normalise_path(flow.request.path)
+        for route in self.routes:
+            if route.host == host and prefix_matches(route.path_prefix, path):
+                return route
+        return None
+
+    def request(self, flow):
+        route = self.route_for(flow)
+        if route is None:
+            return
+        # Whatever the agent put there is replaced, never merged.
+        while route.header in flow.request.headers:
+            del flow.request.headers[route.header]
+        flow.request.headers[route.header] = route._value
+        log("info", "egress-proxy: injected %s for %s", route.header, route.describe())
+
+
+addons = [EgressProxy()]

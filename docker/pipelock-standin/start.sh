@@ -1,0 +1,34 @@
+#!/bin/sh
+# Starts the pipelock STAND-IN (tests only); see the Dockerfile for the contract.
+set -eu
+config=${PIPELOCK_CONFIG:-/etc/pipelock/pipelock.yaml}
+port=${PIPELOCK_PORT:-8888}
+roots=/etc/ssl/certs/ca-certificates.crt
+here=$(dirname "$0")
+export PIPELOCK_CONFIG="$config"
+
+umask 077
+work=$(mktemp -d /tmp/pipelock-standin.XXXXXX)
+# tls_interception.ca_cert / ca_key of the generated config (relative to its folder, as pipelock).
+python3 - "$config" "$here" > "$work/ca-paths" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+from standin import parse_yaml
+path = sys.argv[1]
+with open(path, encoding="utf-8") as f:
+    tls = (parse_yaml(f.read()) or {}).get("tls_interception") or {}
+base = os.path.dirname(path)
+for key in ("ca_key", "ca_cert"):
+    print(os.path.join(base, tls[key]))
+PY
+{ read -r key; read -r cert; } < "$work/ca-paths"
+cat "$key" "$cert" > "$work/mitmproxy-ca.pem"
+# The upstream leg trusts the public roots plus an optional extra bundle (the tests' own CA).
+cat "$roots" ${STANDIN_EXTRA_CA:+"$STANDIN_EXTRA_CA"} > "$work/upstream-trust.pem"
+
+exec mitmdump \
+    --listen-host 0.0.0.0 --listen-port "$port" \
+    --set confdir="$work" \
+    --set ssl_verify_upstream_trusted_ca="$work/upstream-trust.pem" \
+    --set flow_detail=0 \
+    -s "$here/standin.py"
