@@ -209,7 +209,7 @@ mod tests {
             ProposalId::new(id).expect("id"),
             BottleName::new("app").expect("bottle"),
             ProposalKind::Egress(Egress {
-                host: HostName::new("pypi.org").expect("host"),
+                host: HostName::new("packages.example.org").expect("host"),
                 port: None,
             }),
             "pip".into(),
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(first["version"], 1);
         assert_eq!(first["event"], "proposal");
         assert_eq!(first["id"], "p1");
-        assert_eq!(first["record"]["kind"]["host"], "pypi.org");
+        assert_eq!(first["record"]["kind"]["host"], "packages.example.org");
         let events: Vec<String> = read(tmp.path())
             .expect("read")
             .into_iter()

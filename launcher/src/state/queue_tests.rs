@@ -90,7 +90,7 @@ fn unknown_ids_and_wrong_edits_are_refused() {
     file(&q, &proposal("p1", 1));
     let mut d = Decision::approve(id("p1"), "", "op", 1);
     d.edit = Some(ProposalKind::Egress(Egress {
-        host: HostName::new("pypi.org").expect("host"),
+        host: HostName::new("packages.example.org").expect("host"),
         port: None,
     }));
     let err = q.decide(&d).expect_err("edit of another kind");

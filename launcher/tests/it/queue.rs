@@ -109,7 +109,7 @@ fn queue_lists_pending_proposals_of_all_bottles_or_one() {
     assert_eq!(out(&o), "no pending proposals\n");
 
     home.propose("app", "100-a", apt(&["ripgrep", "jq"]), 300);
-    home.propose("app", "200-b", egress("pypi.org", 443), 7_300);
+    home.propose("app", "200-b", egress("packages.example.org", 443), 7_300);
     home.propose(
         "web",
         "300-c",
@@ -121,7 +121,10 @@ fn queue_lists_pending_proposals_of_all_bottles_or_one() {
     let text = out(&o);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "ID     AGE  BOTTLE  KIND        SUMMARY");
-    assert_eq!(lines[1], "200-b  2h   app     egress      pypi.org:443");
+    assert_eq!(
+        lines[1],
+        "200-b  2h   app     egress      packages.example.org:443"
+    );
     assert_eq!(
         lines[2],
         "100-a  5m   app     capability  apt install ripgrep jq"
@@ -198,7 +201,7 @@ fn show_prefers_the_per_bottle_dockerfile_and_shows_the_operators_edit() {
 #[test]
 fn show_of_an_egress_proposal_shows_the_allowlist_line() {
     let home = Home::new();
-    home.propose("app", "200-b", egress("pypi.org", 443), 60);
+    home.propose("app", "200-b", egress("packages.example.org", 443), 60);
     let o = home.run(&["show", "200-b"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     show_filters().bind(|| insta::assert_snapshot!(out(&o)));
@@ -208,7 +211,7 @@ fn show_of_an_egress_proposal_shows_the_allowlist_line() {
 fn approve_and_reject_write_decisions_and_audit_lines_once() {
     let home = Home::new();
     home.propose("app", "100-a", apt(&["ripgrep"]), 30);
-    home.propose("app", "200-b", egress("pypi.org", 443), 30);
+    home.propose("app", "200-b", egress("packages.example.org", 443), 30);
 
     let o = home.run(&["approve", "100-a"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
@@ -279,7 +282,7 @@ fn approve_and_reject_write_decisions_and_audit_lines_once() {
 #[test]
 fn unknown_and_invalid_ids_and_bad_edits_exit_two() {
     let home = Home::new();
-    home.propose("app", "200-b", egress("pypi.org", 443), 30);
+    home.propose("app", "200-b", egress("packages.example.org", 443), 30);
     for args in [
         &["approve", "nope"][..],
         &["reject", "nope", "--reason", "x"],
