@@ -32,7 +32,13 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
                 Vec::new()
             }
         }
-        None => queue::all(&home.root().join("state")).map_err(error)?,
+        None => {
+            let (queues, problems) = queue::all(&home.root().join("state")).map_err(error)?;
+            for problem in &problems {
+                eprintln!("warning: {problem}");
+            }
+            queues
+        }
     };
     let now = audit::now();
     let mut rows = Vec::new();

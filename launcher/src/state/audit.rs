@@ -10,7 +10,7 @@
 //! loses at most the line being written; a torn last line is closed before the next append.
 
 use std::fs::OpenOptions;
-use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{self, BufRead as _, Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -118,11 +118,12 @@ pub fn note_proposals(state_dir: &Path, proposals: &[Proposal]) -> Result<usize,
     if proposals.is_empty() {
         return Ok(0);
     }
-    let logged: std::collections::HashSet<ProposalId> = read(state_dir)?
-        .into_iter()
-        .filter(|e| e.event == "proposal")
-        .map(|e| e.id)
-        .collect();
+    let mut logged = std::collections::HashSet::new();
+    for_each(state_dir, |e| {
+        if e.event == "proposal" {
+            logged.insert(e.id);
+        }
+    })?;
     let mut n = 0;
     for p in proposals.iter().filter(|p| !logged.contains(&p.id)) {
         record(state_dir, &Event::Proposal(p.clone()))?;
@@ -134,25 +135,59 @@ pub fn note_proposals(state_dir: &Path, proposals: &[Proposal]) -> Result<usize,
 /// Every readable line of the log, oldest first; lines that do not parse (a torn last line, a
 /// newer format) are skipped with a warning.
 pub fn read(state_dir: &Path) -> Result<Vec<Entry>, AuditError> {
-    let path = state_dir.join(AUDIT_FILE);
-    let Some(bytes) = atomic::read_in(state_dir, &path)? else {
-        return Ok(Vec::new());
-    };
-    let text = String::from_utf8_lossy(&bytes);
     let mut out = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
+    for_each(state_dir, |e| out.push(e))?;
+    Ok(out)
+}
+
+/// Streams the log line by line (it grows without bound; it is never read whole).
+fn for_each(state_dir: &Path, mut f: impl FnMut(Entry)) -> Result<(), AuditError> {
+    let path = state_dir.join(AUDIT_FILE);
+    atomic::check_no_symlinks(state_dir, &path)?;
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nofollow())
+        .open(&path)
     {
-        match serde_json::from_str::<Entry>(line) {
-            Ok(e) => out.push(e),
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(AuditError::Io {
+                action: "open",
+                path,
+                source,
+            });
+        }
+    };
+    let mut reader = io::BufReader::new(file);
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| AuditError::Io {
+                action: "read",
+                path: path.clone(),
+                source,
+            })?;
+        if read == 0 {
+            break;
+        }
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Entry>(&line) {
+            Ok(e) => f(e),
             Err(e) => {
-                tracing::warn!(path = %path.display(), line = n + 1, "skipping an audit line: {e}")
+                tracing::warn!(path = %path.display(), line = n, "skipping an audit line: {e}")
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+fn nofollow() -> i32 {
+    nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits()
 }
 
 fn append(state_dir: &Path, entry: &Entry) -> Result<(), AuditError> {
@@ -172,7 +207,7 @@ fn append(state_dir: &Path, entry: &Entry) -> Result<(), AuditError> {
         .append(true)
         .create(true)
         .mode(AUDIT_MODE)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits())
+        .custom_flags(nofollow())
         .open(&path)
         .map_err(io_err("open"))?;
     let mut line = Vec::with_capacity(512);
@@ -253,6 +288,20 @@ mod tests {
         assert_eq!(note_proposals(tmp.path(), &ps).expect("note"), 2);
         assert_eq!(note_proposals(tmp.path(), &ps).expect("note again"), 0);
         assert_eq!(read(tmp.path()).expect("read").len(), 2);
+    }
+
+    #[test]
+    fn a_log_larger_than_any_queue_file_is_still_read() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let line = r#"{"version":1,"at":1,"event":"applied","id":"old","record":{}}"#;
+        let n = usize::try_from(atomic::MAX_READ).expect("fits") / line.len() + 10;
+        std::fs::write(tmp.path().join(AUDIT_FILE), format!("{line}\n").repeat(n))
+            .expect("big log");
+        assert_eq!(
+            note_proposals(tmp.path(), &[proposal("p1")]).expect("note"),
+            1
+        );
+        assert_eq!(read(tmp.path()).expect("read").len(), n + 1);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use claude_bottle_protocol::{
 };
 
 use super::atomic::{self, AtomicError, Overwrite};
-use super::audit::{self, AuditError, Event};
+use super::audit::{self, Event};
 
 /// The queue folder under a bottle's state folder.
 pub const QUEUE_DIR: &str = "queue";
@@ -54,12 +54,6 @@ pub enum QueueError {
         id: ProposalId,
         #[source]
         source: ProtocolError,
-    },
-    #[error("failed to record {id} in the audit log: {source}")]
-    Audit {
-        id: ProposalId,
-        #[source]
-        source: AuditError,
     },
 }
 
@@ -189,7 +183,8 @@ impl Queue {
     }
 
     /// Writes `decision` as `decisions/<id>.json` (atomically, never over an existing file) and
-    /// appends the proposal (if not logged yet) and the decision to the audit log. Fails for an
+    /// appends the proposal (if not logged yet) and the decision to the audit log (a failure to
+    /// log is a warning: the decision stands). Fails for an
     /// unknown or already decided id, and for an edit of another kind than the proposal.
     pub fn decide(&self, decision: &Decision) -> Result<Proposal, QueueError> {
         let id = &decision.id;
@@ -217,13 +212,13 @@ impl Queue {
             Err(AtomicError::Exists { .. }) => return Err(self.already_decided(id)),
             Err(e) => return Err(e.into()),
         }
-        let audit_err = |source| QueueError::Audit {
-            id: id.clone(),
-            source,
-        };
-        audit::note_proposals(&self.state_dir, std::slice::from_ref(&proposal))
-            .map_err(audit_err)?;
-        audit::record(&self.state_dir, &Event::Decision(decision.clone())).map_err(audit_err)?;
+        // The decision file is the truth and it is written: a log that cannot be appended to
+        // is reported, not turned into a failure of the decision.
+        let logged = audit::note_proposals(&self.state_dir, std::slice::from_ref(&proposal))
+            .and_then(|_| audit::record(&self.state_dir, &Event::Decision(decision.clone())));
+        if let Err(e) = logged {
+            tracing::warn!("decision {id} written, but not logged: {e}");
+        }
         Ok(proposal)
     }
 
@@ -268,9 +263,9 @@ impl Queue {
     }
 }
 
-/// The queues under `state_root` (`$CLAUDE_BOTTLE_HOME/state`) that hold a `queue/` folder,
-/// sorted by slug; symlinked state folders are skipped.
-pub fn all(state_root: &Path) -> Result<Vec<Queue>, QueueError> {
+/// The state folders under `state_root` (`$CLAUDE_BOTTLE_HOME/state`) that hold a `queue/`
+/// folder, sorted; symlinked state folders are skipped.
+fn queue_dirs(state_root: &Path) -> Result<Vec<PathBuf>, QueueError> {
     let entries = match std::fs::read_dir(state_root) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -285,27 +280,49 @@ pub fn all(state_root: &Path) -> Result<Vec<Queue>, QueueError> {
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
-        .filter(|p| std::fs::symlink_metadata(p.join(QUEUE_DIR)).is_ok_and(|m| m.is_dir()))
+        .filter(|p| std::fs::symlink_metadata(p.join(QUEUE_DIR)).is_ok())
         .collect();
     dirs.sort();
-    dirs.iter().map(|d| Queue::open(d)).collect()
+    Ok(dirs)
+}
+
+/// Every bottle's queue, sorted by slug, and the queues that could not be opened (a symlink
+/// planted in one bottle's queue does not hide the others).
+pub fn all(state_root: &Path) -> Result<(Vec<Queue>, Vec<QueueError>), QueueError> {
+    let mut queues = Vec::new();
+    let mut problems = Vec::new();
+    for d in queue_dirs(state_root)? {
+        match Queue::open(&d) {
+            Ok(q) => queues.push(q),
+            Err(e) => problems.push(e),
+        }
+    }
+    Ok((queues, problems))
 }
 
 /// The queue that holds proposal `id` (the operator types only the id), by looking for
 /// `state/*/queue/proposals/<id>.json`.
 pub fn find(state_root: &Path, id: &ProposalId) -> Result<Queue, QueueError> {
-    let mut found: Vec<Queue> = Vec::new();
-    for q in all(state_root)? {
-        if q.has(Folder::Proposals, id)? {
-            found.push(q);
-        }
-    }
+    let mut found: Vec<PathBuf> = queue_dirs(state_root)?
+        .into_iter()
+        .filter(|d| {
+            let p = d
+                .join(QUEUE_DIR)
+                .join(Folder::Proposals.dir_name())
+                .join(id.file_name());
+            std::fs::symlink_metadata(p).is_ok()
+        })
+        .collect();
     match found.len() {
         0 => Err(QueueError::Unknown { id: id.clone() }),
-        1 => Ok(found.remove(0)),
+        1 => Queue::open(&found.remove(0)),
         _ => Err(QueueError::Ambiguous {
             id: id.clone(),
-            slugs: found.iter().map(Queue::slug).collect(),
+            slugs: found
+                .iter()
+                .filter_map(|d| d.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect(),
         }),
     }
 }

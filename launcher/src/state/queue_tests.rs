@@ -161,6 +161,15 @@ fn find_locates_the_bottle_of_an_id() {
         find(&root, &id("p1")),
         Err(QueueError::Ambiguous { .. })
     ));
-    assert_eq!(all(&root).expect("all").len(), 2);
-    assert!(all(&tmp.path().join("missing")).expect("none").is_empty());
+    assert_eq!(all(&root).expect("all").0.len(), 2);
+    assert!(all(&tmp.path().join("missing")).expect("none").0.is_empty());
+    std::fs::create_dir(tmp.path().join("elsewhere")).expect("elsewhere");
+    std::fs::remove_dir(root.join("a/queue/applied")).expect("rmdir");
+    symlink(tmp.path().join("elsewhere"), root.join("a/queue/applied")).expect("plant");
+    let (queues, problems) = all(&root).expect("all");
+    assert_eq!(
+        (queues.len(), problems.len()),
+        (1, 1),
+        "one broken queue hides no other"
+    );
 }
