@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 
 use claude_bottle_protocol::queue::{Folder, id_from_file_name};
 use claude_bottle_protocol::{
-    Applied, Decision, Proposal, ProposalId, ProposalState, ProtocolError, Versioned, from_json,
-    to_json_pretty,
+    Applied, Decision, Proposal, ProposalId, ProposalState, ProtocolError, Verdict, Versioned,
+    from_json, to_json_pretty,
 };
 
 use super::atomic::{self, AtomicError, Overwrite};
@@ -49,6 +49,10 @@ pub enum QueueError {
         state: ProposalState,
         by: String,
     },
+    #[error("failed to record the outcome of {id}: it is not approved")]
+    NotApproved { id: ProposalId },
+    #[error("failed to record the outcome of {id}: it already has one")]
+    AlreadyApplied { id: ProposalId },
     #[error("failed to decide {id}: {source}")]
     InvalidDecision {
         id: ProposalId,
@@ -220,6 +224,34 @@ impl Queue {
             tracing::warn!("decision {id} written, but not logged: {e}");
         }
         Ok(proposal)
+    }
+
+    /// Writes `applied/<id>.json` once (never over an earlier record, so nothing is applied
+    /// twice) and appends it to the audit log; for the remediation loop. The proposal must be
+    /// approved.
+    pub fn record_applied(&self, applied: &Applied) -> Result<(), QueueError> {
+        let id = &applied.id;
+        match self.decision(id)? {
+            Some(d) if d.decision == Verdict::Approve => {}
+            _ => return Err(QueueError::NotApproved { id: id.clone() }),
+        }
+        let path = self.path(Folder::Applied, id);
+        match atomic::write_atomic_in(
+            &self.state_dir,
+            &path,
+            &to_json_pretty(applied),
+            Overwrite::Refuse,
+        ) {
+            Ok(()) => {}
+            Err(AtomicError::Exists { .. }) => {
+                return Err(QueueError::AlreadyApplied { id: id.clone() });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Err(e) = audit::record(&self.state_dir, &Event::Applied(applied.clone())) {
+            tracing::warn!("applied record {id} written, but not logged: {e}");
+        }
+        Ok(())
     }
 
     fn already_decided(&self, id: &ProposalId) -> QueueError {

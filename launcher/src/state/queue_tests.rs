@@ -173,3 +173,34 @@ fn find_locates_the_bottle_of_an_id() {
         "one broken queue hides no other"
     );
 }
+
+#[test]
+fn outcomes_are_recorded_once_and_only_for_approvals() {
+    let (_tmp, q) = setup();
+    file(&q, &proposal("p1", 1));
+    file(&q, &proposal("p2", 1));
+    let ok = Applied::ok(id("p1"), "image built", 9);
+    assert!(matches!(
+        q.record_applied(&ok),
+        Err(QueueError::NotApproved { .. })
+    ));
+    q.decide(&Decision::approve(id("p1"), "", "op", 2))
+        .expect("approve");
+    q.decide(&Decision::reject(id("p2"), "no", "op", 2))
+        .expect("reject");
+    q.record_applied(&ok).expect("first outcome");
+    assert_eq!(q.state(&id("p1")).expect("state"), ProposalState::Applied);
+    let again = Applied::failed(id("p1"), "boom", 10);
+    assert!(matches!(
+        q.record_applied(&again),
+        Err(QueueError::AlreadyApplied { .. })
+    ));
+    assert_eq!(q.applied(&id("p1")).expect("read"), Some(ok));
+    let p2 = Applied::ok(id("p2"), "", 9);
+    assert!(matches!(
+        q.record_applied(&p2),
+        Err(QueueError::NotApproved { .. })
+    ));
+    let last = audit::read(q.state_dir()).expect("audit");
+    assert_eq!(last.last().map(|e| e.event.as_str()), Some("applied"));
+}
