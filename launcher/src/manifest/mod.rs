@@ -16,7 +16,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, ManifestError};
-pub use route::{AuthScheme, Route, TokenRef};
+pub use route::{AuthScheme, Route, RouteAuth, TokenRef};
 
 use crate::home::Home;
 
