@@ -5,16 +5,14 @@
 //! the operator's: `queue/` into supervise (decisions and applied read-only on top), `run/supervise/`
 //! into supervise read-write and into the agent read-only, `current-config/` read-only into both.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use claude_bottle_protocol::queue::{self, current_config};
 
 use crate::image::DEFAULT_AGENT_DOCKERFILE;
 use crate::plan::{BottlePlan, ImageSource};
-
-/// The per-bottle Dockerfile written by approved capabilities (issue: remediation loop).
-pub const STATE_DOCKERFILE: &str = "Dockerfile";
+use crate::state::atomic::{AtomicError, write_atomic};
+use crate::state::dockerfile::{self, EffectiveDockerfile};
 
 /// Host paths of one staged launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,15 +23,19 @@ pub struct Stage {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("failed to stage {path}: {source}")]
-pub struct StageError {
-    pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
+pub enum StageError {
+    #[error("failed to stage {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Fs(#[from] AtomicError),
 }
 
 fn at(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
-    move |source| StageError {
+    move |source| StageError::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -41,17 +43,16 @@ fn at(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
 
 /// The Dockerfile the agent image is built from: the per-bottle one when approvals made it, else
 /// the bottle's `dockerfile:`, else the embedded default.
-pub fn effective_dockerfile(plan: &BottlePlan) -> Result<String, StageError> {
-    let state = plan.state_dir.join(STATE_DOCKERFILE);
-    match std::fs::read_to_string(&state) {
-        Ok(text) => return Ok(text),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(at(&state)(e)),
-    }
-    match &plan.image {
-        ImageSource::Embedded => Ok(DEFAULT_AGENT_DOCKERFILE.to_string()),
-        ImageSource::Dockerfile(p) => std::fs::read_to_string(p).map_err(at(p)),
-    }
+pub fn effective_dockerfile(plan: &BottlePlan) -> Result<EffectiveDockerfile, StageError> {
+    let bottle = match &plan.image {
+        ImageSource::Embedded => None,
+        ImageSource::Dockerfile(p) => Some(p.as_path()),
+    };
+    Ok(dockerfile::effective(
+        &plan.state_dir,
+        bottle,
+        DEFAULT_AGENT_DOCKERFILE,
+    )?)
 }
 
 /// Create the folders and write the current-config of `plan`.
@@ -91,7 +92,11 @@ pub fn write_current_config(plan: &BottlePlan, dir: &Path) -> Result<(), StageEr
         routes_json(plan).as_bytes(),
     )?;
     let dockerfile = effective_dockerfile(plan)?;
-    write_atomic(&dir.join(current_config::DOCKERFILE), dockerfile.as_bytes())
+    write_atomic(
+        &dir.join(current_config::DOCKERFILE),
+        dockerfile.text().as_bytes(),
+    )?;
+    Ok(())
 }
 
 /// The routes as the agent may see them: hosts, prefixes and schemes, never a token reference.
@@ -110,17 +115,6 @@ fn routes_json(plan: &BottlePlan) -> String {
         .collect();
     let doc = serde_json::json!({ "version": 1, "routes": routes });
     serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
-}
-
-/// Temp file in the same folder, fsync, rename: a crash leaves the old or the new file.
-fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StageError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".tmp-{name}-{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp).map_err(at(&tmp))?;
-    f.write_all(data).map_err(at(&tmp))?;
-    f.sync_all().map_err(at(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(at(path))
 }
 
 #[cfg(test)]

@@ -3,3 +3,4 @@
 mod cleanup;
 mod isolation;
 mod runtime;
+mod supervise;
