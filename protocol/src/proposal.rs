@@ -242,18 +242,32 @@ impl Capability {
 }
 
 /// A Debian package name: `[a-z0-9][a-z0-9+.-]+` (policy 5.6.1), at most 128 bytes.
-pub fn validate_apt_package(name: &str) -> Result<(), ProtocolError> {
+pub fn validate_apt_package(spec: &str) -> Result<(), ProtocolError> {
+    // `name` or `name=version` (a pin, as apt-get install takes it).
+    let (name, version) = match spec.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (spec, None),
+    };
     let b = name.as_bytes();
-    let ok = (2..=128).contains(&b.len())
+    let name_ok = (2..=128).contains(&b.len())
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+.-".contains(c));
-    if ok {
+    // Debian versions: [epoch:]upstream[-revision], alphanumerics and . + ~ - :
+    let version_ok = version.is_none_or(|v| {
+        (1..=128).contains(&v.len())
+            && v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".+~-:".contains(c))
+    });
+    if name_ok && version_ok {
         Ok(())
     } else {
         Err(ProtocolError::invalid(
             "apt package",
-            format!("{name:?} is not a Debian package name ([a-z0-9][a-z0-9+.-]+)"),
+            format!(
+                "{spec:?} is not a Debian package name ([a-z0-9][a-z0-9+.-]+), optionally pinned as name=version"
+            ),
         ))
     }
 }
@@ -405,10 +419,23 @@ mod tests {
 
     #[test]
     fn apt_names() {
-        for ok in ["ripgrep", "g++", "libssl3", "python3.11", "0ad"] {
+        for ok in [
+            "ripgrep",
+            "g++",
+            "libssl3",
+            "python3.11",
+            "0ad",
+            "jq=1.6-2.1",
+            "curl=7.88.1-10+deb12u5",
+            "tzdata=2024a-0+deb12u1",
+            "x11-apps=1:7.7+9",
+        ] {
             assert!(validate_apt_package(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a", "Ripgrep", "-x", "a b", "a;rm", "pkg=1.0", "../x"] {
+        for bad in [
+            "", "a", "Ripgrep", "-x", "a b", "a;rm", "../x", "pkg=", "pkg=v1", "pkg=1 0",
+            "pkg=1;rm",
+        ] {
             assert!(validate_apt_package(bad).is_err(), "{bad:?}");
         }
     }
