@@ -110,7 +110,7 @@ fn change(home: &Home, q: &Queue, p: &Proposal, kind: &ProposalKind, edited: boo
                     );
                 }
             };
-            match dockerfile::with_capability(current.text(), cap) {
+            match dockerfile::with_capability(current.text(), &p.id, cap) {
                 Ok(new) => format!(
                     "Dockerfile change{whose} against {}:\n{}",
                     current.origin(),

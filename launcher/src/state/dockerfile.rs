@@ -8,8 +8,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use claude_bottle_protocol::Capability;
 use claude_bottle_protocol::limits;
+use claude_bottle_protocol::{Capability, ProposalId};
 
 /// The per-bottle Dockerfile's name in the state folder.
 pub const PER_BOTTLE_DOCKERFILE: &str = "Dockerfile";
@@ -86,20 +86,63 @@ pub enum DockerfileError {
     Empty,
 }
 
-/// `dockerfile` with the capability appended: one `RUN apt-get …` line for all apt packages,
-/// then the Dockerfile lines as given. The result ends with a newline.
-pub fn with_capability(dockerfile: &str, cap: &Capability) -> Result<String, DockerfileError> {
+/// `dockerfile` with the capability of proposal `id` appended as the final step: a marker comment,
+/// one `RUN apt-get …` line for all apt packages, then the Dockerfile lines as given. The step runs
+/// as root (`USER root` before it, the image's last `USER` restored after it), since an image that
+/// ends as the agent's user could not install anything. Applying the same proposal twice changes
+/// nothing: the marker is found and the text returned as it is. The result ends with a newline.
+pub fn with_capability(
+    dockerfile: &str,
+    id: &ProposalId,
+    cap: &Capability,
+) -> Result<String, DockerfileError> {
     let lines = capability_lines(cap)?;
+    let marker = marker(id);
+    if dockerfile.lines().any(|l| l.trim_end() == marker) {
+        return Ok(dockerfile.to_owned());
+    }
+    let user = last_user(dockerfile).filter(|u| !is_root(u));
     let mut out = String::with_capacity(dockerfile.len() + 256);
     out.push_str(dockerfile);
     if !out.is_empty() && !out.ends_with('\n') {
         out.push('\n');
     }
+    out.push_str(&marker);
+    out.push('\n');
+    if user.is_some() {
+        out.push_str("USER root\n");
+    }
     for l in lines {
         out.push_str(&l);
         out.push('\n');
     }
+    if let Some(u) = user {
+        out.push_str(&format!("USER {u}\n"));
+    }
     Ok(out)
+}
+
+/// The comment that marks the step of one proposal in a per-bottle Dockerfile.
+pub fn marker(id: &ProposalId) -> String {
+    format!("# claude-bottle: approved proposal {id}")
+}
+
+/// The argument of the last `USER` instruction, if any.
+fn last_user(dockerfile: &str) -> Option<String> {
+    dockerfile
+        .lines()
+        .filter_map(|l| {
+            let t = l.trim_start();
+            let (word, rest) = t.split_once(char::is_whitespace)?;
+            word.eq_ignore_ascii_case("USER")
+                .then(|| rest.trim().to_owned())
+        })
+        .next_back()
+}
+
+fn is_root(user: &str) -> bool {
+    let name = user.split(':').next().unwrap_or(user);
+    name == "root" || name == "0"
 }
 
 /// The Dockerfile lines a capability becomes, validated.
@@ -304,6 +347,10 @@ fn write_hunk(out: &mut String, ops: &[Op], a: &[&str], b: &[&str]) {
 mod tests {
     use super::*;
 
+    fn id(s: &str) -> ProposalId {
+        ProposalId::new(s).expect("valid id")
+    }
+
     fn cap(apt: &[&str], lines: &[&str]) -> Capability {
         Capability {
             apt: apt.iter().map(|s| (*s).to_owned()).collect(),
@@ -315,13 +362,24 @@ mod tests {
     fn apt_packages_become_one_run_line_then_the_lines_as_given() {
         let out = with_capability(
             "FROM x\nUSER agent",
+            &id("p-1"),
             &cap(&["ripgrep", "jq=1.6-2.1"], &["RUN touch /marker"]),
         )
         .expect("valid");
         assert_eq!(
             out,
-            "FROM x\nUSER agent\nRUN apt-get update && apt-get install -y --no-install-recommends \
-             ripgrep jq=1.6-2.1 && rm -rf /var/lib/apt/lists/*\nRUN touch /marker\n"
+            "FROM x\nUSER agent\n# claude-bottle: approved proposal p-1\nUSER root\n\
+             RUN apt-get update && apt-get install -y --no-install-recommends \
+             ripgrep jq=1.6-2.1 && rm -rf /var/lib/apt/lists/*\nRUN touch /marker\nUSER agent\n"
+        );
+        // Applying the same proposal again changes nothing.
+        let again = with_capability(&out, &id("p-1"), &cap(&["ripgrep"], &[])).expect("valid");
+        assert_eq!(again, out);
+        // An image that ends as root needs no USER switch.
+        let root = with_capability("FROM x\n", &id("p-2"), &cap(&[], &["RUN a"])).expect("valid");
+        assert_eq!(
+            root,
+            "FROM x\n# claude-bottle: approved proposal p-2\nRUN a\n"
         );
     }
 
@@ -341,18 +399,18 @@ mod tests {
         ] {
             assert!(check_apt_package(bad).is_err(), "{bad:?}");
         }
-        assert!(with_capability("FROM x\n", &cap(&["a&&b"], &[])).is_err());
+        assert!(with_capability("FROM x\n", &id("p"), &cap(&["a&&b"], &[])).is_err());
     }
 
     #[test]
     fn bad_lines_and_empty_capabilities_are_refused() {
         assert_eq!(
-            with_capability("FROM x\n", &cap(&[], &[])),
+            with_capability("FROM x\n", &id("p"), &cap(&[], &[])),
             Err(DockerfileError::Empty)
         );
         for bad in ["", "  ", "RUN a\nRUN b", "RUN a \\"] {
             assert!(
-                with_capability("FROM x\n", &cap(&[], &[bad])).is_err(),
+                with_capability("FROM x\n", &id("p"), &cap(&[], &[bad])).is_err(),
                 "{bad:?}"
             );
         }
@@ -361,10 +419,11 @@ mod tests {
     #[test]
     fn an_append_diffs_as_one_hunk_with_context() {
         let old = "FROM x\nRUN a\nRUN b\nRUN c\nUSER agent\n";
-        let new = with_capability(old, &cap(&[], &["RUN touch /m"])).expect("valid");
+        let new = with_capability(old, &id("p"), &cap(&[], &["RUN touch /m"])).expect("valid");
         assert_eq!(
             unified_diff(old, &new, "a/Dockerfile", "b/Dockerfile"),
-            "--- a/Dockerfile\n+++ b/Dockerfile\n@@ -3,3 +3,4 @@\n RUN b\n RUN c\n USER agent\n+RUN touch /m\n"
+            "--- a/Dockerfile\n+++ b/Dockerfile\n@@ -3,3 +3,7 @@\n RUN b\n RUN c\n USER agent\n\
+             +# claude-bottle: approved proposal p\n+USER root\n+RUN touch /m\n+USER agent\n"
         );
     }
 
