@@ -12,6 +12,7 @@ pub mod home;
 pub mod image;
 pub mod manifest;
 pub mod plan;
+pub mod remediate;
 pub mod secret;
 pub mod session;
 pub mod stage;

@@ -13,7 +13,10 @@ use crate::backend::{
     Backend, BackendError, LaunchSpec, PrepareOptions, Prepared, Resource, ResourceKind,
 };
 use crate::plan::BottlePlan;
+use crate::remediate::Remediator;
 use crate::stage::{self, Stage};
+use crate::state::snapshot::{self, Snapshot};
+use tokio::sync::mpsc;
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,8 @@ pub struct SessionOptions {
     pub workspace: Option<PathBuf>,
     /// Attach the operator's terminal (raw TTY) rather than stream output.
     pub tty: bool,
+    /// Restore the last snapshot and start the agent with its resume arguments.
+    pub resume: bool,
 }
 
 /// Remove what an earlier, dead launcher left of `slug`; refuse when its launcher still runs.
@@ -123,18 +128,7 @@ where
 
     let task_backend = backend.clone();
     let task_plan = plan.clone();
-    let mut task = tokio::spawn(async move {
-        let prepared = task_backend
-            .prepare(
-                &task_plan,
-                &PrepareOptions {
-                    workspace: opts.workspace,
-                },
-            )
-            .await?;
-        let stage = stage::prepare(&task_plan).map_err(|e| BackendError::Stage(e.to_string()))?;
-        run_prepared(&task_backend, &task_plan, &prepared, &stage, opts.tty).await
-    });
+    let mut task = tokio::spawn(async move { run_session(task_backend, task_plan, opts).await });
 
     let result = tokio::select! {
         joined = &mut task => match joined {
@@ -154,6 +148,105 @@ where
     }
     teardown(backend, &plan.slug).await;
     result
+}
+
+/// Everything between the orphan probe and the teardown: approvals made while no launcher ran,
+/// images, staging, launch, then the agent, replaced in place each time an approved capability
+/// rebuilds it.
+async fn run_session<B>(
+    backend: B,
+    plan: BottlePlan,
+    opts: SessionOptions,
+) -> Result<i64, BackendError>
+where
+    B: Backend + Clone + Send + Sync + 'static,
+{
+    let stage_err = |e: stage::StageError| BackendError::Stage(e.to_string());
+    let mut remediator = Remediator::new(backend.clone(), plan, opts.workspace.clone())
+        .map_err(|e| BackendError::Stage(e.to_string()))?;
+    for applied in remediator.apply_pending().await {
+        eprintln!(
+            "claude-bottle: applied {} before launch: {}",
+            applied.id, applied.detail
+        );
+    }
+    let plan = remediator.plan().clone();
+    let prepared = backend
+        .prepare(
+            &plan,
+            &PrepareOptions {
+                workspace: opts.workspace.clone(),
+                dockerfile: None,
+            },
+        )
+        .await?;
+    let stage = stage::prepare(&plan).map_err(stage_err)?;
+    let mut spec = LaunchSpec::new(&plan, &prepared, &stage, opts.tty);
+    let restore = if opts.resume {
+        load_snapshot(&plan)?
+    } else {
+        None
+    };
+    if restore.is_some() {
+        spec.agent = spec.agent.resuming(&plan);
+    }
+    let mut launched = backend.launch(&spec).await?;
+    if let Some(snap) = &restore {
+        launched = backend
+            .replace_agent(&spec, &spec.agent, Some(snap))
+            .await?;
+        eprintln!(
+            "claude-bottle: resumed {} from its last snapshot",
+            plan.name
+        );
+    }
+
+    let (tx, mut replacements) = mpsc::channel(4);
+    let watcher =
+        tokio::spawn(remediator.watch(stage.clone(), spec.agent.clone(), launched.clone(), tx));
+    let code = loop {
+        let code = backend.run_agent(&launched).await;
+        let Ok(next) = replacements.try_recv() else {
+            break code;
+        };
+        // The agent was stopped for a rebuilt one: carry its home and workspace over.
+        tracing::info!("agent stopped for a rebuilt one");
+        let swapped = async {
+            let snap = backend.snapshot_agent(&launched).await?;
+            tracing::info!("agent snapshotted");
+            save_snapshot(&plan, &snap);
+            backend.replace_agent(&spec, &next.agent, Some(&snap)).await
+        }
+        .await;
+        match swapped {
+            Ok(new) => {
+                launched = new;
+                spec.agent = next.agent;
+                eprint!("\r\nclaude-bottle: {}\r\n", next.note);
+                let _ = next.done.send(Ok(()));
+            }
+            Err(e) => {
+                let _ = next.done.send(Err(e.to_string()));
+                break Err(e);
+            }
+        }
+    };
+    watcher.abort();
+    // Keep the session's state for `claude-bottle resume`.
+    if let Ok(snap) = backend.snapshot_agent(&launched).await {
+        save_snapshot(&plan, &snap);
+    }
+    code
+}
+
+fn load_snapshot(plan: &BottlePlan) -> Result<Option<Snapshot>, BackendError> {
+    snapshot::load(&plan.state_dir).map_err(|e| BackendError::Stage(e.to_string()))
+}
+
+fn save_snapshot(plan: &BottlePlan, snap: &Snapshot) {
+    if let Err(e) = snapshot::save(&plan.state_dir, snap) {
+        eprintln!("claude-bottle: failed to save the agent's snapshot: {e}");
+    }
 }
 
 /// Launch from already prepared images and run the agent to its exit (no teardown).

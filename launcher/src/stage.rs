@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use claude_bottle_protocol::queue::{self, current_config};
 
-use crate::image::DEFAULT_AGENT_DOCKERFILE;
+use std::os::unix::fs::PermissionsExt as _;
+
+use crate::image::{self, DEFAULT_AGENT_DOCKERFILE};
 use crate::plan::{BottlePlan, ImageSource};
 use crate::state::atomic::{AtomicError, write_atomic};
 use crate::state::dockerfile::{self, EffectiveDockerfile};
@@ -20,6 +22,8 @@ pub struct Stage {
     pub queue: PathBuf,
     pub supervise_run: PathBuf,
     pub current_config: PathBuf,
+    /// The launcher's scripts for the agent (entrypoint, bash hook), mounted read-only.
+    pub agent_lib: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +79,19 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
     let current_config = plan.state_dir.join("current-config");
     std::fs::create_dir_all(&current_config).map_err(at(&current_config))?;
     write_current_config(plan, &current_config)?;
+    let agent_lib = plan.state_dir.join("run").join("lib");
+    std::fs::create_dir_all(&agent_lib).map_err(at(&agent_lib))?;
+    for (name, text, mode) in [
+        ("entrypoint.sh", image::ENTRYPOINT_SCRIPT, 0o755),
+        ("bash-env.sh", image::BASH_ENV_SCRIPT, 0o644),
+    ] {
+        let path = agent_lib.join(name);
+        write_atomic(&path, text.as_bytes())?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .map_err(at(&path))?;
+    }
     Ok(Stage {
+        agent_lib,
         queue,
         supervise_run,
         current_config,

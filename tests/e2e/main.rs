@@ -2,5 +2,6 @@
 
 mod cleanup;
 mod isolation;
+mod remediate;
 mod runtime;
 mod supervise;

@@ -159,8 +159,14 @@ impl TestBottle {
     }
 
     pub fn write_agent(&self, command: &[&str]) {
+        self.write_agent_resuming(command, &[]);
+    }
+
+    /// The agent file with `resume:` arguments (appended to the command when the session resumes).
+    pub fn write_agent_resuming(&self, command: &[&str], resume: &[&str]) {
         let argv = serde_json::to_string(command).expect("argv as JSON (a YAML flow list)");
-        let text = format!("---\ncommand: {argv}\n---\nA scripted test agent.\n");
+        let resume = serde_json::to_string(resume).expect("resume as JSON");
+        let text = format!("---\ncommand: {argv}\nresume: {resume}\n---\nA scripted test agent.\n");
         std::fs::write(self.path().join(format!("agents/{}.md", self.name)), text)
             .expect("write agent");
     }
@@ -333,4 +339,32 @@ pub async fn assert_clean(d: &Docker, slug: &str) {
         c.is_empty() && n.is_empty() && v.is_empty(),
         "bottle {slug} left containers {c:?}, networks {n:?}, volumes {v:?}"
     );
+}
+
+/// Wait until `state/<slug>/queue/proposals/` holds a proposal whose file contains `needle`;
+/// return its id.
+pub async fn wait_for_proposal(bottle: &TestBottle, needle: &str) -> String {
+    let dir = bottle
+        .path()
+        .join("state")
+        .join(bottle.slug())
+        .join("queue/proposals");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                if name.ends_with(".json") && !name.starts_with('.') && text.contains(needle) {
+                    return name.trim_end_matches(".json").to_string();
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no proposal with {needle:?} in {}",
+            dir.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -14,6 +14,7 @@ pub use spec::{
 };
 
 use crate::plan::BottlePlan;
+use crate::state::snapshot::Snapshot;
 
 /// What `prepare` made ready: the images a launch uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,10 @@ pub struct Prepared {
     pub agent_image: String,
     /// The image's default user when it is not root, else `None` (the backend then runs uid 1000).
     pub agent_user: Option<String>,
+    /// The image's own ENTRYPOINT, kept behind the launcher's.
+    pub agent_entrypoint: Vec<String>,
+    /// The shim binary on the host, mounted read-only into the agent.
+    pub shim: std::path::PathBuf,
     /// The supervise sidecar's image, when the bottle has `supervise: true`.
     pub supervise_image: Option<String>,
     /// Images built during this prepare (tag, steps, steps served from the cache).
@@ -43,6 +48,9 @@ pub struct BuildReport {
 pub struct PrepareOptions {
     /// `start --cwd DIR`.
     pub workspace: Option<std::path::PathBuf>,
+    /// Build from this Dockerfile text instead of the bottle's effective one (a candidate with
+    /// an approved capability appended; it becomes the per-bottle Dockerfile only if it builds).
+    pub dockerfile: Option<String>,
 }
 
 /// An engine object that belongs to a bottle.
@@ -90,6 +98,8 @@ pub struct Launched {
     pub slug: String,
     pub agent: String,
     pub tty: bool,
+    /// Folders a snapshot of this agent saves.
+    pub state_paths: Vec<String>,
 }
 
 /// Backend errors carry the bottle or object they are about.
@@ -157,6 +167,27 @@ pub trait Backend {
 
     /// Bottles that have objects on the engine.
     fn list(&self) -> impl Future<Output = Result<Vec<BottleStatus>, BackendError>> + Send;
+
+    /// Stop the agent: SIGTERM, then SIGKILL after a short grace. `run_agent` then returns.
+    fn stop_agent(
+        &self,
+        launched: &Launched,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Copy the agent's home and workspace out of its container (running or stopped).
+    fn snapshot_agent(
+        &self,
+        launched: &Launched,
+    ) -> impl Future<Output = Result<Snapshot, BackendError>> + Send;
+
+    /// Remove the agent container and create its successor from `agent`, with `restore` unpacked
+    /// into it before it starts; `run_agent` starts it.
+    fn replace_agent(
+        &self,
+        spec: &LaunchSpec,
+        agent: &AgentSpec,
+        restore: Option<&Snapshot>,
+    ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
 
     /// Objects of `slug` left by an earlier run.
     fn find_orphans(

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Prepared;
+use crate::image;
 use crate::manifest::Runtime;
 use crate::plan::BottlePlan;
 use crate::secret::Secret;
@@ -33,7 +34,9 @@ pub struct LaunchSpec {
 pub struct AgentSpec {
     pub image: String,
     pub user: String,
-    /// Replaces the image's CMD (the launcher's entrypoint stays in front of it).
+    /// The launcher's entrypoint, then the image's own.
+    pub entrypoint: Vec<String>,
+    /// Replaces the image's CMD.
     pub command: Vec<String>,
     pub env: Vec<(String, EnvValue)>,
     pub mounts: Vec<Mount>,
@@ -41,6 +44,8 @@ pub struct AgentSpec {
     pub runtime: Runtime,
     /// Files put into the container before it starts: (absolute path, content).
     pub files: Vec<(String, String)>,
+    /// Folders saved in a snapshot and restored into a successor.
+    pub state_paths: Vec<String>,
     /// Attach a TTY (interactive operator) or stream output only.
     pub tty: bool,
 }
@@ -150,6 +155,23 @@ impl LaunchSpec {
             target: CURRENT_CONFIG_IN_AGENT.into(),
             read_only: true,
         });
+        // What the launcher puts into every agent, read-only and outside the image's layers.
+        mounts.push(Mount {
+            source: MountSource::Bind(prepared.shim.clone()),
+            target: image::SHIM_PATH.into(),
+            read_only: true,
+        });
+        mounts.push(Mount {
+            source: MountSource::Bind(stage.agent_lib.clone()),
+            target: AGENT_LIB_DIR.into(),
+            read_only: true,
+        });
+        env.push((
+            "BASH_ENV".into(),
+            EnvValue::Plain(image::BASH_ENV_PATH.into()),
+        ));
+        let mut entrypoint = vec![image::ENTRYPOINT_PATH.to_string()];
+        entrypoint.extend(prepared.agent_entrypoint.iter().cloned());
         let mut sidecars = Vec::new();
         if let (true, Some(image)) = (plan.supervise, &prepared.supervise_image) {
             sidecars.push(supervise_sidecar(plan, image, stage));
@@ -187,17 +209,32 @@ impl LaunchSpec {
                     .agent_user
                     .clone()
                     .unwrap_or_else(|| AGENT_FALLBACK_USER.into()),
+                entrypoint,
                 command: plan.agent.command.clone(),
                 env,
                 mounts,
                 limits: plan.limits,
                 runtime: plan.runtime,
                 files,
+                state_paths: vec![AGENT_HOME.into(), crate::image::WORKSPACE_DIR.into()],
                 tty,
             },
         }
     }
 }
+
+impl AgentSpec {
+    /// The same agent, started with the agent file's resume arguments appended.
+    pub fn resuming(&self, plan: &BottlePlan) -> Self {
+        let mut next = self.clone();
+        next.command = plan.agent.command.clone();
+        next.command.extend(plan.agent.resume.iter().cloned());
+        next
+    }
+}
+
+/// Where the launcher's scripts live in the agent (the entrypoint and the bash hook).
+pub const AGENT_LIB_DIR: &str = "/usr/local/lib/claude-bottle";
 
 /// Where the agent reads its bottle's current-config.
 pub const CURRENT_CONFIG_IN_AGENT: &str = "/etc/claude-bottle/current-config";

@@ -6,6 +6,7 @@ mod info;
 mod list;
 mod queue;
 mod reject;
+mod resume;
 mod show;
 mod start;
 mod stop;
@@ -35,6 +36,8 @@ pub struct Cli {
 enum Command {
     /// Show the preflight, ask, and launch a bottle.
     Start(start::Args),
+    /// Start a stopped bottle again and continue the agent's last session.
+    Resume(resume::Args),
     /// Show a resolved bottle: files, agent, env names, routes, allowlist, state folder.
     Info(info::Args),
     /// Bottles with containers on the engine, their containers and age.
@@ -103,6 +106,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Start(args) => start::run(&home, args),
         Command::Info(args) => info::run(&home, args),
+        Command::Resume(args) => resume::run(&home, args),
         Command::List(args) => list::run(&home, args),
         Command::Stop(args) => stop::run(&home, args),
         Command::Queue(args) => queue::run(&home, args),

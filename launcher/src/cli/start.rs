@@ -27,6 +27,11 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
+    run_session(home, args, false)
+}
+
+/// `start`, or with `resume` the bottle's last session restored from its snapshot.
+pub fn run_session(home: &Home, args: Args, resume: bool) -> Result<ExitCode, super::Error> {
     let config = super::load_config(home)?;
     let plan = plan::load(home, &config, &args.bottle)?;
     print!("{}", plan::render_preflight(&plan));
@@ -38,7 +43,7 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
         eprintln!("not launched");
         return Ok(ExitCode::SUCCESS);
     }
-    launch(config, &plan, args.cwd)
+    launch(config, &plan, args.cwd, resume)
 }
 
 fn check_env(plan: &BottlePlan) -> Result<(), super::Error> {
@@ -78,6 +83,7 @@ fn launch(
     config: Config,
     plan: &BottlePlan,
     cwd: Option<PathBuf>,
+    resume: bool,
 ) -> Result<ExitCode, super::Error> {
     if let Some(dir) = &cwd
         && !dir.is_dir()
@@ -96,6 +102,7 @@ fn launch(
             SessionOptions {
                 workspace: cwd,
                 tty,
+                resume,
             },
         )
         .await

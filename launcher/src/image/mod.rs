@@ -7,9 +7,14 @@
 //! the tag already exists.
 //!
 //! The agent image of a bottle is layered, each layer a recipe built `FROM` the previous tag:
-//! 1. [`agent_base`]: the embedded `docker/agent/Dockerfile` or the bottle's own `dockerfile:`;
-//! 2. [`agent_injected`]: what the launcher must put in (the shim, the entrypoint);
-//! 3. [`workspace_copy`] (only with `start --cwd DIR`): DIR copied to `/workspace`.
+//! 1. [`agent_base`]: the embedded `docker/agent/Dockerfile`, the bottle's own `dockerfile:`, or
+//!    the per-bottle Dockerfile that approvals extend;
+//! 2. [`workspace_copy`] (only with `start --cwd DIR`): DIR copied to `/workspace`.
+//!
+//! What the launcher must put into every agent (the shim, the entrypoint, the bash hook, later the
+//! per-launch CA) is *not* a layer: it is mounted read-only when the container is created. A layer
+//! after the bottle's own steps would have to be rebuilt after every approved step, and the CA
+//! changes at every launch; mounted, an approval rebuilds exactly its own step.
 //!
 //! Sidecars that are our own binaries use [`sidecar_scratch`].
 //!
@@ -30,8 +35,8 @@ use sha2::{Digest, Sha256};
 pub use context::{ContextBuilder, FIXED_MTIME};
 pub use dockerignore::{DockerIgnore, PatternError};
 pub use recipes::{
-    AgentSource, InheritedCommand, Sidecar, agent_base, agent_injected, sidecar_scratch,
-    workspace_copy,
+    AgentSource, BASH_ENV_PATH, BASH_ENV_SCRIPT, ENTRYPOINT_SCRIPT, InheritedCommand, Sidecar,
+    agent_base, sidecar_scratch, workspace_copy,
 };
 
 /// Where the Dockerfile sits inside every recipe's context (the build API's `dockerfile`).

@@ -8,7 +8,7 @@ use super::validate::{Ctx, parse_yaml};
 use super::{Agent, Source, embedded, frontmatter, read_optional};
 use crate::home::Home;
 
-const AGENT_KEYS: &str = "command, model, skills";
+const AGENT_KEYS: &str = "command, model, skills, resume";
 
 /// Why an agent could not be loaded: absent (the bottle reports it at its `agent:` line) or invalid.
 #[derive(Debug)]
@@ -85,6 +85,10 @@ fn parse(path: &Path, name: &str, source: Source, text: &str) -> Result<Agent, M
         source,
         command,
         model: raw.model.map(|m| m.value),
+        resume: raw
+            .resume
+            .map(|r| r.into_iter().map(|a| a.value).collect())
+            .unwrap_or_default(),
         skills,
         prompt: fm.body.trim().to_string(),
     })

@@ -69,6 +69,9 @@ pub struct Agent {
     pub skills: Vec<String>,
     /// The body of the agent file: the agent's prompt.
     pub prompt: String,
+    /// Arguments appended to `command` when the session resumes (after a rebuild, or
+    /// `claude-bottle resume`); e.g. `[--continue]` for Claude Code.
+    pub resume: Vec<String>,
 }
 
 /// One `env:` entry.

@@ -63,4 +63,5 @@ pub struct RawAgent {
     pub command: Option<Vec<Sp<String>>>,
     pub model: Option<Sp<String>>,
     pub skills: Option<Vec<Sp<String>>>,
+    pub resume: Option<Vec<Sp<String>>>,
 }

@@ -40,6 +40,8 @@ pub struct BottlePlan {
     pub routes: Vec<Route>,
     /// Every host the agent may reach: the route hosts, sorted, unique.
     pub allowlist: Vec<String>,
+    /// Hosts the operator approved (`state/<slug>/approved-hosts`), folded into the routes.
+    pub approved_hosts: Vec<String>,
     pub supervise: bool,
     pub runtime: Runtime,
     /// The bottle's `limits:` over the config's defaults.
@@ -92,6 +94,27 @@ impl BottlePlan {
             .filter(|e| e.value.is_none())
             .map(|e| e.name.as_str())
             .collect()
+    }
+
+    /// Fold an approved egress host into the routes (as a bare pass unless routed already) and
+    /// the allowlist. Returns false when it was there already.
+    pub fn approve_host(&mut self, host: &str) -> bool {
+        if self.approved_hosts.iter().any(|h| h == host) {
+            return false;
+        }
+        self.approved_hosts.push(host.to_string());
+        if !self.routes.iter().any(|r| r.host == host) {
+            self.routes.push(Route {
+                host: host.to_string(),
+                path: None,
+                auth: None,
+                default: false,
+            });
+        }
+        if let Err(i) = self.allowlist.binary_search_by(|h| h.as_str().cmp(host)) {
+            self.allowlist.insert(i, host.to_string());
+        }
+        true
     }
 
     /// Labels every engine object of this bottle carries (the role is added per object).
@@ -159,6 +182,7 @@ pub fn build(
         git: bottle.git,
         routes,
         allowlist,
+        approved_hosts: Vec::new(),
         supervise: bottle.supervise,
         runtime: bottle.runtime,
         limits: AgentLimits::resolve(bottle.limits, defaults),
@@ -187,9 +211,17 @@ pub fn load(
     name: &str,
 ) -> Result<BottlePlan, manifest::ManifestError> {
     let bottle = manifest::load(home, name)?;
-    Ok(build(home, bottle, &config.agent_limits, |n| {
+    let mut plan = build(home, bottle, &config.agent_limits, |n| {
         std::env::var(n).ok()
-    }))
+    });
+    let approved = crate::state::approved::hosts(&plan.state_dir).map_err(|e| {
+        manifest::Diagnostic::new(&plan.state_dir, None, "approved-hosts", e.to_string())
+            .hint("fix or remove the file; it lists one approved host a line")
+    })?;
+    for host in approved {
+        plan.approve_host(&host);
+    }
+    Ok(plan)
 }
 
 #[cfg(test)]

@@ -73,7 +73,10 @@ pub fn render(plan: &BottlePlan) -> String {
             s
         }),
     );
-    b.field("egress-proxy", plan.routes.iter().map(route_line));
+    b.field(
+        "egress-proxy",
+        plan.routes.iter().map(|r| route_line(plan, r)),
+    );
     if plan.supervise {
         b.field("supervise", ["on (proposals go to the operator's queue)"]);
     }
@@ -99,7 +102,7 @@ fn env_lines(plan: &BottlePlan) -> Vec<String> {
     lines
 }
 
-fn route_line(r: &Route) -> String {
+fn route_line(plan: &BottlePlan, r: &Route) -> String {
     let mut s = r.host.clone();
     if let Some(p) = &r.path {
         s.push_str(p);
@@ -109,6 +112,9 @@ fn route_line(r: &Route) -> String {
     }
     if r.default {
         s.push_str(" (default)");
+    }
+    if plan.approved_hosts.contains(&r.host) {
+        s.push_str(" (approved)");
     }
     s
 }

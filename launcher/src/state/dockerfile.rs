@@ -88,7 +88,7 @@ pub enum DockerfileError {
 
 /// `dockerfile` with the capability of proposal `id` appended as the final step: a marker comment,
 /// one `RUN apt-get …` line for all apt packages, then the Dockerfile lines as given. The step runs
-/// as root (`USER root` before it, the image's last `USER` restored after it), since an image that
+/// as root (`USER root` before it, the text's last `USER` restored after it), since an image that
 /// ends as the agent's user could not install anything. Applying the same proposal twice changes
 /// nothing: the marker is found and the text returned as it is. The result ends with a newline.
 pub fn with_capability(
@@ -101,6 +101,9 @@ pub fn with_capability(
     if dockerfile.lines().any(|l| l.trim_end() == marker) {
         return Ok(dockerfile.to_owned());
     }
+    // The user the image ends as may come from its FROM image, which the text does not show:
+    // switch to root whatever it is, and restore the last USER the text names. Without one the
+    // image now ends as root, and the launcher runs the agent as the contract's 1000:1000.
     let user = last_user(dockerfile).filter(|u| !is_root(u));
     let mut out = String::with_capacity(dockerfile.len() + 256);
     out.push_str(dockerfile);
@@ -109,9 +112,7 @@ pub fn with_capability(
     }
     out.push_str(&marker);
     out.push('\n');
-    if user.is_some() {
-        out.push_str("USER root\n");
-    }
+    out.push_str("USER root\n");
     for l in lines {
         out.push_str(&l);
         out.push('\n');
@@ -375,11 +376,12 @@ mod tests {
         // Applying the same proposal again changes nothing.
         let again = with_capability(&out, &id("p-1"), &cap(&["ripgrep"], &[])).expect("valid");
         assert_eq!(again, out);
-        // An image that ends as root needs no USER switch.
+        // Without a USER in the text (it may come from the FROM image) the step still runs as
+        // root, and there is nothing to restore.
         let root = with_capability("FROM x\n", &id("p-2"), &cap(&[], &["RUN a"])).expect("valid");
         assert_eq!(
             root,
-            "FROM x\n# claude-bottle: approved proposal p-2\nRUN a\n"
+            "FROM x\n# claude-bottle: approved proposal p-2\nUSER root\nRUN a\n"
         );
     }
 

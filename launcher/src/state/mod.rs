@@ -8,10 +8,12 @@
 //!   Dockerfile                                       per-bottle, once a capability is approved
 //! ```
 
+pub mod approved;
 pub mod atomic;
 pub mod audit;
 pub mod dockerfile;
 pub mod queue;
+pub mod snapshot;
 
 pub use atomic::{AtomicError, Overwrite, write_atomic, write_atomic_in};
 pub use audit::{AuditError, Event};

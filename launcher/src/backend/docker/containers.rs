@@ -9,7 +9,8 @@ use bollard::models::{
     NetworkingConfig,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, LogsOptions, StartContainerOptions, UploadToContainerOptions,
+    CreateContainerOptions, DownloadFromContainerOptions, LogsOptions, RemoveContainerOptions,
+    StartContainerOptions, StopContainerOptions, UploadToContainerOptions,
 };
 use futures_util::StreamExt as _;
 
@@ -20,6 +21,7 @@ use crate::backend::{
 };
 use crate::manifest::Runtime;
 use crate::plan::LABEL_ROLE;
+use crate::state::snapshot::{Snapshot, SnapshotPart};
 
 /// Memory limit of every sidecar: proxies and daemons, never builds.
 const SIDECAR_MEMORY_BYTES: i64 = 512 * 1024 * 1024;
@@ -100,6 +102,7 @@ pub async fn create_agent(
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         user: Some(spec.user.clone()),
+        entrypoint: Some(spec.entrypoint.clone()),
         cmd: Some(spec.command.clone()),
         env: Some(env_list(&spec.env)),
         labels: Some(labels(base_labels, "agent")),
@@ -351,4 +354,92 @@ pub async fn tail_logs(docker: &Docker, container: &str, n: usize) -> String {
     } else {
         out.trim_end().to_string()
     }
+}
+
+/// Seconds between SIGTERM and SIGKILL when the agent is stopped for a replacement.
+const STOP_GRACE_SECS: i32 = 3;
+
+/// Stop a container (SIGTERM, SIGKILL after the grace); a container already gone is fine.
+pub async fn stop(docker: &Docker, name: &str) -> Result<(), BackendError> {
+    let opts = StopContainerOptions {
+        t: Some(STOP_GRACE_SECS),
+        signal: None,
+    };
+    match docker.stop_container(name, Some(opts)).await {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 304 | 404,
+            ..
+        }) => Ok(()),
+        Err(e) => Err(engine_err("stop", name, e)),
+    }
+}
+
+/// Remove a container (forced); a container already gone is fine.
+pub async fn remove(docker: &Docker, name: &str) -> Result<(), BackendError> {
+    let opts = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match docker.remove_container(name, Some(opts)).await {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(engine_err("remove", name, e)),
+    }
+}
+
+/// Copy each of `paths` out of a container as a tar archive; a folder the image lacks is skipped.
+pub async fn snapshot(
+    docker: &Docker,
+    name: &str,
+    paths: &[String],
+) -> Result<Snapshot, BackendError> {
+    let mut snap = Snapshot::default();
+    for path in paths {
+        let opts = DownloadFromContainerOptions { path: path.clone() };
+        let mut stream = docker.download_from_container(name, Some(opts));
+        let mut tar = Vec::new();
+        let mut missing = false;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => tar.extend_from_slice(&bytes),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    missing = true;
+                    break;
+                }
+                Err(e) => return Err(engine_err("copy out of", &format!("{name}:{path}"), e)),
+            }
+        }
+        if !missing {
+            snap.parts.push(SnapshotPart {
+                path: path.clone(),
+                tar,
+            });
+        }
+    }
+    Ok(snap)
+}
+
+/// Unpack a snapshot into a created (not yet started) container.
+pub async fn restore(docker: &Docker, name: &str, snap: &Snapshot) -> Result<(), BackendError> {
+    for part in &snap.parts {
+        let opts = UploadToContainerOptions {
+            path: part.restore_into(),
+            ..Default::default()
+        };
+        docker
+            .upload_to_container(
+                name,
+                Some(opts),
+                bollard::body_full(part.tar.clone().into()),
+            )
+            .await
+            .map_err(|e| engine_err("restore into", &format!("{name}:{}", part.path), e))?;
+    }
+    Ok(())
 }

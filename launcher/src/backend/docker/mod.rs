@@ -5,6 +5,8 @@ mod containers;
 mod images;
 mod resources;
 
+use std::path::Path;
+
 use bollard::Docker;
 
 pub use attach::exit_code;
@@ -13,12 +15,16 @@ pub use images::{build as build_image, ensure as ensure_image, exists as image_e
 pub use resources::network_name;
 
 use super::{
-    Backend, BackendError, BottleStatus, LaunchSpec, Launched, PrepareOptions, Prepared, Resource,
+    AgentSpec, Backend, BackendError, BottleStatus, LaunchSpec, Launched, PrepareOptions, Prepared,
+    Resource,
 };
 use crate::config::Config;
 use crate::image::{self, AgentSource, InheritedCommand, Sidecar};
 use crate::manifest::Runtime;
 use crate::plan::{BottlePlan, ImageSource};
+use crate::stage;
+use crate::state::EffectiveDockerfile;
+use crate::state::snapshot::Snapshot;
 
 /// A connection to one Docker engine.
 #[derive(Debug, Clone)]
@@ -124,6 +130,33 @@ impl DockerBackend {
     }
 }
 
+/// What the agent's first layer builds from: the candidate Dockerfile of an approval, else the
+/// per-bottle Dockerfile, else the bottle's own, else the embedded one. A bottle's own folder stays
+/// the build context of any text derived from its Dockerfile.
+fn agent_source(plan: &BottlePlan, opts: &PrepareOptions) -> Result<AgentSource, String> {
+    let text = match &opts.dockerfile {
+        Some(candidate) => Some(candidate.clone()),
+        None => match stage::effective_dockerfile(plan).map_err(|e| e.to_string())? {
+            EffectiveDockerfile::PerBottle { text, .. } => Some(text),
+            EffectiveDockerfile::Bottle { .. } | EffectiveDockerfile::Embedded { .. } => None,
+        },
+    };
+    Ok(match (&plan.image, text) {
+        (ImageSource::Dockerfile(p), None) => {
+            AgentSource::from_dockerfile(p).map_err(|e| e.to_string())?
+        }
+        (ImageSource::Dockerfile(p), Some(dockerfile)) => AgentSource::Custom {
+            dockerfile,
+            context_dir: p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf),
+        },
+        (ImageSource::Embedded, Some(dockerfile)) => AgentSource::Text { dockerfile },
+        (ImageSource::Embedded, None) => AgentSource::Embedded,
+    })
+}
+
 /// `1000` or `1000:1000`, not `0`, `0:…`, `root` or a name.
 fn numeric_non_root(user: &str) -> bool {
     let (uid, gid) = user.split_once(':').unwrap_or((user, "1"));
@@ -138,12 +171,7 @@ impl Backend for DockerBackend {
     ) -> Result<Prepared, BackendError> {
         self.check_runtime(&plan.slug, plan.runtime).await?;
         let slug = &plan.slug;
-        let source = match &plan.image {
-            ImageSource::Embedded => AgentSource::Embedded,
-            ImageSource::Dockerfile(p) => {
-                AgentSource::from_dockerfile(p).map_err(|e| Self::image_err(slug, e))?
-            }
-        };
+        let source = agent_source(plan, opts).map_err(|e| Self::image_err(slug, e))?;
         let mut builds = Vec::new();
         let base = image::agent_base(slug, &source, &self.config.base_image)
             .map_err(|e| Self::image_err(slug, e))?;
@@ -151,12 +179,9 @@ impl Backend for DockerBackend {
         let (inherited, user) = self.inherited(&base.tag).await?;
         let shim = self
             .config
-            .binary("claude-bottle-shim")
+            .binary(Sidecar::Relay.binary_name())
             .map_err(|e| Self::image_err(slug, e))?;
-        let injected = image::agent_injected(slug, &base.tag, &shim, &inherited)
-            .map_err(|e| Self::image_err(slug, e))?;
-        builds.push(images::ensure(&self.docker, &injected).await?);
-        let mut agent_image = injected.tag.clone();
+        let mut agent_image = base.tag.clone();
         if let Some(dir) = &opts.workspace {
             let ws = image::workspace_copy(slug, &agent_image, dir)
                 .map_err(|e| Self::image_err(slug, e))?;
@@ -178,6 +203,8 @@ impl Backend for DockerBackend {
         Ok(Prepared {
             agent_image,
             agent_user: user,
+            agent_entrypoint: inherited.entrypoint,
+            shim,
             supervise_image,
             builds,
         })
@@ -207,6 +234,7 @@ impl Backend for DockerBackend {
             slug: slug.clone(),
             agent,
             tty: spec.agent.tty,
+            state_paths: spec.agent.state_paths.clone(),
         })
     }
 
@@ -220,6 +248,35 @@ impl Backend for DockerBackend {
 
     async fn list(&self) -> Result<Vec<BottleStatus>, BackendError> {
         Ok(resources::group(resources::find(&self.docker, None).await?))
+    }
+
+    async fn stop_agent(&self, launched: &Launched) -> Result<(), BackendError> {
+        containers::stop(&self.docker, &launched.agent).await
+    }
+
+    async fn snapshot_agent(&self, launched: &Launched) -> Result<Snapshot, BackendError> {
+        containers::snapshot(&self.docker, &launched.agent, &launched.state_paths).await
+    }
+
+    async fn replace_agent(
+        &self,
+        spec: &LaunchSpec,
+        agent: &AgentSpec,
+        restore: Option<&Snapshot>,
+    ) -> Result<Launched, BackendError> {
+        let name = agent_name(&spec.slug);
+        containers::remove(&self.docker, &name).await?;
+        let created =
+            containers::create_agent(&self.docker, &spec.slug, &spec.labels, agent).await?;
+        if let Some(snap) = restore {
+            containers::restore(&self.docker, &created, snap).await?;
+        }
+        Ok(Launched {
+            slug: spec.slug.clone(),
+            agent: created,
+            tty: agent.tty,
+            state_paths: agent.state_paths.clone(),
+        })
     }
 
     async fn find_orphans(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {

@@ -1,0 +1,340 @@
+//! The remediation loop: an approved proposal becomes a real change to the bottle.
+//!
+//! - **egress**: the host joins `state/<slug>/approved-hosts`, the plan's routes and allowlist, and
+//!   the current-config, without touching the agent.
+//! - **capability**: the change is appended to the per-bottle Dockerfile *candidate*, the images are
+//!   rebuilt with the layer cache, and only a successful build makes the candidate the per-bottle
+//!   Dockerfile; the running agent is then snapshotted and replaced by one from the new image that
+//!   resumes its session. A failed build leaves the agent untouched and records the failure.
+//!
+//! Every outcome becomes an applied record (supervise reports it to the shim) and an audit line.
+//! An applied record is what makes a decision done: decisions without one are applied at the next
+//! start, and the per-bottle Dockerfile's proposal markers make a repeat after a crash harmless.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use claude_bottle_protocol::queue::Folder;
+use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, Verdict};
+use notify::Watcher as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backend::{AgentSpec, Backend, Launched, PrepareOptions};
+use crate::plan::BottlePlan;
+use crate::stage::{self, Stage};
+use crate::state::{self, Queue, approved, audit, dockerfile};
+
+/// How often the decisions folder is re-read when no file event arrives.
+const POLL: Duration = Duration::from_secs(2);
+
+/// A rebuilt agent for the session to start in place of the running one.
+#[derive(Debug)]
+pub struct Replacement {
+    pub agent: AgentSpec,
+    /// One line for the operator's terminal.
+    pub note: String,
+    /// The session answers once the new agent is created (or why it could not be).
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemediateError {
+    #[error(transparent)]
+    Queue(#[from] state::QueueError),
+    #[error(transparent)]
+    Stage(#[from] stage::StageError),
+}
+
+/// Applies the decisions of one bottle.
+#[derive(Debug)]
+pub struct Remediator<B> {
+    backend: B,
+    plan: BottlePlan,
+    queue: Queue,
+    workspace: Option<PathBuf>,
+    /// Decision ids already written to the audit log (hand-written ones are added once).
+    audited: HashSet<String>,
+}
+
+impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
+    pub fn new(
+        backend: B,
+        plan: BottlePlan,
+        workspace: Option<PathBuf>,
+    ) -> Result<Self, RemediateError> {
+        let queue = Queue::open(&plan.state_dir)?;
+        let audited = audit::read(&plan.state_dir)
+            .map(|entries| {
+                entries
+                    .into_iter()
+                    .filter(|e| e.event == "decision")
+                    .map(|e| e.id.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Self {
+            backend,
+            plan,
+            queue,
+            workspace,
+            audited,
+        })
+    }
+
+    /// The plan with every approved host folded in.
+    pub fn plan(&self) -> &BottlePlan {
+        &self.plan
+    }
+
+    /// Before launch: apply every approval made while no launcher ran. No agent is replaced; the
+    /// launch that follows uses the new per-bottle Dockerfile and allowlist.
+    pub async fn apply_pending(&mut self) -> Vec<Applied> {
+        let mut out = Vec::new();
+        for (proposal, decision) in self.undone() {
+            if let Some(applied) = self.apply(&proposal, &decision, None).await {
+                out.push(applied);
+            }
+        }
+        out
+    }
+
+    /// While the agent runs: apply each new approval as it appears; a capability hands the
+    /// session a [`Replacement`] and stops the running agent so the session can swap it.
+    pub async fn watch(
+        mut self,
+        stage: Stage,
+        template: AgentSpec,
+        launched: Launched,
+        tx: mpsc::Sender<Replacement>,
+    ) {
+        let (wake_tx, mut wake) = mpsc::channel::<()>(16);
+        let decisions = self
+            .plan
+            .state_dir
+            .join(state::queue::QUEUE_DIR)
+            .join(Folder::Decisions.dir_name());
+        // inotify where it works; the poll below covers mounts where it does not.
+        let _watcher = Some(decisions).and_then(|dir| {
+            let mut w = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+                let _ = wake_tx.try_send(());
+            })
+            .ok()?;
+            w.watch(&dir, notify::RecursiveMode::NonRecursive).ok()?;
+            Some(w)
+        });
+        let live = Live {
+            stage,
+            template,
+            launched,
+            tx,
+        };
+        loop {
+            for (proposal, decision) in self.undone() {
+                self.apply(&proposal, &decision, Some(&live)).await;
+            }
+            tokio::select! {
+                _ = wake.recv() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Decided proposals without an applied record, oldest first; rejections are audited and
+    /// need nothing else (supervise tells the agent).
+    fn undone(&mut self) -> Vec<(Proposal, Decision)> {
+        let ids = match self.queue.ids(Folder::Decisions) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to list decisions");
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            let (Ok(Some(decision)), Ok(Some(proposal))) =
+                (self.queue.decision(&id), self.queue.proposal(&id))
+            else {
+                continue;
+            };
+            if self.audited.insert(id.to_string()) {
+                let _ = audit::record(
+                    &self.plan.state_dir,
+                    &audit::Event::Decision(decision.clone()),
+                );
+            }
+            if decision.decision != Verdict::Approve
+                || matches!(self.queue.applied(&id), Ok(Some(_)))
+            {
+                continue;
+            }
+            out.push((proposal, decision));
+        }
+        out.sort_by_key(|(p, _)| p.created);
+        out
+    }
+
+    /// Apply one approval and record its outcome; `None` when the record could not be written.
+    async fn apply(
+        &mut self,
+        proposal: &Proposal,
+        decision: &Decision,
+        live: Option<&Live>,
+    ) -> Option<Applied> {
+        let id = proposal.id.clone();
+        let applied = match decision.effective_kind(&proposal.kind) {
+            Err(e) => Applied::failed(
+                id,
+                &format!("the operator's edit cannot apply: {e}"),
+                audit::now(),
+            ),
+            Ok(ProposalKind::Egress(e)) => {
+                self.apply_egress(&id, &e.host.to_string(), e.port, live)
+            }
+            Ok(ProposalKind::Capability(cap)) => self.apply_capability(proposal, &cap, live).await,
+        };
+        match self.queue.record_applied(&applied) {
+            Ok(()) => {
+                tracing::info!(id = %applied.id, outcome = ?applied.outcome, detail = %applied.detail, "applied");
+                Some(applied)
+            }
+            Err(e) => {
+                eprintln!(
+                    "claude-bottle: failed to record the outcome of {}: {e}",
+                    applied.id
+                );
+                None
+            }
+        }
+    }
+
+    fn apply_egress(
+        &mut self,
+        id: &claude_bottle_protocol::ProposalId,
+        host: &str,
+        port: Option<u16>,
+        live: Option<&Live>,
+    ) -> Applied {
+        let entry = match port {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        if let Err(e) = approved::add(&self.plan.state_dir, &entry) {
+            return Applied::failed(
+                id.clone(),
+                &format!("failed to record the approved host: {e}"),
+                audit::now(),
+            );
+        }
+        self.plan.approve_host(host);
+        if let Some(live) = live
+            && let Err(e) = stage::write_current_config(&self.plan, &live.stage.current_config)
+        {
+            return Applied::failed(id.clone(), &e.to_string(), audit::now());
+        }
+        if live.is_some() {
+            eprint!("\r\nclaude-bottle: egress to {entry} approved and allowed\r\n");
+        }
+        Applied::ok(
+            id.clone(),
+            &format!("{entry} added to the allowlist"),
+            audit::now(),
+        )
+    }
+
+    async fn apply_capability(
+        &mut self,
+        proposal: &Proposal,
+        cap: &claude_bottle_protocol::Capability,
+        live: Option<&Live>,
+    ) -> Applied {
+        let id = proposal.id.clone();
+        let fail = |detail: String| Applied::failed(id.clone(), &detail, audit::now());
+        let current = match stage::effective_dockerfile(&self.plan) {
+            Ok(c) => c,
+            Err(e) => return fail(e.to_string()),
+        };
+        let candidate = match dockerfile::with_capability(current.text(), &id, cap) {
+            Ok(c) => c,
+            Err(e) => return fail(e.to_string()),
+        };
+        let opts = PrepareOptions {
+            workspace: self.workspace.clone(),
+            dockerfile: Some(candidate.clone()),
+        };
+        tracing::info!(id = %id, "rebuilding for an approved capability");
+        let prepared = match self.backend.prepare(&self.plan, &opts).await {
+            Ok(p) => p,
+            Err(e) => {
+                return fail(format!(
+                    "the rebuild failed; the agent keeps running unchanged\n{e}"
+                ));
+            }
+        };
+        let per_bottle = self.plan.state_dir.join(dockerfile::PER_BOTTLE_DOCKERFILE);
+        if let Err(e) = state::write_atomic(&per_bottle, candidate.as_bytes()) {
+            return fail(e.to_string());
+        }
+        let built = prepared
+            .builds
+            .iter()
+            .filter(|b| b.built)
+            .map(|b| format!("{} steps, {} cached", b.steps, b.cached_steps))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let image = prepared.agent_image.clone();
+        let Some(live) = live else {
+            return Applied::ok(
+                id.clone(),
+                &format!("rebuilt as {image} ({built})"),
+                audit::now(),
+            );
+        };
+        if let Err(e) = stage::write_current_config(&self.plan, &live.stage.current_config) {
+            return fail(e.to_string());
+        }
+        let mut agent = live.template.resuming(&self.plan);
+        agent.image = image.clone();
+        if let Some(user) = &prepared.agent_user {
+            agent.user = user.clone();
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        let note = format!("capability {id} applied: agent rebuilt as {image}, session resumed");
+        if live
+            .tx
+            .send(Replacement {
+                agent,
+                note,
+                done: done_tx,
+            })
+            .await
+            .is_err()
+        {
+            return fail("the session ended before the rebuilt agent could start".into());
+        }
+        tracing::info!(id = %id, image = %image, "rebuilt; stopping the agent for its successor");
+        if let Err(e) = self.backend.stop_agent(&live.launched).await {
+            return fail(format!("failed to stop the running agent: {e}"));
+        }
+        match done_rx.await {
+            Ok(Ok(())) => Applied::ok(
+                id.clone(),
+                &format!("rebuilt as {image} ({built}); agent resumed"),
+                audit::now(),
+            ),
+            Ok(Err(e)) => fail(format!(
+                "rebuilt as {image}, but the new agent did not start: {e}"
+            )),
+            Err(_) => fail("the session ended before the rebuilt agent could start".into()),
+        }
+    }
+}
+
+/// What the live loop needs of the running session.
+#[derive(Debug)]
+struct Live {
+    stage: Stage,
+    template: AgentSpec,
+    launched: Launched,
+    tx: mpsc::Sender<Replacement>,
+}
