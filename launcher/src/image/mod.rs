@@ -143,12 +143,15 @@ impl ImageRecipe {
         build_args: BTreeMap<String, String>,
     ) -> Result<Self, ImageError> {
         check_slug(slug)?;
-        context.file(DOCKERFILE_IN_CONTEXT, 0o644, dockerfile.as_bytes());
+        // The labels go in as one LABEL line at the end: the build API's `labels` parameter
+        // would add a step per label, and every step of a rebuild costs a layer commit.
+        let built = with_label_line(&dockerfile, &labels);
+        context.file(DOCKERFILE_IN_CONTEXT, 0o644, built.as_bytes());
         let context = context.finish()?;
         let hash = content_hash(&dockerfile, &build_args, &labels, &context);
         Ok(Self {
             tag: format!("claude-bottle/{slug}:{}", &hash[..12]),
-            dockerfile,
+            dockerfile: built,
             context,
             labels,
             build_args,
@@ -159,6 +162,51 @@ impl ImageRecipe {
     pub fn content_id(&self) -> &str {
         self.tag.rsplit_once(':').map_or("", |(_, id)| id)
     }
+}
+
+/// `dockerfile` with one `LABEL "k"="v" …` line right after its last `FROM` (nothing when there
+/// are no labels). Early, the step is the same in every rebuild of a bottle and comes from the
+/// cache; after the last FROM, it lands in the final stage of a multi-stage file.
+fn with_label_line(dockerfile: &str, labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return dockerfile.to_owned();
+    }
+    let mut line = String::from("LABEL");
+    for (k, v) in labels {
+        // JSON string quoting is valid Dockerfile quoting for these values.
+        line.push_str(&format!(" {}={}", json_string(k), json_string(v)));
+    }
+    let lines: Vec<&str> = dockerfile.lines().collect();
+    let last_from = lines.iter().rposition(|l| {
+        l.trim_start()
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+    });
+    let mut out = String::with_capacity(dockerfile.len() + line.len() + 2);
+    for (i, l) in lines.iter().enumerate() {
+        out.push_str(l);
+        out.push('\n');
+        // A FROM continued over several lines ends at the first line without a backslash.
+        if Some(i) >= last_from
+            && last_from.is_some()
+            && !l.trim_end().ends_with('\\')
+            && !line.is_empty()
+        {
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+    }
+    if !line.is_empty() {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| format!("{s:?}"))
 }
 
 /// The standard labels of an image.

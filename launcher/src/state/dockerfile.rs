@@ -101,10 +101,12 @@ pub fn with_capability(
     if dockerfile.lines().any(|l| l.trim_end() == marker) {
         return Ok(dockerfile.to_owned());
     }
-    // The user the image ends as may come from its FROM image, which the text does not show:
-    // switch to root whatever it is, and restore the last USER the text names. Without one the
-    // image now ends as root, and the launcher runs the agent as the contract's 1000:1000.
-    let user = last_user(dockerfile).filter(|u| !is_root(u));
+    // The step runs as root: the image may end as another user, set here or in its FROM image,
+    // which the text does not show. Only a numeric USER is restored afterwards: the launcher runs
+    // the agent as a numeric uid from the image and as the contract's 1000:1000 for a name or
+    // root, so a name needs no restoring and each approval costs one step fewer.
+    let user = last_user(dockerfile).filter(|u| !is_root(u) && is_numeric(u));
+    let already_root = last_user(dockerfile).is_some_and(|u| is_root(&u));
     let mut out = String::with_capacity(dockerfile.len() + 256);
     out.push_str(dockerfile);
     if !out.is_empty() && !out.ends_with('\n') {
@@ -112,7 +114,9 @@ pub fn with_capability(
     }
     out.push_str(&marker);
     out.push('\n');
-    out.push_str("USER root\n");
+    if !already_root {
+        out.push_str("USER root\n");
+    }
     for l in lines {
         out.push_str(&l);
         out.push('\n');
@@ -139,6 +143,11 @@ fn last_user(dockerfile: &str) -> Option<String> {
                 .then(|| rest.trim().to_owned())
         })
         .next_back()
+}
+
+fn is_numeric(user: &str) -> bool {
+    user.split(':')
+        .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn is_root(user: &str) -> bool {
@@ -371,11 +380,24 @@ mod tests {
             out,
             "FROM x\nUSER agent\n# claude-bottle: approved proposal p-1\nUSER root\n\
              RUN apt-get update && apt-get install -y --no-install-recommends \
-             ripgrep jq=1.6-2.1 && rm -rf /var/lib/apt/lists/*\nRUN touch /marker\nUSER agent\n"
+             ripgrep jq=1.6-2.1 && rm -rf /var/lib/apt/lists/*\nRUN touch /marker\n"
         );
         // Applying the same proposal again changes nothing.
         let again = with_capability(&out, &id("p-1"), &cap(&["ripgrep"], &[])).expect("valid");
         assert_eq!(again, out);
+        // A numeric user is restored; once the file ends as root, later steps add no USER.
+        let numeric = with_capability(
+            "FROM x\nUSER 1001:1001\n",
+            &id("p-3"),
+            &cap(&[], &["RUN b"]),
+        )
+        .expect("valid");
+        assert!(
+            numeric.ends_with("USER root\nRUN b\nUSER 1001:1001\n"),
+            "{numeric}"
+        );
+        let next = with_capability(&again, &id("p-4"), &cap(&[], &["RUN c"])).expect("valid");
+        assert!(next.ends_with("approved proposal p-4\nRUN c\n"), "{next}");
         // Without a USER in the text (it may come from the FROM image) the step still runs as
         // root, and there is nothing to restore.
         let root = with_capability("FROM x\n", &id("p-2"), &cap(&[], &["RUN a"])).expect("valid");
@@ -424,8 +446,8 @@ mod tests {
         let new = with_capability(old, &id("p"), &cap(&[], &["RUN touch /m"])).expect("valid");
         assert_eq!(
             unified_diff(old, &new, "a/Dockerfile", "b/Dockerfile"),
-            "--- a/Dockerfile\n+++ b/Dockerfile\n@@ -3,3 +3,7 @@\n RUN b\n RUN c\n USER agent\n\
-             +# claude-bottle: approved proposal p\n+USER root\n+RUN touch /m\n+USER agent\n"
+            "--- a/Dockerfile\n+++ b/Dockerfile\n@@ -3,3 +3,6 @@\n RUN b\n RUN c\n USER agent\n\
+             +# claude-bottle: approved proposal p\n+USER root\n+RUN touch /m\n"
         );
     }
 

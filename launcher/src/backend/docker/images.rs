@@ -59,13 +59,8 @@ pub async fn build(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport,
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect::<HashMap<_, _>>(),
         ),
-        labels: Some(
-            recipe
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<HashMap<_, _>>(),
-        ),
+        // The labels are a LABEL line of the recipe's Dockerfile (one step, not one per label).
+        labels: None,
         ..Default::default()
     };
     let progress = Progress::new(&recipe.tag);
