@@ -178,8 +178,7 @@ fn with_label_line(dockerfile: &str, labels: &BTreeMap<String, String>) -> Strin
     }
     let lines: Vec<&str> = dockerfile.lines().collect();
     let last_from = lines.iter().rposition(|l| {
-        l.trim_start()
-            .split_whitespace()
+        l.split_whitespace()
             .next()
             .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
     });
