@@ -5,3 +5,4 @@ mod isolation;
 mod remediate;
 mod runtime;
 mod supervise;
+mod workspace;

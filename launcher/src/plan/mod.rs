@@ -42,6 +42,9 @@ pub struct BottlePlan {
     pub allowlist: Vec<String>,
     /// Hosts the operator approved (`state/<slug>/approved-hosts`), folded into the routes.
     pub approved_hosts: Vec<String>,
+    /// `state/<slug>/Dockerfile` and how many approved steps it holds, when approvals made one:
+    /// the agent image is built from it instead of `image`.
+    pub per_bottle_dockerfile: Option<(PathBuf, usize)>,
     pub supervise: bool,
     pub runtime: Runtime,
     /// The bottle's `limits:` over the config's defaults.
@@ -183,6 +186,7 @@ pub fn build(
         routes,
         allowlist,
         approved_hosts: Vec::new(),
+        per_bottle_dockerfile: None,
         supervise: bottle.supervise,
         runtime: bottle.runtime,
         limits: AgentLimits::resolve(bottle.limits, defaults),
@@ -220,6 +224,16 @@ pub fn load(
     })?;
     for host in approved {
         plan.approve_host(&host);
+    }
+    let per_bottle = plan
+        .state_dir
+        .join(crate::state::dockerfile::PER_BOTTLE_DOCKERFILE);
+    if let Ok(text) = std::fs::read_to_string(&per_bottle) {
+        let steps = text
+            .lines()
+            .filter(|l| l.starts_with(crate::state::dockerfile::MARKER_PREFIX))
+            .count();
+        plan.per_bottle_dockerfile = Some((per_bottle, steps));
     }
     Ok(plan)
 }

@@ -58,10 +58,7 @@ pub fn render(plan: &BottlePlan) -> String {
     b.field("skills", plan.skills.iter().map(|s| s.name.clone()));
     let mut bottle = vec![format!("{} ({})", plan.name, source_text(&plan.source))];
     bottle.push(format!("runtime {}", plan.runtime.as_str()));
-    bottle.push(match &plan.image {
-        ImageSource::Embedded => "image embedded agent image".to_string(),
-        ImageSource::Dockerfile(p) => format!("image {}", tilde(p)),
-    });
+    bottle.push(format!("image {}", image_text(plan)));
     b.field("bottle", bottle);
     b.field(
         "git gate",
@@ -117,6 +114,15 @@ fn route_line(plan: &BottlePlan, r: &Route) -> String {
         s.push_str(" (approved)");
     }
     s
+}
+
+/// Where the agent image comes from; the per-bottle Dockerfile wins once approvals made one.
+fn image_text(plan: &BottlePlan) -> String {
+    match (&plan.per_bottle_dockerfile, &plan.image) {
+        (Some((path, steps)), _) => format!("{} (per-bottle, {steps} approved)", tilde(path)),
+        (None, ImageSource::Embedded) => "embedded agent image".to_string(),
+        (None, ImageSource::Dockerfile(p)) => tilde(p),
+    }
 }
 
 fn source_text(s: &Source) -> String {
@@ -196,13 +202,7 @@ pub fn render_info(plan: &BottlePlan) -> String {
     );
     b.field("allowlist", plan.allowlist.iter());
     b.field("runtime", [plan.runtime.as_str()]);
-    b.field(
-        "image",
-        [match &plan.image {
-            ImageSource::Embedded => "embedded agent image".to_string(),
-            ImageSource::Dockerfile(p) => tilde(p),
-        }],
-    );
+    b.field("image", [image_text(plan)]);
     let mut limits = format!(
         "memory {} MiB, pids {}",
         plan.limits.memory_bytes / (1024 * 1024),

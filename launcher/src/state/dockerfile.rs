@@ -127,9 +127,12 @@ pub fn with_capability(
     Ok(out)
 }
 
+/// How every marker line starts.
+pub const MARKER_PREFIX: &str = "# claude-bottle: approved proposal ";
+
 /// The comment that marks the step of one proposal in a per-bottle Dockerfile.
 pub fn marker(id: &ProposalId) -> String {
-    format!("# claude-bottle: approved proposal {id}")
+    format!("{MARKER_PREFIX}{id}")
 }
 
 /// The argument of the last `USER` instruction, if any.

@@ -104,3 +104,27 @@ fn continuation_lines_align_under_the_first_value() {
         );
     }
 }
+
+#[test]
+fn approvals_show_in_the_preflight_and_info() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = Home::new(tmp.path());
+    let state = home.state_dir("default");
+    std::fs::create_dir_all(&state).expect("state dir");
+    std::fs::write(state.join("approved-hosts"), "packages.example.org:443\n").expect("hosts");
+    std::fs::write(
+        state.join("Dockerfile"),
+        "FROM x\n# claude-bottle: approved proposal 1-a\nUSER root\nRUN touch /m\n",
+    )
+    .expect("Dockerfile");
+    let config = claude_bottle::config::Config::default();
+    let p = plan::load(&home, &config, "default").expect("valid");
+    let text = plan::render_preflight(&p);
+    assert!(text.contains("packages.example.org (approved)"), "{text}");
+    assert!(
+        text.contains("Dockerfile (per-bottle, 1 approved)"),
+        "{text}"
+    );
+    assert!(p.allowlist.contains(&"packages.example.org".to_string()));
+    assert!(plan::render_info(&p).contains("(per-bottle, 1 approved)"));
+}
