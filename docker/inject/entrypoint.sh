@@ -1,5 +1,6 @@
 #!/bin/sh
-# claude-bottle agent entrypoint, put into every agent image by the launcher's last layer.
+# claude-bottle agent entrypoint, mounted read-only into every agent container by the launcher
+# (at /usr/local/lib/claude-bottle/entrypoint.sh, in front of the image's own ENTRYPOINT).
 #
 # The agent container has no network at all (mode none). When the launcher mounts the proxy socket
 # it sets CLAUDE_BOTTLE_PROXY_SOCKET; this script then starts the shim's relay so that

@@ -31,6 +31,8 @@ const POLL: Duration = Duration::from_secs(2);
 /// A rebuilt agent for the session to start in place of the running one.
 #[derive(Debug)]
 pub struct Replacement {
+    /// The proposal whose approval made it.
+    pub id: claude_bottle_protocol::ProposalId,
     pub agent: AgentSpec,
     /// One line for the operator's terminal.
     pub note: String,
@@ -55,6 +57,9 @@ pub struct Remediator<B> {
     workspace: Option<PathBuf>,
     /// Decision ids already written to the audit log (hand-written ones are added once).
     audited: HashSet<String>,
+    /// Approvals this session already tried: one attempt each, even if its record could not be
+    /// written (else a poll would rebuild and swap the agent every few seconds).
+    attempted: HashSet<String>,
 }
 
 impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
@@ -64,21 +69,14 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         workspace: Option<PathBuf>,
     ) -> Result<Self, RemediateError> {
         let queue = Queue::open(&plan.state_dir)?;
-        let audited = audit::read(&plan.state_dir)
-            .map(|entries| {
-                entries
-                    .into_iter()
-                    .filter(|e| e.event == "decision")
-                    .map(|e| e.id.to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let audited = audited_decisions(&plan.state_dir);
         Ok(Self {
             backend,
             plan,
             queue,
             workspace,
             audited,
+            attempted: HashSet::new(),
         })
     }
 
@@ -157,14 +155,17 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
             else {
                 continue;
             };
-            if self.audited.insert(id.to_string()) {
-                let _ = audit::record(
-                    &self.plan.state_dir,
-                    &audit::Event::Decision(decision.clone()),
-                );
+            if !self.audited.contains(id.as_str()) {
+                // approve/reject audit their own decisions; only a hand-written one is new here.
+                self.audited.extend(audited_decisions(&self.plan.state_dir));
+                if self.audited.insert(id.to_string()) {
+                    let event = audit::Event::Decision(decision.clone());
+                    let _ = audit::record(&self.plan.state_dir, &event);
+                }
             }
             if decision.decision != Verdict::Approve
                 || matches!(self.queue.applied(&id), Ok(Some(_)))
+                || !self.attempted.insert(id.to_string())
             {
                 continue;
             }
@@ -282,6 +283,11 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
             .map(|b| format!("{} steps, {} cached", b.steps, b.cached_steps))
             .collect::<Vec<_>>()
             .join("; ");
+        let built = if built.is_empty() {
+            "image already built".to_string()
+        } else {
+            built
+        };
         let image = prepared.agent_image.clone();
         let Some(live) = live else {
             return Applied::ok(
@@ -303,6 +309,7 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         if live
             .tx
             .send(Replacement {
+                id: id.clone(),
                 agent,
                 note,
                 done: done_tx,
@@ -328,6 +335,19 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
             Err(_) => fail("the session ended before the rebuilt agent could start".into()),
         }
     }
+}
+
+/// Ids of the decisions the audit log already records.
+fn audited_decisions(state_dir: &std::path::Path) -> HashSet<String> {
+    audit::read(state_dir)
+        .map(|entries| {
+            entries
+                .into_iter()
+                .filter(|e| e.event == "decision")
+                .map(|e| e.id.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// What the live loop needs of the running session.

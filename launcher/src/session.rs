@@ -226,6 +226,21 @@ where
                 let _ = next.done.send(Ok(()));
             }
             Err(e) => {
+                // Record the failure here: the watcher is stopped as the session ends.
+                let detail = format!("rebuilt, but the new agent did not start: {e}");
+                let failed = claude_bottle_protocol::Applied::failed(
+                    next.id.clone(),
+                    &detail,
+                    crate::state::audit::now(),
+                );
+                if let Ok(q) = crate::state::Queue::open(&plan.state_dir)
+                    && let Err(err) = q.record_applied(&failed)
+                {
+                    eprintln!(
+                        "claude-bottle: failed to record the outcome of {}: {err}",
+                        next.id
+                    );
+                }
                 let _ = next.done.send(Err(e.to_string()));
                 break Err(e);
             }

@@ -36,7 +36,7 @@ pub use context::{ContextBuilder, FIXED_MTIME};
 pub use dockerignore::{DockerIgnore, PatternError};
 pub use recipes::{
     AgentSource, BASH_ENV_PATH, BASH_ENV_SCRIPT, ENTRYPOINT_SCRIPT, InheritedCommand, Sidecar,
-    agent_base, sidecar_scratch, workspace_copy,
+    agent_base, is_static_elf, sidecar_scratch, workspace_copy,
 };
 
 /// Where the Dockerfile sits inside every recipe's context (the build API's `dockerfile`).
@@ -143,7 +143,7 @@ impl ImageRecipe {
         build_args: BTreeMap<String, String>,
     ) -> Result<Self, ImageError> {
         check_slug(slug)?;
-        // The labels go in as one LABEL line at the end: the build API's `labels` parameter
+        // The labels go in as one LABEL line after the last FROM: the build API's `labels` parameter
         // would add a step per label, and every step of a rebuild costs a layer commit.
         let built = with_label_line(&dockerfile, &labels);
         context.file(DOCKERFILE_IN_CONTEXT, 0o644, built.as_bytes());

@@ -6,6 +6,9 @@
 //!   queue/{proposals,decisions,applied}/<id>.json   see docs/queue.md
 //!   audit.jsonl                                      one event a line, append-only
 //!   Dockerfile                                       per-bottle, once a capability is approved
+//!   approved-hosts                                   approved egress hosts, one a line
+//!   snapshots/latest/                                the agent's home and workspace (resume)
+//!   run/, current-config/                            per-launch staging (see crate::stage)
 //! ```
 
 pub mod approved;

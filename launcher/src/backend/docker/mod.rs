@@ -181,6 +181,14 @@ impl Backend for DockerBackend {
             .config
             .binary(Sidecar::Relay.binary_name())
             .map_err(|e| Self::image_err(slug, e))?;
+        match std::fs::read(&shim) {
+            Ok(bytes) if !image::is_static_elf(&bytes) => tracing::warn!(
+                shim = %shim.display(),
+                "the shim is dynamically linked: it runs only in images with a compatible libc; \
+                 build the static one with scripts/build-static.sh"
+            ),
+            _ => {}
+        }
         let mut agent_image = base.tag.clone();
         if let Some(dir) = &opts.workspace {
             let ws = image::workspace_copy(slug, &agent_image, dir)
