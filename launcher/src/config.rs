@@ -269,17 +269,20 @@ impl Config {
     /// With [`Config::bin_dir`] set (`$CLAUDE_BOTTLE_BIN_DIR`, else `bin_dir` in `config.toml`) it
     /// is the only one: an explicit choice never falls back silently. Otherwise, with `exe_dir` the
     /// directory of the running `claude-bottle`:
-    /// 1. `exe_dir` (an installed release puts all binaries side by side),
-    /// 2. `exe_dir/static`,
-    /// 3. `exe_dir/../static` (a dev build in `target/debug` finds `scripts/build-static.sh`'s
-    ///    default output `target/static`).
+    /// 1. `exe_dir/static`,
+    /// 2. `exe_dir/../static` (a build in `target/debug` or `target/release` finds
+    ///    `scripts/build-static.sh`'s default output `target/static`),
+    /// 3. `exe_dir` (an installed release puts all binaries side by side).
+    ///
+    /// The static folders come first: cargo also leaves dynamically linked copies next to the
+    /// launcher, which fail in `FROM scratch` images and in agent images of another libc.
     pub fn bin_search_path(&self, exe_dir: &Path) -> Vec<PathBuf> {
         match &self.bin_dir {
             Some(dir) => vec![dir.clone()],
             None => vec![
-                exe_dir.to_owned(),
                 exe_dir.join("static"),
                 exe_dir.join("..").join("static"),
+                exe_dir.to_owned(),
             ],
         }
     }

@@ -164,7 +164,7 @@ fn explicit_bin_dir_is_the_only_candidate() {
 }
 
 #[test]
-fn search_path_finds_next_to_exe_then_static() {
+fn search_path_prefers_the_static_builds_over_cargos_copies() {
     let dir = tempfile::tempdir().expect("tempdir");
     let exe_dir = dir.path().join("target").join("debug");
     let static_dir = dir.path().join("target").join("static");
@@ -183,7 +183,20 @@ fn search_path_finds_next_to_exe_then_static() {
             .join("claude-bottle-supervise")
     );
 
+    // cargo's dynamically linked copy next to the launcher does not win over the static one.
     std::fs::write(exe_dir.join("claude-bottle-supervise"), b"x").expect("write");
+    let found = config
+        .binary_in("claude-bottle-supervise", &exe_dir)
+        .expect("still the static one");
+    assert_eq!(
+        found,
+        exe_dir
+            .join("..")
+            .join("static")
+            .join("claude-bottle-supervise")
+    );
+    // Without a static folder, the copy next to the launcher (an installed release) is used.
+    std::fs::remove_dir_all(&static_dir).expect("rm static");
     let found = config
         .binary_in("claude-bottle-supervise", &exe_dir)
         .expect("found next to exe");
