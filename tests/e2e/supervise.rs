@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use claude_bottle_e2e::{TestBottle, assert_clean, docker};
 
 /// The agent: a capability request that waits (the test rejects it), an egress request polled
-/// until approved (the test approves it), then every way it might try to decide for itself.
+/// until applied (the test approves it, the launcher applies it), then every way it might try to
+/// decide for itself.
 const AGENT: &str = r#"
 shim=claude-bottle-shim
 $shim request capability --dockerfile-line "RUN touch /marker" --reason "need a marker" --wait --timeout 120
@@ -18,10 +19,11 @@ id=$($shim request egress packages.example.org:443 --reason "need packages" --js
 echo "EGRESS-ID $id"
 for i in $(seq 1 600); do
   state=$($shim status "$id" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["state"])')
-  [ "$state" = approved ] && break
+  [ "$state" = applied ] && break
   sleep 0.1
 done
 echo "EGRESS-STATE $state"
+grep -qx packages.example.org /etc/claude-bottle/current-config/allowlist && echo "ALLOWLIST-UPDATED"
 [ -e /run/supervise/queue ] && echo "QUEUE-IN-AGENT present" || echo "QUEUE-IN-AGENT absent"
 touch /run/claude-bottle/supervise/decisions.json 2>/dev/null && echo "SOCKDIR writable" || echo "SOCKDIR readonly"
 touch /etc/claude-bottle/current-config/x 2>/dev/null && echo "CONFIG writable" || echo "CONFIG readonly"
@@ -106,7 +108,9 @@ async fn proposals_reach_the_host_and_answers_reach_the_agent() {
         "WAIT-EXIT 2",
         "not in this bottle",
         &format!("EGRESS-ID {egress}"),
-        "EGRESS-STATE approved",
+        // The launcher applied the approval: the host is in the agent's current-config.
+        "EGRESS-STATE applied",
+        "ALLOWLIST-UPDATED",
         "QUEUE-IN-AGENT absent",
         "SOCKDIR readonly",
         "CONFIG readonly",
