@@ -5,4 +5,5 @@ mod isolation;
 mod remediate;
 mod runtime;
 mod supervise;
+mod tty;
 mod workspace;
