@@ -48,6 +48,14 @@ if [ -n "${CLAUDE_BOTTLE_PROXY_SOCKET:-}" ]; then
     done
 fi
 
+# The agent file's prompt (its Markdown body), as Claude Code's user memory file. Copied, not
+# mounted: the agent owns its ~/.claude and may edit the file. An existing one is kept (a resumed
+# session restores its home).
+prompt=/usr/local/lib/claude-bottle/agent-prompt.md
+if [ -s "$prompt" ] && [ -n "${HOME:-}" ] && [ ! -e "$HOME/.claude/CLAUDE.md" ]; then
+    mkdir -p "$HOME/.claude" 2>/dev/null && cp "$prompt" "$HOME/.claude/CLAUDE.md" 2>/dev/null || true
+fi
+
 # With supervise on, the shim daemon holds the connection to supervise for the agent's tools
 # (buffering while supervise restarts); the CLI falls back to supervise directly without it.
 if [ -n "${CLAUDE_BOTTLE_SUPERVISE_SOCKET:-}" ]; then

@@ -16,6 +16,18 @@ use crate::plan::{BottlePlan, ImageSource};
 use crate::state::atomic::{AtomicError, write_atomic};
 use crate::state::dockerfile::{self, EffectiveDockerfile};
 
+/// Write `bytes` atomically unless the file already holds exactly them: most launches restage the
+/// same files, and each atomic write costs an fsync of the file and of its folder.
+fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), AtomicError> {
+    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+        return Ok(());
+    }
+    write_atomic(path, bytes)
+}
+
+/// The agent's prompt in the staged lib folder (empty when the agent file has no body).
+pub const AGENT_PROMPT_FILE: &str = "agent-prompt.md";
+
 /// Host paths of one staged launch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
@@ -81,12 +93,20 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
     write_current_config(plan, &current_config)?;
     let agent_lib = plan.state_dir.join("run").join("lib");
     std::fs::create_dir_all(&agent_lib).map_err(at(&agent_lib))?;
+    // The agent's prompt rides along; the entrypoint copies it to ~/.claude/CLAUDE.md as the
+    // agent's own user (an upload into the created container cost a round trip per start).
+    let prompt = if plan.agent.prompt.is_empty() {
+        String::new()
+    } else {
+        format!("{}\n", plan.agent.prompt)
+    };
     for (name, text, mode) in [
         ("entrypoint.sh", image::ENTRYPOINT_SCRIPT, 0o755),
         ("bash-env.sh", image::BASH_ENV_SCRIPT, 0o644),
+        (AGENT_PROMPT_FILE, prompt.as_str(), 0o644),
     ] {
         let path = agent_lib.join(name);
-        write_atomic(&path, text.as_bytes())?;
+        write_if_changed(&path, text.as_bytes())?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(at(&path))?;
     }
@@ -102,13 +122,13 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
 pub fn write_current_config(plan: &BottlePlan, dir: &Path) -> Result<(), StageError> {
     let mut allowlist = plan.allowlist.join("\n");
     allowlist.push('\n');
-    write_atomic(&dir.join(current_config::ALLOWLIST), allowlist.as_bytes())?;
-    write_atomic(
+    write_if_changed(&dir.join(current_config::ALLOWLIST), allowlist.as_bytes())?;
+    write_if_changed(
         &dir.join(current_config::ROUTES),
         routes_json(plan).as_bytes(),
     )?;
     let dockerfile = effective_dockerfile(plan)?;
-    write_atomic(
+    write_if_changed(
         &dir.join(current_config::DOCKERFILE),
         dockerfile.text().as_bytes(),
     )?;

@@ -62,7 +62,7 @@ fn main() {
             "label".to_string(),
             vec![
                 format!("claude-bottle.bottle={}", bottle.slug()),
-                "claude-bottle.role=agent".to_string(),
+                "claude-bottle.role=agent-base".to_string(),
             ],
         )]);
         let images = d

@@ -42,8 +42,6 @@ pub struct AgentSpec {
     pub mounts: Vec<Mount>,
     pub limits: crate::plan::AgentLimits,
     pub runtime: Runtime,
-    /// Files put into the container before it starts: (absolute path, content).
-    pub files: Vec<(String, String)>,
     /// Folders saved in a snapshot and restored into a successor.
     pub state_paths: Vec<String>,
     /// Attach a TTY (interactive operator) or stream output only.
@@ -186,13 +184,6 @@ impl LaunchSpec {
                 EnvValue::Plain(format!("{SUPERVISE_RUN_DIR}/{SUPERVISE_SOCKET}")),
             ));
         }
-        let mut files = Vec::new();
-        if !plan.agent.prompt.is_empty() {
-            files.push((
-                format!("{AGENT_HOME}/.claude/CLAUDE.md"),
-                format!("{}\n", plan.agent.prompt),
-            ));
-        }
         let mut labels = plan.base_labels();
         labels.push((
             crate::plan::LABEL_LAUNCHER_PID.into(),
@@ -215,7 +206,6 @@ impl LaunchSpec {
                 mounts,
                 limits: plan.limits,
                 runtime: plan.runtime,
-                files,
                 state_paths: vec![AGENT_HOME.into(), crate::image::WORKSPACE_DIR.into()],
                 tty,
             },

@@ -126,78 +126,7 @@ pub async fn create_agent(
         )
         .await
         .map_err(|e| engine_err("create agent container", &name, e))?;
-    for (path, content) in &spec.files {
-        put_file(docker, &name, path, content.as_bytes(), &spec.user).await?;
-    }
     Ok(name)
-}
-
-/// Put one file (and its missing parent folders) into a created container, owned by `user`
-/// when it is numeric `uid:gid`, else by 1000:1000 (the image contract's agent user).
-async fn put_file(
-    docker: &Docker,
-    container: &str,
-    path: &str,
-    data: &[u8],
-    user: &str,
-) -> Result<(), BackendError> {
-    let (uid, gid) = numeric_owner(user).unwrap_or((1000, 1000));
-    let rel = path.trim_start_matches('/');
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut prefix = String::new();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for dir in &parts[..parts.len().saturating_sub(1)] {
-        prefix.push_str(dir);
-        prefix.push('/');
-        // Top-level folders (home, etc) exist already; only the agent's own subfolders are added.
-        if prefix.matches('/').count() <= 2 {
-            continue;
-        }
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        h.set_size(0);
-        builder
-            .append_data(&mut h, &prefix, std::io::empty())
-            .map_err(|e| put_err(container, path, e))?;
-    }
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(0o644);
-    h.set_uid(uid);
-    h.set_gid(gid);
-    h.set_size(data.len() as u64);
-    builder
-        .append_data(&mut h, rel, data)
-        .map_err(|e| put_err(container, path, e))?;
-    let archive = builder
-        .into_inner()
-        .map_err(|e| put_err(container, path, e))?;
-    docker
-        .upload_to_container(
-            container,
-            Some(UploadToContainerOptions {
-                path: "/".into(),
-                ..Default::default()
-            }),
-            bollard::body_full(archive.into()),
-        )
-        .await
-        .map_err(|e| engine_err("copy a file into", &format!("{container}:{path}"), e))
-}
-
-fn put_err(container: &str, path: &str, e: std::io::Error) -> BackendError {
-    BackendError::Engine {
-        action: "pack a file for",
-        object: format!("{container}:{path}"),
-        detail: e.to_string(),
-    }
-}
-
-fn numeric_owner(user: &str) -> Option<(u64, u64)> {
-    let (u, g) = user.split_once(':').unwrap_or((user, user));
-    Some((u.parse().ok()?, g.parse().ok()?))
 }
 
 /// Create and start one sidecar, then wait until it is ready.

@@ -15,8 +15,8 @@ pub use images::{build as build_image, ensure as ensure_image, exists as image_e
 pub use resources::network_name;
 
 use super::{
-    AgentSpec, Backend, BackendError, BottleStatus, LaunchSpec, Launched, PrepareOptions, Prepared,
-    Resource,
+    AgentSpec, Backend, BackendError, BottleStatus, BuildReport, LaunchSpec, Launched,
+    PrepareOptions, Prepared, Resource,
 };
 use crate::config::Config;
 use crate::image::{self, AgentSource, InheritedCommand, Sidecar};
@@ -54,16 +54,12 @@ pub(crate) fn engine_err(
 
 impl DockerBackend {
     /// Connect through `DOCKER_HOST` (or the local socket) and negotiate the API version, since
-    /// engines differ.
+    /// engines differ; the negotiation's /version call doubles as the reachability check.
     pub async fn connect(config: Config) -> Result<Self, BackendError> {
         let docker =
             Docker::connect_with_defaults().map_err(|e| BackendError::Connect(e.to_string()))?;
         let docker = docker
             .negotiate_version()
-            .await
-            .map_err(|e| BackendError::Connect(e.to_string()))?;
-        docker
-            .ping()
             .await
             .map_err(|e| BackendError::Connect(e.to_string()))?;
         Ok(Self { docker, config })
@@ -103,23 +99,25 @@ impl DockerBackend {
     async fn inherited(
         &self,
         tag: &str,
-    ) -> Result<(InheritedCommand, Option<String>), BackendError> {
-        let img = self
-            .docker
-            .inspect_image(tag)
-            .await
-            .map_err(|e| engine_err("inspect image", tag, e))?;
+    ) -> Result<Option<(InheritedCommand, Option<String>)>, BackendError> {
+        let img = match self.docker.inspect_image(tag).await {
+            Ok(img) => img,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(engine_err("inspect image", tag, e)),
+        };
         let cfg = img.config.unwrap_or_default();
         // Only a numeric, non-zero uid is trusted as "not root": a name (even `agent`) could map
         // to uid 0 in the image's passwd, so names fall back to the contract's 1000:1000.
         let user = cfg.user.filter(|u| numeric_non_root(u));
-        Ok((
+        Ok(Some((
             InheritedCommand {
                 entrypoint: cfg.entrypoint.unwrap_or_default(),
                 cmd: cfg.cmd.unwrap_or_default(),
             },
             user,
-        ))
+        )))
     }
 
     fn image_err(slug: &str, e: impl std::fmt::Display) -> BackendError {
@@ -175,8 +173,27 @@ impl Backend for DockerBackend {
         let mut builds = Vec::new();
         let base = image::agent_base(slug, &source, &self.config.base_image)
             .map_err(|e| Self::image_err(slug, e))?;
-        builds.push(images::ensure(&self.docker, &base).await?);
-        let (inherited, user) = self.inherited(&base.tag).await?;
+        // One inspect answers both "is it built?" and "what does it run as?".
+        let (inherited, user) = match self.inherited(&base.tag).await? {
+            Some(found) => {
+                builds.push(BuildReport {
+                    tag: base.tag.clone(),
+                    built: false,
+                    steps: 0,
+                    cached_steps: 0,
+                });
+                found
+            }
+            None => {
+                builds.push(images::build(&self.docker, &base).await?);
+                self.inherited(&base.tag).await?.ok_or_else(|| {
+                    Self::image_err(
+                        slug,
+                        format!("{} is missing right after its build", base.tag),
+                    )
+                })?
+            }
+        };
         let shim = self
             .config
             .binary(Sidecar::Relay.binary_name())
