@@ -6,17 +6,18 @@
 //! by label and removes them first (or refuses when their launcher is still alive).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 
 use crate::backend::{
-    Backend, BackendError, LaunchSpec, PrepareOptions, Prepared, Resource, ResourceKind,
+    Backend, BackendError, LaunchSpec, Launched, PrepareOptions, Prepared, Resource, ResourceKind,
 };
 use crate::plan::BottlePlan;
 use crate::remediate::Remediator;
 use crate::stage::{self, Stage};
 use crate::state::snapshot::{self, Snapshot};
-use tokio::sync::mpsc;
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +129,11 @@ where
 
     let task_backend = backend.clone();
     let task_plan = plan.clone();
-    let mut task = tokio::spawn(async move { run_session(task_backend, task_plan, opts).await });
+    // The running agent, for a snapshot when a signal ends the session.
+    let current: Current = Arc::default();
+    let task_current = Arc::clone(&current);
+    let mut task =
+        tokio::spawn(async move { run_session(task_backend, task_plan, opts, task_current).await });
 
     let result = tokio::select! {
         joined = &mut task => match joined {
@@ -145,6 +150,13 @@ where
             "claude-bottle: got signal {s}, removing bottle {}",
             plan.slug
         );
+        // Keep what the agent did for `claude-bottle resume`.
+        let running = current.lock().ok().and_then(|c| c.clone());
+        if let Some(launched) = running
+            && let Ok(snap) = backend.snapshot_agent(&launched).await
+        {
+            save_snapshot(plan, &snap);
+        }
     }
     teardown(backend, &plan.slug).await;
     result
@@ -157,6 +169,7 @@ async fn run_session<B>(
     backend: B,
     plan: BottlePlan,
     opts: SessionOptions,
+    current: Current,
 ) -> Result<i64, BackendError>
 where
     B: Backend + Clone + Send + Sync + 'static,
@@ -201,6 +214,7 @@ where
         );
     }
 
+    set_current(&current, &launched);
     let (tx, mut replacements) = mpsc::channel(4);
     let watcher =
         tokio::spawn(remediator.watch(stage.clone(), spec.agent.clone(), launched.clone(), tx));
@@ -221,6 +235,7 @@ where
         match swapped {
             Ok(new) => {
                 launched = new;
+                set_current(&current, &launched);
                 spec.agent = next.agent;
                 eprint!("\r\nclaude-bottle: {}\r\n", next.note);
                 let _ = next.done.send(Ok(()));
@@ -252,6 +267,15 @@ where
         save_snapshot(&plan, &snap);
     }
     code
+}
+
+/// The agent the session runs now, shared with the signal handling outside the session task.
+type Current = Arc<std::sync::Mutex<Option<Launched>>>;
+
+fn set_current(current: &Current, launched: &Launched) {
+    if let Ok(mut c) = current.lock() {
+        *c = Some(launched.clone());
+    }
 }
 
 fn load_snapshot(plan: &BottlePlan) -> Result<Option<Snapshot>, BackendError> {

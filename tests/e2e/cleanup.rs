@@ -80,6 +80,14 @@ async fn signal_removes_everything(sig: Signal, code: i32) {
     let mut child = start_sleeping(&d, &bottle).await;
     kill(Pid::from_raw(child.0.id() as i32), sig).expect("signal launcher");
     assert_eq!(wait_exit(&mut child).await, Some(code));
+    // What the agent had is kept for `claude-bottle resume`.
+    let index = bottle
+        .path()
+        .join("state")
+        .join(bottle.slug())
+        .join("snapshots/latest/index");
+    let saved = std::fs::read_to_string(&index).expect("a snapshot taken on the signal");
+    assert!(saved.contains("/home/agent"), "{saved}");
     assert_clean(&d, &bottle.slug()).await;
 }
 

@@ -50,6 +50,14 @@ fn latest(state_dir: &Path) -> PathBuf {
 pub fn save(state_dir: &Path, snap: &Snapshot) -> Result<(), AtomicError> {
     let dir = latest(state_dir);
     atomic::ensure_dir_in(state_dir, &dir)?;
+    // The agent's home is the operator's business alone: the folder is closed to other users.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(
+        |source| AtomicError::Io {
+            action: "restrict",
+            path: dir.clone(),
+            source,
+        },
+    )?;
     let mut index = String::new();
     for part in &snap.parts {
         let name = part.file_name();
