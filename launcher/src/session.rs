@@ -12,11 +12,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::backend::{
-    Backend, BackendError, LaunchSpec, Launched, PrepareOptions, Prepared, Resource, ResourceKind,
+    Backend, BackendError, LaunchSpec, Launched, PrepareOptions, Resource, ResourceKind,
 };
 use crate::plan::BottlePlan;
 use crate::remediate::Remediator;
-use crate::stage::{self, Stage};
+use crate::stage;
 use crate::state::snapshot::{self, Snapshot};
 
 /// How a session ended.
@@ -286,19 +286,6 @@ fn save_snapshot(plan: &BottlePlan, snap: &Snapshot) {
     if let Err(e) = snapshot::save(&plan.state_dir, snap) {
         eprintln!("claude-bottle: failed to save the agent's snapshot: {e}");
     }
-}
-
-/// Launch from already prepared images and run the agent to its exit (no teardown).
-pub async fn run_prepared<B: Backend>(
-    backend: &B,
-    plan: &BottlePlan,
-    prepared: &Prepared,
-    stage: &Stage,
-    tty: bool,
-) -> Result<i64, BackendError> {
-    let spec = LaunchSpec::new(plan, prepared, stage, tty);
-    let launched = backend.launch(&spec).await?;
-    backend.run_agent(&launched).await
 }
 
 /// Remove the bottle, retrying once; a failure is reported, never hidden.

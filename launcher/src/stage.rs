@@ -125,7 +125,7 @@ pub fn write_current_config(plan: &BottlePlan, dir: &Path) -> Result<(), StageEr
     write_if_changed(&dir.join(current_config::ALLOWLIST), allowlist.as_bytes())?;
     write_if_changed(
         &dir.join(current_config::ROUTES),
-        routes_json(plan).as_bytes(),
+        crate::egress::agent_routes_json(&plan.routes).as_bytes(),
     )?;
     let dockerfile = effective_dockerfile(plan)?;
     write_if_changed(
@@ -133,24 +133,6 @@ pub fn write_current_config(plan: &BottlePlan, dir: &Path) -> Result<(), StageEr
         dockerfile.text().as_bytes(),
     )?;
     Ok(())
-}
-
-/// The routes as the agent may see them: hosts, prefixes and schemes, never a token reference.
-fn routes_json(plan: &BottlePlan) -> String {
-    let routes: Vec<serde_json::Value> = plan
-        .routes
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "host": r.host,
-                "path": r.path,
-                "auth_scheme": r.auth.as_ref().map(|a| a.scheme.to_string()),
-                "default": r.default,
-            })
-        })
-        .collect();
-    let doc = serde_json::json!({ "version": 1, "routes": routes });
-    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }
 
 #[cfg(test)]

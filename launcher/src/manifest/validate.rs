@@ -398,21 +398,7 @@ fn git_remotes(cx: &mut Ctx, raw: &[Sp<RawGit>]) -> Vec<GitRemote> {
             );
             continue;
         };
-        let token_ref = r
-            .token_ref
-            .as_ref()
-            .and_then(|t| match TokenRef::parse(&t.value) {
-                Ok(tr) => Some(tr),
-                Err(p) => {
-                    cx.push_hint(
-                        &t.referenced,
-                        format!("{key}.token_ref"),
-                        p,
-                        "use env:NAME or file:PATH",
-                    );
-                    None
-                }
-            });
+        let token_ref = r.token_ref.as_ref().and_then(|t| token_ref(cx, &key, t));
         if out.iter().any(|o| o.name == name) {
             cx.push_hint(
                 &g.referenced,
@@ -431,6 +417,22 @@ fn git_remotes(cx: &mut Ctx, raw: &[Sp<RawGit>]) -> Vec<GitRemote> {
         });
     }
     out
+}
+
+/// Parse `<key>.token_ref`, reporting a bad reference.
+fn token_ref(cx: &mut Ctx, key: &str, t: &Sp<String>) -> Option<TokenRef> {
+    match TokenRef::parse(&t.value) {
+        Ok(tr) => Some(tr),
+        Err(p) => {
+            cx.push_hint(
+                &t.referenced,
+                format!("{key}.token_ref"),
+                p,
+                "use env:NAME or file:PATH",
+            );
+            None
+        }
+    }
 }
 
 fn is_remote_name(s: &str) -> bool {
@@ -502,22 +504,8 @@ fn one_route(cx: &mut Ctx, key: &str, r: &Sp<RawRoute>, seen: &[Route]) -> Optio
                 None
             }
         });
-    let token_ref = v
-        .token_ref
-        .as_ref()
-        .and_then(|t| match TokenRef::parse(&t.value) {
-            Ok(tr) => Some(tr),
-            Err(p) => {
-                cx.push_hint(
-                    &t.referenced,
-                    format!("{key}.token_ref"),
-                    p,
-                    "use env:NAME or file:PATH",
-                );
-                ok = false;
-                None
-            }
-        });
+    let token_ref = v.token_ref.as_ref().and_then(|t| token_ref(cx, key, t));
+    ok &= v.token_ref.is_none() || token_ref.is_some();
     match (&v.auth_scheme, &v.token_ref) {
         (Some(s), None) => {
             cx.push_hint(

@@ -14,13 +14,12 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt as _;
 
-use super::engine_err;
 use super::resources::network_name;
+use super::{engine_err, with_role};
 use crate::backend::{
     AgentSpec, BackendError, EnvValue, Mount, MountSource, Readiness, SidecarSpec,
 };
 use crate::manifest::Runtime;
-use crate::plan::LABEL_ROLE;
 use crate::state::snapshot::{Snapshot, SnapshotPart};
 
 /// Memory limit of every sidecar: proxies and daemons, never builds.
@@ -66,12 +65,6 @@ pub fn volume_name(slug: &str, volume: &str) -> String {
     format!("{slug}-{volume}")
 }
 
-fn labels(base: &[(String, String)], role: &str) -> HashMap<String, String> {
-    let mut m: HashMap<String, String> = base.iter().cloned().collect();
-    m.insert(LABEL_ROLE.to_string(), role.to_string());
-    m
-}
-
 /// The hardening every container of a bottle gets.
 fn hardened(runtime: Option<Runtime>) -> HostConfig {
     HostConfig {
@@ -105,7 +98,7 @@ pub async fn create_agent(
         entrypoint: Some(spec.entrypoint.clone()),
         cmd: Some(spec.command.clone()),
         env: Some(env_list(&spec.env)),
-        labels: Some(labels(base_labels, "agent")),
+        labels: Some(with_role(base_labels, "agent")),
         tty: Some(spec.tty),
         open_stdin: Some(spec.tty),
         stdin_once: Some(false),
@@ -116,17 +109,26 @@ pub async fn create_agent(
         host_config: Some(host),
         ..Default::default()
     };
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.clone()),
-                ..Default::default()
-            }),
-            body,
-        )
-        .await
-        .map_err(|e| engine_err("create agent container", &name, e))?;
+    create(docker, &name, body, "create agent container").await?;
     Ok(name)
+}
+
+/// Create a container under `name`.
+async fn create(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+    action: &'static str,
+) -> Result<(), BackendError> {
+    let opts = CreateContainerOptions {
+        name: Some(name.to_string()),
+        ..Default::default()
+    };
+    docker
+        .create_container(Some(opts), body)
+        .await
+        .map(|_| ())
+        .map_err(|e| engine_err(action, name, e))
 }
 
 /// Create and start one sidecar, then wait until it is ready.
@@ -170,21 +172,12 @@ pub async fn start_sidecar(
         user: spec.user.clone(),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: Some(env_list(&spec.env)),
-        labels: Some(labels(base_labels, &spec.name)),
+        labels: Some(with_role(base_labels, &spec.name)),
         host_config: Some(host),
         networking_config: endpoints,
         ..Default::default()
     };
-    docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.clone()),
-                ..Default::default()
-            }),
-            body,
-        )
-        .await
-        .map_err(|e| engine_err("create sidecar", &name, e))?;
+    create(docker, &name, body, "create sidecar").await?;
     docker
         .start_container(&name, None::<StartContainerOptions>)
         .await

@@ -52,6 +52,16 @@ pub(crate) fn engine_err(
     }
 }
 
+/// `base` labels plus the object's `claude-bottle.role`.
+pub(crate) fn with_role(
+    base: &[(String, String)],
+    role: &str,
+) -> std::collections::HashMap<String, String> {
+    let mut m: std::collections::HashMap<String, String> = base.iter().cloned().collect();
+    m.insert(crate::plan::LABEL_ROLE.to_string(), role.to_string());
+    m
+}
+
 impl DockerBackend {
     /// Connect through `DOCKER_HOST` (or the local socket) and negotiate the API version, since
     /// engines differ; the negotiation's /version call doubles as the reachability check.

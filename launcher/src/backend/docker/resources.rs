@@ -9,7 +9,7 @@ use bollard::query_parameters::{
     RemoveVolumeOptions,
 };
 
-use super::engine_err;
+use super::{engine_err, with_role};
 use crate::backend::{BackendError, BottleStatus, NetworkAttachment, Resource, ResourceKind};
 use crate::plan::{LABEL_BOTTLE, LABEL_LAUNCHER_PID, LABEL_ROLE};
 
@@ -19,12 +19,6 @@ pub fn network_name(slug: &str, net: NetworkAttachment) -> String {
         NetworkAttachment::Internal => format!("{slug}-internal"),
         NetworkAttachment::Egress => format!("{slug}-egress"),
     }
-}
-
-fn with_role(labels: &[(String, String)], role: &str) -> HashMap<String, String> {
-    let mut m: HashMap<String, String> = labels.iter().cloned().collect();
-    m.insert(LABEL_ROLE.to_string(), role.to_string());
-    m
 }
 
 /// Create the bottle's two networks: internal (no way out) and egress (bridge).
