@@ -23,8 +23,16 @@ for key in ("ca_key", "ca_cert"):
 PY
 { read -r key; read -r cert; } < "$work/ca-paths"
 cat "$key" "$cert" > "$work/mitmproxy-ca.pem"
-# The upstream leg trusts the public roots plus an optional extra bundle (the tests' own CA).
+# The upstream leg trusts the public roots plus an optional extra bundle (the tests' own CA), and,
+# as Go's crypto/x509 in the real pipelock, every file in $SSL_CERT_DIR (the launcher's upstream_ca).
 cat "$roots" ${STANDIN_EXTRA_CA:+"$STANDIN_EXTRA_CA"} > "$work/upstream-trust.pem"
+if [ -n "${SSL_CERT_DIR:-}" ]; then
+    for dir in $(echo "$SSL_CERT_DIR" | tr ':' ' '); do
+        for f in "$dir"/*; do
+            [ -f "$f" ] && cat "$f" >> "$work/upstream-trust.pem"
+        done
+    done
+fi
 
 exec mitmdump \
     --listen-host 0.0.0.0 --listen-port "$port" \

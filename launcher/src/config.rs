@@ -8,6 +8,7 @@
 //! base_image = "debian:bookworm-slim"       # FROM of the embedded agent Dockerfile
 //! bin_dir = "/opt/claude-bottle/bin"        # static claude-bottle-shim / -supervise binaries
 //! pipelock_image = "ghcr.io/luckypipewrench/pipelock:v2.1.2"
+//! upstream_ca = "/etc/ssl/corp-proxy.pem"  # extra roots pipelock's outbound leg trusts
 //!
 //! [agent]
 //! memory = "4g"                             # bytes, or with a k/m/g/t suffix (powers of 1024)
@@ -42,6 +43,8 @@ pub const ENV_BASE_IMAGE: &str = "CLAUDE_BOTTLE_BASE_IMAGE";
 pub const ENV_BIN_DIR: &str = "CLAUDE_BOTTLE_BIN_DIR";
 /// Overrides [`Config::pipelock_image`].
 pub const ENV_PIPELOCK_IMAGE: &str = "CLAUDE_BOTTLE_PIPELOCK_IMAGE";
+/// Overrides [`Config::upstream_ca`].
+pub const ENV_UPSTREAM_CA: &str = "CLAUDE_BOTTLE_UPSTREAM_CA";
 
 /// The operator's settings, defaults filled in and environment overrides applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +56,9 @@ pub struct Config {
     pub bin_dir: Option<PathBuf>,
     /// The pipelock sidecar image (pinned tag by default).
     pub pipelock_image: String,
+    /// A PEM bundle the last hop (pipelock) trusts besides the public roots: a corporate
+    /// TLS-inspecting proxy's CA, or the tests' own "internet". `None`: public roots only.
+    pub upstream_ca: Option<PathBuf>,
     /// Resource limits of the agent container unless a bottle sets its own.
     pub agent_limits: ResourceLimits,
     /// The file the settings came from, when one existed.
@@ -146,6 +152,7 @@ struct RawConfig {
     base_image: Option<toml::Spanned<String>>,
     bin_dir: Option<toml::Spanned<String>>,
     pipelock_image: Option<toml::Spanned<String>>,
+    upstream_ca: Option<toml::Spanned<String>>,
     agent: Option<RawAgent>,
 }
 
@@ -188,6 +195,9 @@ impl Config {
         }
         if let Some(value) = env(ENV_BIN_DIR) {
             config.bin_dir = Some(PathBuf::from(value));
+        }
+        if let Some(value) = env(ENV_UPSTREAM_CA) {
+            config.upstream_ca = Some(PathBuf::from(value));
         }
         Ok(config)
     }
@@ -234,6 +244,14 @@ impl Config {
                 // Relative paths are relative to the file, so a home folder can be moved whole.
                 let base = path.parent().unwrap_or(Path::new("."));
                 config.bin_dir = Some(base.join(dir.get_ref()));
+            }
+        }
+        if let Some(ca) = raw.upstream_ca {
+            if ca.get_ref().is_empty() {
+                problem(ca.span(), "upstream_ca", "must not be empty".to_owned());
+            } else {
+                let base = path.parent().unwrap_or(Path::new("."));
+                config.upstream_ca = Some(base.join(ca.get_ref()));
             }
         }
         let agent = raw.agent.unwrap_or_default();
@@ -320,6 +338,7 @@ impl Default for Config {
             base_image: DEFAULT_BASE_IMAGE.to_owned(),
             bin_dir: None,
             pipelock_image: DEFAULT_PIPELOCK_IMAGE.to_owned(),
+            upstream_ca: None,
             agent_limits: ResourceLimits::default(),
             source: None,
         }

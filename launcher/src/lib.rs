@@ -4,6 +4,7 @@
 //! `config`; `plan` uses `manifest`; `manifest` uses nothing of ours but `secret`.
 
 pub mod backend;
+pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod egress;

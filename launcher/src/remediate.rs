@@ -191,6 +191,7 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
             ),
             Ok(ProposalKind::Egress(e)) => {
                 self.apply_egress(&id, &e.host.to_string(), e.port, live)
+                    .await
             }
             Ok(ProposalKind::Capability(cap)) => self.apply_capability(proposal, &cap, live).await,
         };
@@ -209,7 +210,7 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         }
     }
 
-    fn apply_egress(
+    async fn apply_egress(
         &mut self,
         id: &claude_bottle_protocol::ProposalId,
         host: &str,
@@ -233,8 +234,32 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         {
             return Applied::failed(id.clone(), &e.to_string(), audit::now());
         }
-        if live.is_some() {
-            eprint!("\r\nclaude-bottle: egress to {entry} approved and allowed\r\n");
+        // pipelock enforces the allowlist: rewrite its config and make it reload, live.
+        if let Some(live) = live
+            && let Some(staged) = &live.stage.egress
+        {
+            if let Err(e) = crate::chain::write_pipelock_config(&self.plan, staged) {
+                return Applied::failed(id.clone(), &e.to_string(), audit::now());
+            }
+            if let Err(e) = self
+                .backend
+                .reload_sidecar(&self.plan.slug, crate::backend::PIPELOCK_SIDECAR)
+                .await
+            {
+                return Applied::failed(
+                    id.clone(),
+                    &format!("pipelock's config was rewritten but it could not reload: {e}"),
+                    audit::now(),
+                );
+            }
+        }
+        if let Some(live) = live {
+            let note = if live.stage.egress.is_some() {
+                "approved and allowed"
+            } else {
+                "approved; this bottle had no egress chain, it applies at the next start"
+            };
+            eprint!("\r\nclaude-bottle: egress to {entry} {note}\r\n");
         }
         Applied::ok(
             id.clone(),

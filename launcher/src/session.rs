@@ -56,6 +56,10 @@ pub struct SessionOptions {
     pub tty: bool,
     /// Restore the last snapshot and start the agent with its resume arguments.
     pub resume: bool,
+    /// The egress-proxy's token slots, resolved on the host before anything was created.
+    pub tokens: Option<crate::egress::ResolvedTokens>,
+    /// Extra roots pipelock trusts upstream (`upstream_ca` in config.toml).
+    pub upstream_ca: Option<PathBuf>,
 }
 
 /// Remove what an earlier, dead launcher left of `slug`; refuse when its launcher still runs.
@@ -193,7 +197,26 @@ where
             },
         )
         .await?;
-    let stage = stage::prepare(&plan).map_err(stage_err)?;
+    let mut stage = stage::prepare(&plan).map_err(stage_err)?;
+    if let Some(images) = &prepared.egress {
+        let tokens = match &opts.tokens {
+            Some(t) => t.clone(),
+            None => crate::egress::EgressRoutes::from_routes(&plan.routes)
+                .resolve(|n| std::env::var(n).ok())
+                .map_err(|e| BackendError::Stage(e.to_string()))?,
+        };
+        let staged = crate::chain::stage(
+            &plan,
+            &tokens,
+            opts.upstream_ca.as_deref(),
+            &images.image_roots,
+        )
+        .map_err(|e| BackendError::Stage(e.to_string()))?;
+        for (purpose, fp) in &staged.fingerprints {
+            eprintln!("claude-bottle: {purpose} CA of this launch: SHA-256 {fp}");
+        }
+        stage.egress = Some(staged);
+    }
     let mut spec = LaunchSpec::new(&plan, &prepared, &stage, opts.tty);
     let restore = if opts.resume {
         load_snapshot(&plan)?

@@ -29,13 +29,15 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<(), AtomicError> {
 pub const AGENT_PROMPT_FILE: &str = "agent-prompt.md";
 
 /// Host paths of one staged launch.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Stage {
     pub queue: PathBuf,
     pub supervise_run: PathBuf,
     pub current_config: PathBuf,
     /// The launcher's scripts for the agent (entrypoint, bash hook), mounted read-only.
     pub agent_lib: PathBuf,
+    /// The egress chain's files, when the bottle allows any host ([`crate::chain::stage`]).
+    pub egress: Option<crate::chain::EgressStage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +117,7 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
         queue,
         supervise_run,
         current_config,
+        egress: None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests against the real Docker engine (see `claude_bottle_e2e` for the helpers).
 
 mod cleanup;
+mod egress;
 mod framework;
 mod isolation;
 mod remediate;

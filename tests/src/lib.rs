@@ -368,3 +368,142 @@ pub async fn wait_for_proposal(bottle: &TestBottle, needle: &str) -> String {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The pipelock STAND-IN and the test internet images (built from the launcher's own recipes over
+/// [`BASE_IMAGE`], cached by content like every shared image). Returns the stand-in's tag.
+pub async fn ensure_egress_test_images(d: &Docker) -> String {
+    use claude_bottle::egress::images;
+    let _guard = BUILD_LOCK.lock().await;
+    let standin = images::pipelock_standin(BASE_IMAGE).expect("stand-in recipe");
+    let internet = images::test_internet(BASE_IMAGE).expect("test internet recipe");
+    for recipe in [&standin, &internet] {
+        claude_bottle::backend::docker::ensure_image(d, recipe)
+            .await
+            .unwrap_or_else(|e| panic!("failed to build {}: {e}", recipe.tag));
+    }
+    standin.tag
+}
+
+/// An HTTPS "internet" of the tests' own: the test-internet image answering for `hosts` on a
+/// bottle's egress network, with a leaf certificate from a CA minted here. Labelled with the
+/// bottle, so the launcher's teardown and [`TestBottle`]'s drop remove it.
+#[derive(Debug)]
+pub struct TestInternet {
+    /// The CA's certificate file: give it to the launcher as `upstream_ca`.
+    pub ca_file: PathBuf,
+    pub container: String,
+}
+
+impl TestInternet {
+    /// Mint the CA and its leaf for `hosts` into `dir` (nothing is started yet).
+    pub fn prepare(dir: &Path, hosts: &[&str]) -> (PathBuf, claude_bottle::tls::LeafCert) {
+        use claude_bottle::tls::{BottleCa, CaPurpose};
+        let ca = BottleCa::mint("e2e-test-internet", CaPurpose::Pipelock).expect("mint test CA");
+        let leaf = ca.issue_leaf(hosts).expect("leaf");
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let ca_file = dir.join("test-internet-ca.pem");
+        std::fs::write(&ca_file, &ca.cert_pem).expect("write CA");
+        (ca_file, leaf)
+    }
+
+    /// Wait until the bottle's egress network exists (the launcher creates it), then start the
+    /// server on it with every host name of `hosts` as an alias; return once it serves. Fails at
+    /// once, with the launcher's stderr (`log`), when `launcher` exits first.
+    pub async fn attach(
+        d: &Docker,
+        bottle: &TestBottle,
+        launcher: &mut std::process::Child,
+        log: &Path,
+        hosts: &[&str],
+        ca_file: PathBuf,
+        leaf: &claude_bottle::tls::LeafCert,
+    ) -> Self {
+        use bollard::models::{
+            ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig,
+        };
+        use claude_bottle::backend::NetworkAttachment;
+        let slug = bottle.slug();
+        let network =
+            claude_bottle::backend::docker::network_name(&slug, NetworkAttachment::Egress);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        while d.inspect_network(&network, None).await.is_err() {
+            if let Ok(Some(status)) = launcher.try_wait() {
+                panic!(
+                    "the launcher exited ({status}) before creating {network}:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the launcher never created {network}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let certs = bottle.path().join("test-internet");
+        std::fs::create_dir_all(&certs).expect("mkdir");
+        std::fs::write(certs.join("cert.pem"), &leaf.cert_pem).expect("cert");
+        std::fs::write(certs.join("key.pem"), leaf.key_pem.expose()).expect("key");
+        let image = claude_bottle::egress::images::test_internet(BASE_IMAGE)
+            .expect("recipe")
+            .tag;
+        let container = format!("{slug}-test-internet");
+        let body = ContainerCreateBody {
+            image: Some(image),
+            labels: Some(HashMap::from([
+                (LABEL_BOTTLE.to_string(), slug.clone()),
+                (
+                    "claude-bottle.role".to_string(),
+                    "test-internet".to_string(),
+                ),
+            ])),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.clone()),
+                binds: Some(vec![format!("{}:/etc/test-internet:ro", certs.display())]),
+                ..Default::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network.clone(),
+                    EndpointSettings {
+                        aliases: Some(hosts.iter().map(ToString::to_string).collect()),
+                        ..Default::default()
+                    },
+                )])),
+            }),
+            ..Default::default()
+        };
+        d.create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(container.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .expect("create test internet");
+        d.start_container(
+            &container,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .expect("start test internet");
+        loop {
+            let logs = claude_bottle::backend::docker::tail_logs(d, &container, 50).await;
+            if logs.contains(claude_bottle::egress::images::TEST_INTERNET_READY_LINE) {
+                break;
+            }
+            if let Ok(Some(status)) = launcher.try_wait() {
+                panic!(
+                    "the launcher exited ({status}) before the test internet was up:\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "test internet not ready: {logs}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Self { ca_file, container }
+    }
+}

@@ -9,8 +9,9 @@ mod spec;
 use std::future::Future;
 
 pub use spec::{
-    AGENT_HOME, AgentSpec, EnvValue, LaunchSpec, Mount, MountSource, NetworkAttachment, Readiness,
-    SidecarSpec,
+    AGENT_HOME, AgentSpec, EGRESS_PROXY as EGRESS_PROXY_SIDECAR, EnvValue, LaunchSpec, Mount,
+    MountSource, NetworkAttachment, PIPELOCK as PIPELOCK_SIDECAR, RELAY as RELAY_SIDECAR,
+    Readiness, SidecarSpec,
 };
 
 use crate::plan::BottlePlan;
@@ -29,8 +30,23 @@ pub struct Prepared {
     pub shim: std::path::PathBuf,
     /// The supervise sidecar's image, when the bottle has `supervise: true`.
     pub supervise_image: Option<String>,
+    /// The egress chain's images, when the bottle allows any host.
+    pub egress: Option<EgressImages>,
     /// Images built during this prepare (tag, steps, steps served from the cache).
     pub builds: Vec<BuildReport>,
+}
+
+/// The images of the egress chain, and what the agent's trust bundle starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressImages {
+    /// pipelock (the configured image, pulled when missing).
+    pub pipelock: String,
+    /// The egress-proxy, when a route carries a credential.
+    pub egress_proxy: Option<String>,
+    /// The relay between the agent's socket and the first hop.
+    pub relay: String,
+    /// The agent image's own system trust bundle (PEM; empty when it has none).
+    pub image_roots: String,
 }
 
 /// One image build.
@@ -134,6 +150,14 @@ pub enum BackendError {
         "bottle {slug} is already running (launcher pid {pid})\nhint: stop it with `claude-bottle stop {slug}`"
     )]
     AlreadyRunning { slug: String, pid: u32 },
+    #[error(
+        "the {what} image {image} is not on this engine and could not be pulled: {detail}\nhint: `docker load` it, or name another image (for pipelock: pipelock_image in config.toml or $CLAUDE_BOTTLE_PIPELOCK_IMAGE)"
+    )]
+    Pull {
+        what: String,
+        image: String,
+        detail: String,
+    },
     #[error("{0}")]
     Stage(String),
     #[error("failed to prepare the image of bottle {slug}: {detail}")]
@@ -188,6 +212,13 @@ pub trait Backend {
         agent: &AgentSpec,
         restore: Option<&Snapshot>,
     ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
+
+    /// Ask the sidecar `name` of `slug` to reload its configuration (SIGHUP).
+    fn reload_sidecar(
+        &self,
+        slug: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Objects of `slug` left by an earlier run.
     fn find_orphans(

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Prepared;
+use crate::chain::{self, EgressStage};
+use crate::egress;
 use crate::image;
 use crate::manifest::Runtime;
 use crate::plan::BottlePlan;
@@ -116,6 +118,8 @@ pub enum Readiness {
     LogLine(String),
     /// This command, run inside it, exits 0.
     Exec(Vec<String>),
+    /// `GET path` on this port of the container answers 200 (pipelock's `/health`).
+    Http { port: u16, path: String },
 }
 
 impl LaunchSpec {
@@ -183,6 +187,11 @@ impl LaunchSpec {
                 "CLAUDE_BOTTLE_SUPERVISE_SOCKET".into(),
                 EnvValue::Plain(format!("{SUPERVISE_RUN_DIR}/{SUPERVISE_SOCKET}")),
             ));
+        }
+        if let (Some(images), Some(staged)) = (&prepared.egress, &stage.egress) {
+            sidecars.extend(egress_sidecars(images, staged));
+            mounts.extend(agent_egress_mounts(staged));
+            env.extend(agent_egress_env(plan));
         }
         let mut labels = plan.base_labels();
         labels.push((
@@ -286,6 +295,175 @@ fn supervise_sidecar(plan: &BottlePlan, image: &str, stage: &Stage) -> SidecarSp
         ready_timeout: Duration::from_secs(20),
     }
 }
+
+/// pipelock's readiness budget: a first start may have a cold page cache.
+const EGRESS_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The relay sidecar's log line once it listens.
+const RELAY_READY_LINE: &str = "relay listening";
+
+/// pipelock on both networks (the only sidecar with a way out), the egress-proxy on the internal
+/// one when a route carries a credential, and the relay that gives the agent (network none) its
+/// socket to the first hop. All run as the operator, who owns the 0600 keys.
+fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<SidecarSpec> {
+    use crate::egress::images as contract;
+    let bind = |host: PathBuf, target: String, read_only: bool| Mount {
+        source: MountSource::Bind(host),
+        target,
+        read_only,
+    };
+    let mut pipelock_env = Vec::new();
+    if staged.upstream_ca {
+        // Go's crypto/x509 adds the certificates of every file in SSL_CERT_DIR to the system
+        // bundle; the stand-in honours it too.
+        pipelock_env.push((
+            "SSL_CERT_DIR".to_string(),
+            EnvValue::Plain(format!(
+                "{}/{}",
+                egress::PIPELOCK_CONFIG_DIR,
+                chain::UPSTREAM_CA_DIR
+            )),
+        ));
+    }
+    let mut sidecars = vec![SidecarSpec {
+        name: PIPELOCK.into(),
+        image: images.pipelock.clone(),
+        command: vec![
+            "run".into(),
+            "--config".into(),
+            format!(
+                "{}/{}",
+                egress::PIPELOCK_CONFIG_DIR,
+                egress::PIPELOCK_CONFIG_FILE
+            ),
+            "--listen".into(),
+            format!("0.0.0.0:{}", egress::PIPELOCK_PORT),
+        ],
+        env: pipelock_env,
+        networks: vec![NetworkAttachment::Internal, NetworkAttachment::Egress],
+        mounts: vec![bind(
+            staged.pipelock.clone(),
+            egress::PIPELOCK_CONFIG_DIR.into(),
+            true,
+        )],
+        user: Some(operator_user()),
+        readiness: Readiness::Http {
+            port: egress::PIPELOCK_PORT,
+            path: "/health".into(),
+        },
+        ready_timeout: EGRESS_READY_TIMEOUT,
+    }];
+    let first_hop = match (&images.egress_proxy, &staged.egress_proxy) {
+        (Some(image), Some(dir)) => {
+            let mut env = vec![(
+                contract::EGRESS_PROXY_UPSTREAM_ENV.to_string(),
+                EnvValue::Plain(format!("http://{PIPELOCK}:{}", egress::PIPELOCK_PORT)),
+            )];
+            env.extend(
+                staged
+                    .tokens
+                    .iter()
+                    .map(|(slot, value)| (slot.clone(), EnvValue::Secret(value.clone()))),
+            );
+            sidecars.push(SidecarSpec {
+                name: EGRESS_PROXY.into(),
+                image: image.clone(),
+                command: vec![],
+                env,
+                networks: vec![NetworkAttachment::Internal],
+                mounts: vec![bind(
+                    dir.clone(),
+                    contract::EGRESS_PROXY_CONFIG_DIR.into(),
+                    true,
+                )],
+                user: Some(operator_user()),
+                readiness: Readiness::LogLine(contract::EGRESS_PROXY_READY_LINE.into()),
+                ready_timeout: EGRESS_READY_TIMEOUT,
+            });
+            format!("{EGRESS_PROXY}:{}", contract::EGRESS_PROXY_PORT)
+        }
+        _ => format!("{PIPELOCK}:{}", egress::PIPELOCK_PORT),
+    };
+    sidecars.push(SidecarSpec {
+        name: RELAY.into(),
+        image: images.relay.clone(),
+        command: vec![
+            "--listen".into(),
+            format!(
+                "unix:{}/{}",
+                chain::NET_DIR_IN_CONTAINER,
+                chain::PROXY_SOCKET
+            ),
+            "--connect".into(),
+            format!("tcp:{first_hop}"),
+        ],
+        env: vec![("CLAUDE_BOTTLE_LOG".into(), EnvValue::Plain("info".into()))],
+        networks: vec![NetworkAttachment::Internal],
+        mounts: vec![bind(
+            staged.net.clone(),
+            chain::NET_DIR_IN_CONTAINER.into(),
+            false,
+        )],
+        user: Some(operator_user()),
+        readiness: Readiness::LogLine(RELAY_READY_LINE.into()),
+        ready_timeout: Duration::from_secs(10),
+    });
+    sidecars
+}
+
+/// The relay's socket and the agent's CA, read-only; the bundle over the system store.
+fn agent_egress_mounts(staged: &EgressStage) -> Vec<Mount> {
+    vec![
+        Mount {
+            source: MountSource::Bind(staged.net.clone()),
+            target: chain::NET_DIR_IN_CONTAINER.into(),
+            read_only: true,
+        },
+        Mount {
+            source: MountSource::Bind(staged.net.join(chain::AGENT_BUNDLE_FILE)),
+            target: chain::SYSTEM_BUNDLE.into(),
+            read_only: true,
+        },
+    ]
+}
+
+/// The proxy and trust variables of an agent behind the chain, and the token placeholders.
+fn agent_egress_env(plan: &BottlePlan) -> Vec<(String, EnvValue)> {
+    let proxy = format!("http://127.0.0.1:{}", chain::AGENT_PROXY_PORT);
+    let no_proxy = "localhost,127.0.0.1,::1".to_string();
+    let ca = format!("{}/{}", chain::NET_DIR_IN_CONTAINER, chain::AGENT_CA_FILE);
+    let mut env: Vec<(String, String)> = vec![
+        (
+            "CLAUDE_BOTTLE_PROXY_SOCKET".into(),
+            format!("{}/{}", chain::NET_DIR_IN_CONTAINER, chain::PROXY_SOCKET),
+        ),
+        (
+            "CLAUDE_BOTTLE_PROXY_PORT".into(),
+            chain::AGENT_PROXY_PORT.to_string(),
+        ),
+        ("HTTP_PROXY".into(), proxy.clone()),
+        ("HTTPS_PROXY".into(), proxy.clone()),
+        ("http_proxy".into(), proxy.clone()),
+        ("https_proxy".into(), proxy),
+        ("NO_PROXY".into(), no_proxy.clone()),
+        ("no_proxy".into(), no_proxy),
+        ("NODE_EXTRA_CA_CERTS".into(), ca),
+        ("SSL_CERT_FILE".into(), chain::SYSTEM_BUNDLE.into()),
+        ("REQUESTS_CA_BUNDLE".into(), chain::SYSTEM_BUNDLE.into()),
+        ("CURL_CA_BUNDLE".into(), chain::SYSTEM_BUNDLE.into()),
+        ("GIT_SSL_CAINFO".into(), chain::SYSTEM_BUNDLE.into()),
+    ];
+    for name in chain::placeholder_names(plan) {
+        env.push((name, chain::TOKEN_PLACEHOLDER.into()));
+    }
+    env.into_iter()
+        .map(|(k, v)| (k, EnvValue::Plain(v)))
+        .collect()
+}
+
+/// Sidecar names (container suffix, role label and network alias).
+pub const PIPELOCK: &str = "pipelock";
+pub const EGRESS_PROXY: &str = "egress-proxy";
+pub const RELAY: &str = "relay";
 
 /// The launcher's own uid:gid: sidecars that write into the operator's state folder run as them.
 pub fn operator_user() -> String {

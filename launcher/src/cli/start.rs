@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use crate::backend::docker::DockerBackend;
 use crate::config::Config;
+use crate::egress::{EgressRoutes, ResolvedTokens};
 use crate::home::Home;
 use crate::plan::{self, BottlePlan};
 use crate::session::{self, SessionOptions};
@@ -39,11 +40,29 @@ pub fn run_session(home: &Home, args: Args, resume: bool) -> Result<ExitCode, su
         return Ok(ExitCode::SUCCESS);
     }
     check_env(&plan)?;
+    let tokens = resolve_tokens(&plan)?;
     if !args.yes && !confirm()? {
         eprintln!("not launched");
         return Ok(ExitCode::SUCCESS);
     }
-    launch(config, &plan, args.cwd, resume)
+    launch(config, &plan, args.cwd, resume, tokens)
+}
+
+/// Every credentialed route's token, read on this host now: a missing one stops the launch before
+/// anything is created, with every problem named (never a value).
+fn resolve_tokens(plan: &BottlePlan) -> Result<Option<ResolvedTokens>, super::Error> {
+    if !crate::chain::needed(plan) {
+        return Ok(None);
+    }
+    EgressRoutes::from_routes(&plan.routes)
+        .resolve(|name| std::env::var(name).ok())
+        .map(Some)
+        .map_err(|e| {
+            super::Error::usage(
+                format!("the egress-proxy's tokens cannot be read:\n{e}"),
+                "export each env: token before `start`, or fix the file: path in the bottle's egress_proxy.routes",
+            )
+        })
 }
 
 fn check_env(plan: &BottlePlan) -> Result<(), super::Error> {
@@ -84,6 +103,7 @@ fn launch(
     plan: &BottlePlan,
     cwd: Option<PathBuf>,
     resume: bool,
+    tokens: Option<ResolvedTokens>,
 ) -> Result<ExitCode, super::Error> {
     if let Some(dir) = &cwd
         && !dir.is_dir()
@@ -95,6 +115,7 @@ fn launch(
     }
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let outcome = super::runtime()?.block_on(async {
+        let upstream_ca = config.upstream_ca.clone();
         let backend = DockerBackend::connect(config).await?;
         session::run(
             &backend,
@@ -103,6 +124,8 @@ fn launch(
                 workspace: cwd,
                 tty,
                 resume,
+                tokens,
+                upstream_ca,
             },
         )
         .await

@@ -17,7 +17,8 @@ use futures_util::StreamExt as _;
 use super::resources::network_name;
 use super::{engine_err, with_role};
 use crate::backend::{
-    AgentSpec, BackendError, EnvValue, Mount, MountSource, Readiness, SidecarSpec,
+    AgentSpec, BackendError, EnvValue, Mount, MountSource, NetworkAttachment, Readiness,
+    SidecarSpec,
 };
 use crate::manifest::Runtime;
 use crate::state::snapshot::{Snapshot, SnapshotPart};
@@ -144,27 +145,22 @@ pub async fn start_sidecar(
     host.pids_limit = Some(256);
     host.memory = Some(SIDECAR_MEMORY_BYTES);
     host.memory_swap = Some(SIDECAR_MEMORY_BYTES);
+    // Engines before API 1.44 take one network at create: the others are connected before start.
+    let endpoint = |n: NetworkAttachment| EndpointSettings {
+        aliases: Some(vec![spec.name.clone()]),
+        ..Default::default()
+    };
     let (mode, endpoints) = match spec.networks.first() {
         None => ("none".to_string(), None),
-        Some(first) => {
-            let endpoints: HashMap<String, EndpointSettings> = spec
-                .networks
-                .iter()
-                .map(|n| {
-                    let settings = EndpointSettings {
-                        aliases: Some(vec![spec.name.clone()]),
-                        ..Default::default()
-                    };
-                    (network_name(slug, *n), settings)
-                })
-                .collect();
-            (
-                network_name(slug, *first),
-                Some(NetworkingConfig {
-                    endpoints_config: Some(endpoints),
-                }),
-            )
-        }
+        Some(first) => (
+            network_name(slug, *first),
+            Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    network_name(slug, *first),
+                    endpoint(*first),
+                )])),
+            }),
+        ),
     };
     host.network_mode = Some(mode);
     let body = ContainerCreateBody {
@@ -178,6 +174,19 @@ pub async fn start_sidecar(
         ..Default::default()
     };
     create(docker, &name, body, "create sidecar").await?;
+    for n in spec.networks.iter().skip(1) {
+        let net = network_name(slug, *n);
+        docker
+            .connect_network(
+                &net,
+                bollard::models::NetworkConnectRequest {
+                    container: name.clone(),
+                    endpoint_config: Some(endpoint(*n)),
+                },
+            )
+            .await
+            .map_err(|e| engine_err("connect sidecar to", &net, e))?;
+    }
     docker
         .start_container(&name, None::<StartContainerOptions>)
         .await
@@ -205,6 +214,12 @@ async fn wait_ready(
             .inspect_container(name, None)
             .await
             .map_err(|e| engine_err("inspect sidecar", name, e))?;
+        let ips: Vec<String> = state
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .map(|n| n.values().filter_map(|e| e.ip_address.clone()).collect())
+            .unwrap_or_default();
         let st = state.state.unwrap_or_default();
         if !st.running.unwrap_or(false) {
             let code = st.exit_code.unwrap_or(-1);
@@ -218,6 +233,7 @@ async fn wait_ready(
             Readiness::Running => started.elapsed() >= Duration::from_millis(300),
             Readiness::LogLine(text) => tail_logs(docker, name, 200).await.contains(text.as_str()),
             Readiness::Exec(cmd) => exec_ok(docker, name, cmd).await,
+            Readiness::Http { port, path } => http_ok(&ips, *port, path).await,
         };
         if ready {
             return Ok(());
@@ -229,6 +245,111 @@ async fn wait_ready(
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `GET path` answered 200 on `port` of one of the container's addresses, from the launcher's host
+/// (a distroless image such as pipelock's has no shell to exec a probe in).
+async fn http_ok(ips: &[String], port: u16, path: &str) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for ip in ips.iter().filter(|ip| !ip.is_empty()) {
+        let probe = async {
+            let mut conn = tokio::net::TcpStream::connect((ip.as_str(), port))
+                .await
+                .ok()?;
+            let request = format!("GET {path} HTTP/1.0\r\nHost: {ip}:{port}\r\n\r\n");
+            conn.write_all(request.as_bytes()).await.ok()?;
+            let mut head = [0u8; 16];
+            let n = conn.read(&mut head).await.ok()?;
+            let line = String::from_utf8_lossy(&head[..n]).into_owned();
+            Some(line.starts_with("HTTP/1.") && line.get(9..12) == Some("200"))
+        };
+        if let Ok(Some(true)) = tokio::time::timeout(Duration::from_millis(500), probe).await {
+            return true;
+        }
+    }
+    false
+}
+
+/// Send `signal` (`SIGHUP`…) to a running container.
+pub async fn signal(docker: &Docker, name: &str, signal: &str) -> Result<(), BackendError> {
+    docker
+        .kill_container(
+            name,
+            Some(bollard::query_parameters::KillContainerOptions {
+                signal: signal.to_string(),
+            }),
+        )
+        .await
+        .map_err(|e| engine_err("signal", name, e))
+}
+
+/// The file at `path` in `image` (a created, never started, container is copied from and removed);
+/// `None` when the image has no such file.
+pub async fn read_image_file(
+    docker: &Docker,
+    image: &str,
+    path: &str,
+    labels: HashMap<String, String>,
+) -> Result<Option<Vec<u8>>, BackendError> {
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(labels),
+        entrypoint: Some(vec!["/nonexistent".into()]),
+        network_disabled: Some(true),
+        ..Default::default()
+    };
+    let created = docker
+        .create_container(None::<CreateContainerOptions>, body)
+        .await
+        .map_err(|e| engine_err("create a probe container of", image, e))?;
+    let opts = DownloadFromContainerOptions {
+        path: path.to_string(),
+    };
+    let mut stream = docker.download_from_container(&created.id, Some(opts));
+    let mut tar = Vec::new();
+    let mut result = Ok(true);
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => tar.extend_from_slice(&bytes),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                result = Ok(false);
+                break;
+            }
+            Err(e) => {
+                result = Err(engine_err("copy out of", &format!("{image}:{path}"), e));
+                break;
+            }
+        }
+    }
+    let _ = remove(docker, &created.id).await;
+    if !result? {
+        return Ok(None);
+    }
+    // One regular file (a symlink's target is followed by the engine's copy API).
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let entries = archive
+        .entries()
+        .map_err(|e| engine_err_text("read the copy of", path, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| engine_err_text("read the copy of", path, e))?;
+        if entry.header().entry_type().is_file() {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut out)
+                .map_err(|e| engine_err_text("read the copy of", path, e))?;
+            return Ok(Some(out));
+        }
+    }
+    Ok(None)
+}
+
+fn engine_err_text(action: &'static str, object: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError::Engine {
+        action,
+        object: object.to_string(),
+        detail: e.to_string(),
     }
 }
 

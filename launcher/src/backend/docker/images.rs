@@ -164,3 +164,39 @@ impl Progress {
         eprintln!("{msg}");
     }
 }
+
+/// Make sure `image` (a reference such as pipelock's pinned tag) is on the engine: pull it when
+/// missing. Built images never come here; only the third-party ones a bottle runs as is.
+pub async fn ensure_pulled(docker: &Docker, image: &str, what: &str) -> Result<(), BackendError> {
+    if exists(docker, image).await? {
+        return Ok(());
+    }
+    eprintln!("claude-bottle: pulling {what} image {image}");
+    let options = bollard::query_parameters::CreateImageOptions {
+        from_image: Some(image.to_string()),
+        ..Default::default()
+    };
+    let mut stream = docker.create_image(Some(options), None, None);
+    while let Some(step) = stream.next().await {
+        if let Err(e) = step {
+            let detail = match e {
+                bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                other => other.to_string(),
+            };
+            return Err(BackendError::Pull {
+                what: what.to_string(),
+                image: image.to_string(),
+                detail,
+            });
+        }
+    }
+    if exists(docker, image).await? {
+        Ok(())
+    } else {
+        Err(BackendError::Pull {
+            what: what.to_string(),
+            image: image.to_string(),
+            detail: "the pull finished but the image is not on the engine".into(),
+        })
+    }
+}

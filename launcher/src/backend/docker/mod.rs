@@ -15,8 +15,8 @@ pub use images::{build as build_image, ensure as ensure_image, exists as image_e
 pub use resources::network_name;
 
 use super::{
-    AgentSpec, Backend, BackendError, BottleStatus, BuildReport, LaunchSpec, Launched,
-    PrepareOptions, Prepared, Resource,
+    AgentSpec, Backend, BackendError, BottleStatus, BuildReport, EgressImages, LaunchSpec,
+    Launched, PrepareOptions, Prepared, Resource,
 };
 use crate::config::Config;
 use crate::image::{self, AgentSource, InheritedCommand, Sidecar};
@@ -130,6 +130,68 @@ impl DockerBackend {
         )))
     }
 
+    /// pipelock (pulled when missing), the egress-proxy (built from the base image) when a route
+    /// carries a credential, the relay, and the agent image's own roots for its trust bundle.
+    async fn egress_images(
+        &self,
+        plan: &BottlePlan,
+        agent_base: &str,
+        shim: &Path,
+        builds: &mut Vec<BuildReport>,
+    ) -> Result<EgressImages, BackendError> {
+        let slug = &plan.slug;
+        let pipelock = self.config.pipelock_image.clone();
+        images::ensure_pulled(&self.docker, &pipelock, "pipelock").await?;
+        let egress_proxy = if crate::chain::needs_egress_proxy(plan) {
+            let recipe = crate::egress::images::egress_proxy(&self.config.base_image)
+                .map_err(|e| Self::image_err(slug, e))?;
+            builds.push(images::ensure(&self.docker, &recipe).await?);
+            Some(recipe.tag)
+        } else {
+            None
+        };
+        let relay =
+            image::sidecar_scratch(Sidecar::Relay, shim).map_err(|e| Self::image_err(slug, e))?;
+        builds.push(images::ensure(&self.docker, &relay).await?);
+        let image_roots = self.image_roots(plan, agent_base).await?;
+        Ok(EgressImages {
+            pipelock,
+            egress_proxy,
+            relay: relay.tag,
+            image_roots,
+        })
+    }
+
+    /// The system bundle of `image`, cached per image tag (tags name content) in the bottle's
+    /// state folder, so a warm start does not create a probe container.
+    async fn image_roots(&self, plan: &BottlePlan, image: &str) -> Result<String, BackendError> {
+        let dir = plan.state_dir.join("run").join("image-roots");
+        let key: String = image
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let cached = dir.join(format!("{key}.pem"));
+        if let Ok(text) = std::fs::read_to_string(&cached) {
+            return Ok(text);
+        }
+        let found = containers::read_image_file(
+            &self.docker,
+            image,
+            crate::chain::SYSTEM_BUNDLE,
+            with_role(&plan.base_labels(), "probe"),
+        )
+        .await?;
+        let text = found
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        // Only the newest image's roots are kept.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&cached, &text))
+            .map_err(|e| Self::image_err(&plan.slug, format!("{}: {e}", cached.display())))?;
+        Ok(text)
+    }
+
     fn image_err(slug: &str, e: impl std::fmt::Display) -> BackendError {
         BackendError::Image {
             slug: slug.to_string(),
@@ -234,6 +296,14 @@ impl Backend for DockerBackend {
             builds.push(images::ensure(&self.docker, &recipe).await?);
             supervise_image = Some(recipe.tag);
         }
+        let egress = if crate::chain::needed(plan) {
+            Some(
+                self.egress_images(plan, &base.tag, &shim, &mut builds)
+                    .await?,
+            )
+        } else {
+            None
+        };
         tracing::info!(slug, image = %agent_image, "images ready");
         Ok(Prepared {
             agent_image,
@@ -241,6 +311,7 @@ impl Backend for DockerBackend {
             agent_entrypoint: inherited.entrypoint,
             shim,
             supervise_image,
+            egress,
             builds,
         })
     }
@@ -312,6 +383,10 @@ impl Backend for DockerBackend {
             tty: agent.tty,
             state_paths: agent.state_paths.clone(),
         })
+    }
+
+    async fn reload_sidecar(&self, slug: &str, name: &str) -> Result<(), BackendError> {
+        containers::signal(&self.docker, &sidecar_name(slug, name), "SIGHUP").await
     }
 
     async fn find_orphans(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {

@@ -1,0 +1,239 @@
+//! The egress chain from inside the bottle, offline: agent → relay → egress-proxy (real, mitmproxy
+//! with our addon) → pipelock STAND-IN (enforces the generated allowlist) → a test "internet" on the
+//! bottle's egress network. The agent holds a placeholder; only the egress-proxy holds the token.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use claude_bottle_e2e::{
+    TestBottle, TestInternet, assert_clean, docker, ensure_egress_test_images, wait_for_proposal,
+};
+
+const OPEN: &str = "open.internet.test";
+const ROUTED: &str = "routed.internet.test";
+const DENIED: &str = "denied.internet.test";
+const APPROVED: &str = "approved.internet.test";
+
+/// The scripted agent. It never prints a header value: only whether the Authorization header
+/// arrived and the SHA-256 of what arrived, so its output (the launcher's) can be checked for the
+/// token too.
+const AGENT: &str = r#"
+set -u
+shim=claude-bottle-shim
+auth() {
+  python3 -c 'import hashlib, json, sys
+try:
+    d = json.load(sys.stdin)
+except Exception:
+    print("no-echo"); sys.exit()
+h = {k.lower(): v for k, v in d["headers"]}
+v = h.get("authorization")
+print("none" if v is None else hashlib.sha256(v.encode()).hexdigest())'
+}
+i=0
+until curl -sf -o /dev/null https://open.internet.test/ready; do
+  i=$((i+1)); [ $i -ge 1200 ] && break; sleep 0.1
+done
+echo "OPEN-UP $(curl -s -o /dev/null -w '%{http_code}' https://open.internet.test/ready)"
+echo "OPEN-AUTH $(curl -s https://open.internet.test/v1/x | auth)"
+echo "ROUTED-AUTH $(curl -s https://routed.internet.test/v1/messages | auth)"
+echo "ROUTED-DOUBLE-SLASH-AUTH $(curl -s https://routed.internet.test//v1//messages | auth)"
+echo "ROUTED-OTHER-AUTH $(curl -s https://routed.internet.test/v2/messages | auth)"
+echo "ROUTED-SIBLING-AUTH $(curl -s https://routed.internet.test/v1x | auth)"
+echo "DENIED $(curl -s -o /dev/null -w '%{http_code}' https://denied.internet.test/x) $(curl -s https://denied.internet.test/x | auth)"
+echo "PYTHON $(python3 -c 'import urllib.request; print(urllib.request.urlopen("https://open.internet.test/py").status)' 2>&1 | tail -1)"
+echo "PROXY $HTTPS_PROXY"
+echo "KEY-PLACEHOLDER ${E2E_EGRESS_TOKEN:-unset}"
+env | sort | sed 's/^/ENV /'
+id=$($shim request egress approved.internet.test --reason "e2e" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+echo "BEFORE-APPROVAL $(curl -s -o /dev/null -w '%{http_code}' https://approved.internet.test/)"
+for i in $(seq 1 1200); do
+  state=$($shim status "$id" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["state"])')
+  [ "$state" = applied ] && break
+  sleep 0.1
+done
+echo "APPROVAL $state"
+code=000
+for i in $(seq 1 100); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' https://approved.internet.test/)
+  [ "$code" = 200 ] && break
+  sleep 0.1
+done
+echo "AFTER-APPROVAL $code"
+"#;
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let digest = sha2::Sha256::digest(s.as_bytes());
+    digest.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+fn line<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key).map(str::trim))
+        .unwrap_or_else(|| panic!("no {key} line in the agent's output:\n{out}"))
+}
+
+#[tokio::test]
+async fn the_chain_allows_injects_refuses_and_reloads_without_the_agent_seeing_a_token() {
+    let Some(d) = docker().await else { return };
+    let standin = ensure_egress_test_images(&d).await;
+    let yaml = format!(
+        "supervise: true\negress_proxy:\n  routes:\n    - host: {ROUTED}\n      path: /v1/\n      auth_scheme: bearer\n      token_ref: env:E2E_EGRESS_TOKEN\n    - host: {OPEN}\n"
+    );
+    let bottle = TestBottle::new("egress", &yaml, &["/bin/sh", "-c", AGENT]);
+    let slug = bottle.slug();
+    let hosts = [OPEN, ROUTED, DENIED, APPROVED];
+    let (ca_file, leaf) = TestInternet::prepare(&bottle.path().join("ca"), &hosts);
+    let token = format!(
+        "e2e-token-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_nanos())
+            .unwrap_or(0)
+    );
+    let out_file = bottle.path().join("launcher.out");
+    let err_file = bottle.path().join("launcher.err");
+    let mut child = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .env("E2E_EGRESS_TOKEN", &token)
+        .env("CLAUDE_BOTTLE_PIPELOCK_IMAGE", &standin)
+        .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
+        .env("CLAUDE_BOTTLE_BASE_IMAGE", claude_bottle_e2e::BASE_IMAGE)
+        .env("RUST_LOG", "debug")
+        .stdout(std::fs::File::create(&out_file).expect("out"))
+        .stderr(std::fs::File::create(&err_file).expect("err"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn launcher");
+    let internet =
+        TestInternet::attach(&d, &bottle, &mut child, &err_file, &hosts, ca_file, &leaf).await;
+
+    // The agent asks for the approved host only after the other checks, so by then it has run them.
+    let id = wait_for_proposal(&bottle, APPROVED).await;
+    let pipelock = format!("{slug}-pipelock");
+    let pipelock_logs = claude_bottle::backend::docker::tail_logs(&d, &pipelock, 500).await;
+    assert!(
+        pipelock_logs.contains(&format!("blocked {DENIED}")),
+        "pipelock refused the host that is not allowed:\n{pipelock_logs}"
+    );
+    // What the engine knows of the agent: no token anywhere, the placeholder where it was asked for.
+    let agent = d
+        .inspect_container(&format!("{slug}-agent"), None)
+        .await
+        .expect("inspect agent");
+    let inspected = serde_json::to_string(&agent).expect("json");
+    assert!(
+        !inspected.contains(&token),
+        "docker inspect of the agent holds the token"
+    );
+    assert!(inspected.contains(claude_bottle::chain::TOKEN_PLACEHOLDER));
+    let proxy = d
+        .inspect_container(&format!("{slug}-egress-proxy"), None)
+        .await
+        .expect("inspect egress-proxy");
+    assert!(
+        serde_json::to_string(&proxy)
+            .expect("json")
+            .contains(&token),
+        "the egress-proxy holds the token (its slot)"
+    );
+    let approve = bottle.command(&["approve", &id]).output().expect("approve");
+    assert!(
+        approve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approve.stderr)
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the agent did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let out = std::fs::read_to_string(&out_file).expect("out");
+    let err = std::fs::read_to_string(&err_file).expect("err");
+    assert!(status.success(), "launcher failed: {status}\n{out}\n{err}");
+    let injected = sha256_hex(&format!("Bearer {token}"));
+    assert_eq!(line(&out, "OPEN-UP"), "200", "{out}\n{err}");
+    assert_eq!(
+        line(&out, "OPEN-AUTH"),
+        "none",
+        "no header for a route without auth"
+    );
+    assert_eq!(
+        line(&out, "ROUTED-AUTH"),
+        injected,
+        "injected on the routed prefix"
+    );
+    assert_eq!(
+        line(&out, "ROUTED-DOUBLE-SLASH-AUTH"),
+        injected,
+        "normalised prefix"
+    );
+    assert_eq!(
+        line(&out, "ROUTED-OTHER-AUTH"),
+        "none",
+        "not outside the prefix"
+    );
+    assert_eq!(
+        line(&out, "ROUTED-SIBLING-AUTH"),
+        "none",
+        "/v1x is not under /v1/"
+    );
+    let denied = line(&out, "DENIED");
+    assert!(
+        !denied.starts_with("200") && denied.ends_with("no-echo"),
+        "the host not allowed never answered: {denied}"
+    );
+    assert_eq!(line(&out, "PYTHON"), "200", "Python trusts the bottle's CA");
+    assert_eq!(line(&out, "PROXY"), "http://127.0.0.1:3128");
+    assert_eq!(
+        line(&out, "KEY-PLACEHOLDER"),
+        claude_bottle::chain::TOKEN_PLACEHOLDER
+    );
+    assert_ne!(line(&out, "BEFORE-APPROVAL"), "200", "{out}");
+    assert_eq!(line(&out, "APPROVAL"), "applied");
+    assert_eq!(
+        line(&out, "AFTER-APPROVAL"),
+        "200",
+        "approved without restarting the agent"
+    );
+    assert!(!out.contains(&token), "the agent's output holds the token");
+    assert!(!err.contains(&token), "the launcher's log holds the token");
+    assert!(
+        err.contains("pipelock CA of this launch: SHA-256")
+            && err.contains("egress-proxy CA of this launch: SHA-256"),
+        "{err}"
+    );
+    drop(internet);
+    assert_clean(&d, &slug).await;
+}
+
+#[tokio::test]
+async fn a_missing_token_stops_the_launch_before_anything_is_created() {
+    let Some(d) = docker().await else { return };
+    let yaml = format!(
+        "egress_proxy:\n  routes:\n    - host: {ROUTED}\n      auth_scheme: bearer\n      token_ref: env:E2E_UNSET_TOKEN_VARIABLE\n"
+    );
+    let bottle = TestBottle::new("egress-unset", &yaml, &["/bin/true"]);
+    let out = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .env_remove("E2E_UNSET_TOKEN_VARIABLE")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("E2E_UNSET_TOKEN_VARIABLE") && err.contains("hint:"),
+        "{err}"
+    );
+    assert_clean(&d, &bottle.slug()).await;
+}
