@@ -3,7 +3,8 @@
 #
 # 1. the offline Debian base image (scripts/base-image.sh; skipped when the tag exists),
 # 2. the static shim and supervise binaries the images are built from (scripts/build-static.sh),
-# 3. cargo test --workspace (unit, integration, and end-to-end tests against the Docker engine).
+# 3. cargo test --workspace (unit, integration, and end-to-end tests against the Docker engine),
+#    one test at a time.
 #
 # Extra arguments go to cargo test, e.g. `scripts/test.sh -p claude-bottle-e2e isolation`.
 set -euo pipefail
@@ -22,4 +23,7 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_DEV_STRIP=symbols \
   PROFILE=dev BINS="claude-bottle-supervise claude-bottle-shim" scripts/build-static.sh "$target_dir/static"
 export CLAUDE_BOTTLE_BIN_DIR="$target_dir/static"
+# One test at a time: on Docker 20.10 with fuse-overlayfs, two bottles whose sidecars and agents
+# start at the same moment have stalled an agent's `runc init` for minutes (see docs/egress.md).
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"
 cargo test --workspace "$@"

@@ -123,10 +123,20 @@ pub fn stage(
     if extra.exists() {
         std::fs::remove_dir_all(&extra).map_err(io_at(&extra))?;
     }
+    // The operator's upstream roots also go to whoever checks a certificate pipelock passes
+    // through untouched (api.anthropic.com): the egress-proxy, or the agent without one.
+    let mut upstream_pem = String::new();
     if let Some(path) = upstream_ca {
-        let pem = read_upstream_ca(path)?;
+        upstream_pem = read_upstream_ca(path)?;
+        if !upstream_pem.ends_with('\n') {
+            upstream_pem.push('\n');
+        }
         make_dir(&extra, 0o755)?;
-        tls::write_file(&extra.join("upstream-ca.pem"), pem.as_bytes(), 0o644)?;
+        tls::write_file(
+            &extra.join("upstream-ca.pem"),
+            upstream_pem.as_bytes(),
+            0o644,
+        )?;
     }
 
     let routes = EgressRoutes::from_routes(&plan.routes);
@@ -136,7 +146,7 @@ pub fn stage(
         if proxy_dir.exists() {
             std::fs::remove_dir_all(&proxy_dir).map_err(io_at(&proxy_dir))?;
         }
-        (pipelock_ca.cert_pem.clone(), None)
+        (format!("{}{upstream_pem}", pipelock_ca.cert_pem), None)
     } else {
         make_dir(&proxy_dir, 0o700)?;
         let proxy_ca = BottleCa::mint(&plan.slug, CaPurpose::EgressProxy)?;
@@ -148,7 +158,7 @@ pub fn stage(
         )?;
         tls::write_file(
             &proxy_dir.join(egress::images::EGRESS_PROXY_UPSTREAM_CA_FILE),
-            pipelock_ca.cert_pem.as_bytes(),
+            format!("{}{upstream_pem}", pipelock_ca.cert_pem).as_bytes(),
             0o644,
         )?;
         (proxy_ca.cert_pem.clone(), Some(proxy_dir))
@@ -368,6 +378,16 @@ mod tests {
         )
         .expect("copied");
         assert_eq!(copied, ca.cert_pem);
+        // The egress-proxy checks passed-through hosts itself: it trusts the extra roots too.
+        let proxy_trust = std::fs::read_to_string(
+            staged
+                .egress_proxy
+                .as_ref()
+                .expect("egress-proxy")
+                .join("upstream-ca.pem"),
+        )
+        .expect("upstream-ca.pem");
+        assert!(proxy_trust.ends_with(&ca.cert_pem), "{proxy_trust}");
     }
 
     #[test]

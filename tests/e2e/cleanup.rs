@@ -43,8 +43,9 @@ async fn start_sleeping(d: &Docker, bottle: &TestBottle) -> Launcher {
     let child = Launcher(
         bottle
             .command(&["start", "--yes", &bottle.name])
+            .env("RUST_LOG", "claude_bottle=debug")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(bottle.path().join("launcher.err")).expect("log"))
             .spawn()
             .expect("spawn launcher"),
     );
@@ -61,14 +62,17 @@ async fn start_sleeping(d: &Docker, bottle: &TestBottle) -> Launcher {
     }
 }
 
-async fn wait_exit(child: &mut Launcher) -> Option<i32> {
+async fn wait_exit(child: &mut Launcher, bottle: &TestBottle) -> Option<i32> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = child.0.try_wait().expect("wait launcher") {
             return status.code();
         }
         if Instant::now() > deadline {
-            panic!("launcher did not exit after the signal");
+            panic!(
+                "launcher did not exit after the signal:\n{}",
+                std::fs::read_to_string(bottle.path().join("launcher.err")).unwrap_or_default()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -79,7 +83,7 @@ async fn signal_removes_everything(sig: Signal, code: i32) {
     let bottle = TestBottle::new(&format!("sig{}", sig as i32), "", &["/bin/sleep", "300"]);
     let mut child = start_sleeping(&d, &bottle).await;
     kill(Pid::from_raw(child.0.id() as i32), sig).expect("signal launcher");
-    assert_eq!(wait_exit(&mut child).await, Some(code));
+    assert_eq!(wait_exit(&mut child, &bottle).await, Some(code));
     // What the agent had is kept for `claude-bottle resume`.
     let index = bottle
         .path()
@@ -166,6 +170,6 @@ async fn stop_removes_a_running_bottle_and_list_shows_it_before() {
         String::from_utf8_lossy(&out.stdout).contains(&format!("removed container {slug}-agent"))
     );
     // The launcher sees its agent go away and exits on its own.
-    let _ = wait_exit(&mut child).await;
+    let _ = wait_exit(&mut child, &bottle).await;
     assert_clean(&d, &slug).await;
 }

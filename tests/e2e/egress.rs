@@ -5,9 +5,7 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use claude_bottle_e2e::{
-    TestBottle, TestInternet, assert_clean, docker, ensure_egress_test_images, wait_for_proposal,
-};
+use claude_bottle_e2e::{TestBottle, TestInternet, assert_clean, docker, wait_for_proposal};
 
 const OPEN: &str = "open.internet.test";
 const ROUTED: &str = "routed.internet.test";
@@ -45,8 +43,8 @@ echo "PYTHON $(python3 -c 'import urllib.request; print(urllib.request.urlopen("
 echo "PROXY $HTTPS_PROXY"
 echo "KEY-PLACEHOLDER ${E2E_EGRESS_TOKEN:-unset}"
 env | sort | sed 's/^/ENV /'
-id=$($shim request egress approved.internet.test --reason "e2e" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "BEFORE-APPROVAL $(curl -s -o /dev/null -w '%{http_code}' https://approved.internet.test/)"
+id=$($shim request egress approved.internet.test --reason "e2e" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 for i in $(seq 1 1200); do
   state=$($shim status "$id" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["state"])')
   [ "$state" = applied ] && break
@@ -81,7 +79,6 @@ fn line<'a>(out: &'a str, key: &str) -> &'a str {
 #[tokio::test]
 async fn the_chain_allows_injects_refuses_and_reloads_without_the_agent_seeing_a_token() {
     let Some(d) = docker().await else { return };
-    let standin = ensure_egress_test_images(&d).await;
     let yaml = format!(
         "supervise: true\negress_proxy:\n  routes:\n    - host: {ROUTED}\n      path: /v1/\n      auth_scheme: bearer\n      token_ref: env:E2E_EGRESS_TOKEN\n    - host: {OPEN}\n"
     );
@@ -102,9 +99,7 @@ async fn the_chain_allows_injects_refuses_and_reloads_without_the_agent_seeing_a
     let mut child = bottle
         .command(&["start", "--yes", &bottle.name])
         .env("E2E_EGRESS_TOKEN", &token)
-        .env("CLAUDE_BOTTLE_PIPELOCK_IMAGE", &standin)
         .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
-        .env("CLAUDE_BOTTLE_BASE_IMAGE", claude_bottle_e2e::BASE_IMAGE)
         .env("RUST_LOG", "debug")
         .stdout(std::fs::File::create(&out_file).expect("out"))
         .stderr(std::fs::File::create(&err_file).expect("err"))

@@ -25,6 +25,14 @@ async fn keystrokes_window_size_and_exit_code_cross_the_terminal() {
         .args(["-q", "-e", "-c", &inner, "/dev/null"])
         .env("CLAUDE_BOTTLE_HOME", bottle.path())
         .env("CLAUDE_BOTTLE_BIN_DIR", claude_bottle_e2e::bin_dir())
+        .env(
+            claude_bottle::config::ENV_PIPELOCK_IMAGE,
+            claude_bottle_e2e::standin_image(),
+        )
+        .env(
+            claude_bottle::config::ENV_BASE_IMAGE,
+            claude_bottle_e2e::BASE_IMAGE,
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -34,6 +34,7 @@ pub async fn docker() -> Option<Docker> {
                 "the base image {BASE_IMAGE} is missing: run scripts/base-image.sh (the README's test command does)"
             );
             ensure_test_agent_image(&d).await;
+            ensure_egress_test_images(&d).await;
             Some(d)
         }
         Err(e) if ci => panic!("CI=true and the Docker engine is not reachable: {e}"),
@@ -94,6 +95,7 @@ WORKDIR /workspace\n";
 /// The Dockerfile each test bottle names.
 pub const TEST_DOCKERFILE: &str = "FROM claude-bottle/test-agent:bookworm\n";
 
+static EGRESS_BUILD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 static BUILD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Build [`TEST_AGENT_IMAGE`] unless it exists.
@@ -177,22 +179,29 @@ impl TestBottle {
         std::fs::write(dir.join(file), content).expect("write skill");
     }
 
-    /// `claude-bottle <args>` with this home, the cargo-built binaries, and no terminal.
+    /// `claude-bottle <args>` with this home, the cargo-built binaries, the pipelock stand-in (the
+    /// real image cannot be pulled here), the offline base image, and no terminal.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(launcher());
         c.args(args)
             .env("CLAUDE_BOTTLE_HOME", self.path())
             .env("CLAUDE_BOTTLE_BIN_DIR", bin_dir())
+            .env(claude_bottle::config::ENV_PIPELOCK_IMAGE, standin_image())
+            .env(claude_bottle::config::ENV_BASE_IMAGE, BASE_IMAGE)
             .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::null());
         c
     }
 
-    /// The launcher's config for in-process tests (binaries from cargo's target folder).
+    /// The launcher's config for in-process tests (as [`TestBottle::command`]'s environment).
     pub fn config(&self) -> claude_bottle::config::Config {
+        use claude_bottle::config::{ENV_BASE_IMAGE, ENV_BIN_DIR, ENV_PIPELOCK_IMAGE};
         let bins = bin_dir();
-        claude_bottle::config::Config::load_with_env(self.path(), |name| {
-            (name == claude_bottle::config::ENV_BIN_DIR).then(|| bins.clone().into_os_string())
+        claude_bottle::config::Config::load_with_env(self.path(), |name| match name {
+            ENV_BIN_DIR => Some(bins.clone().into_os_string()),
+            ENV_PIPELOCK_IMAGE => Some(standin_image().into()),
+            ENV_BASE_IMAGE => Some(BASE_IMAGE.into()),
+            _ => None,
         })
         .expect("config")
     }
@@ -369,11 +378,18 @@ pub async fn wait_for_proposal(bottle: &TestBottle, needle: &str) -> String {
     }
 }
 
+/// The pipelock STAND-IN's tag (built by [`ensure_egress_test_images`], which [`docker`] calls).
+pub fn standin_image() -> String {
+    claude_bottle::egress::images::pipelock_standin(BASE_IMAGE)
+        .expect("stand-in recipe")
+        .tag
+}
+
 /// The pipelock STAND-IN and the test internet images (built from the launcher's own recipes over
 /// [`BASE_IMAGE`], cached by content like every shared image). Returns the stand-in's tag.
 pub async fn ensure_egress_test_images(d: &Docker) -> String {
     use claude_bottle::egress::images;
-    let _guard = BUILD_LOCK.lock().await;
+    let _guard = EGRESS_BUILD_LOCK.lock().await;
     let standin = images::pipelock_standin(BASE_IMAGE).expect("stand-in recipe");
     let internet = images::test_internet(BASE_IMAGE).expect("test internet recipe");
     for recipe in [&standin, &internet] {

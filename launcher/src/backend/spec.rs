@@ -469,3 +469,138 @@ pub const RELAY: &str = "relay";
 pub fn operator_user() -> String {
     format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{EgressImages, Prepared};
+    use crate::egress::EgressRoutes;
+    use crate::home::Home;
+
+    const TOKEN: &str = "sk-test-0123456789abcdefghij";
+
+    fn launch(credentials: bool) -> (tempfile::TempDir, LaunchSpec) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(tmp.path());
+        let bottle = crate::manifest::load(&home, "default").expect("embedded default");
+        let mut plan = crate::plan::build(&home, bottle, &Default::default(), |_| None);
+        if !credentials {
+            for r in &mut plan.routes {
+                r.auth = None;
+            }
+        }
+        let tokens = EgressRoutes::from_routes(&plan.routes)
+            .resolve(|_| Some(TOKEN.to_string()))
+            .expect("tokens");
+        let mut stage = crate::stage::prepare(&plan).expect("stage");
+        stage.egress = Some(chain::stage(&plan, &tokens, None, "").expect("chain"));
+        let prepared = Prepared {
+            agent_image: "agent:1".into(),
+            agent_user: None,
+            agent_entrypoint: vec![],
+            shim: "/bin/shim".into(),
+            supervise_image: None,
+            egress: Some(EgressImages {
+                pipelock: "pipelock:1".into(),
+                egress_proxy: credentials.then(|| "egress-proxy:1".to_string()),
+                relay: "relay:1".into(),
+                image_roots: String::new(),
+            }),
+            builds: vec![],
+        };
+        let spec = LaunchSpec::new(&plan, &prepared, &stage, false);
+        (tmp, spec)
+    }
+
+    fn env<'a>(env: &'a [(String, EnvValue)], name: &str) -> Option<&'a EnvValue> {
+        env.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn the_chain_runs_in_sidecars_and_only_the_egress_proxy_holds_the_token() {
+        let (_tmp, spec) = launch(true);
+        let names: Vec<&str> = spec.sidecars.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, [PIPELOCK, EGRESS_PROXY, RELAY]);
+        let pipelock = &spec.sidecars[0];
+        assert_eq!(
+            pipelock.networks,
+            [NetworkAttachment::Internal, NetworkAttachment::Egress]
+        );
+        assert_eq!(
+            pipelock.readiness,
+            Readiness::Http {
+                port: 8888,
+                path: "/health".into()
+            }
+        );
+        assert!(pipelock.mounts.iter().all(|m| m.read_only));
+        let proxy = &spec.sidecars[1];
+        assert_eq!(proxy.networks, [NetworkAttachment::Internal]);
+        assert!(matches!(
+            env(&proxy.env, "CLAUDE_BOTTLE_TOKEN_0"),
+            Some(EnvValue::Secret(s)) if s.expose() == TOKEN
+        ));
+        let relay = &spec.sidecars[2];
+        assert_eq!(relay.networks, [NetworkAttachment::Internal]);
+        assert_eq!(
+            relay.command.last().map(String::as_str),
+            Some("tcp:egress-proxy:8080")
+        );
+        for s in &spec.sidecars {
+            assert!(s.user.is_some(), "{} runs as the operator", s.name);
+            if s.name != EGRESS_PROXY {
+                assert!(s.env.iter().all(|(_, v)| v.expose() != TOKEN), "{}", s.name);
+            }
+        }
+        // The agent: a placeholder, the proxy, the CA, and never the token.
+        let agent = &spec.agent;
+        assert!(agent.env.iter().all(|(_, v)| v.expose() != TOKEN));
+        assert_eq!(
+            env(&agent.env, "ANTHROPIC_API_KEY").map(EnvValue::expose),
+            Some(chain::TOKEN_PLACEHOLDER)
+        );
+        assert_eq!(
+            env(&agent.env, "HTTPS_PROXY").map(EnvValue::expose),
+            Some("http://127.0.0.1:3128")
+        );
+        for var in [
+            "SSL_CERT_FILE",
+            "REQUESTS_CA_BUNDLE",
+            "GIT_SSL_CAINFO",
+            "CURL_CA_BUNDLE",
+        ] {
+            assert_eq!(
+                env(&agent.env, var).map(EnvValue::expose),
+                Some(chain::SYSTEM_BUNDLE),
+                "{var}"
+            );
+        }
+        let bundle = agent
+            .mounts
+            .iter()
+            .find(|m| m.target == chain::SYSTEM_BUNDLE)
+            .expect("the bundle over the system store");
+        assert!(bundle.read_only);
+        let net = agent
+            .mounts
+            .iter()
+            .find(|m| m.target == chain::NET_DIR_IN_CONTAINER)
+            .expect("the socket folder");
+        assert!(
+            net.read_only,
+            "the agent cannot replace the socket or the CA"
+        );
+    }
+
+    #[test]
+    fn without_credentials_the_relay_goes_to_pipelock() {
+        let (_tmp, spec) = launch(false);
+        let names: Vec<&str> = spec.sidecars.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, [PIPELOCK, RELAY]);
+        assert_eq!(
+            spec.sidecars[1].command.last().map(String::as_str),
+            Some("tcp:pipelock:8888")
+        );
+        assert!(env(&spec.agent.env, "ANTHROPIC_API_KEY").is_none());
+    }
+}

@@ -17,8 +17,7 @@ use futures_util::StreamExt as _;
 use super::resources::network_name;
 use super::{engine_err, with_role};
 use crate::backend::{
-    AgentSpec, BackendError, EnvValue, Mount, MountSource, NetworkAttachment, Readiness,
-    SidecarSpec,
+    AgentSpec, BackendError, EnvValue, Mount, MountSource, Readiness, SidecarSpec,
 };
 use crate::manifest::Runtime;
 use crate::state::snapshot::{Snapshot, SnapshotPart};
@@ -106,7 +105,10 @@ pub async fn create_agent(
         attach_stdin: Some(spec.tty),
         attach_stdout: Some(true),
         attach_stderr: Some(true),
-        network_disabled: Some(false),
+        // No libnetwork sandbox at all (runc still brings up loopback for the in-agent relay).
+        // With a sandbox, runc's libnetwork-setkey hook calls back into dockerd, and on engine
+        // 20.10 that call stalled container starts for minutes while other bottles came up.
+        network_disabled: Some(true),
         host_config: Some(host),
         ..Default::default()
     };
@@ -146,7 +148,7 @@ pub async fn start_sidecar(
     host.memory = Some(SIDECAR_MEMORY_BYTES);
     host.memory_swap = Some(SIDECAR_MEMORY_BYTES);
     // Engines before API 1.44 take one network at create: the others are connected before start.
-    let endpoint = |n: NetworkAttachment| EndpointSettings {
+    let endpoint = || EndpointSettings {
         aliases: Some(vec![spec.name.clone()]),
         ..Default::default()
     };
@@ -155,10 +157,7 @@ pub async fn start_sidecar(
         Some(first) => (
             network_name(slug, *first),
             Some(NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    network_name(slug, *first),
-                    endpoint(*first),
-                )])),
+                endpoints_config: Some(HashMap::from([(network_name(slug, *first), endpoint())])),
             }),
         ),
     };
@@ -168,6 +167,8 @@ pub async fn start_sidecar(
         user: spec.user.clone(),
         cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
         env: Some(env_list(&spec.env)),
+        // As the agent: a sidecar without networks gets no libnetwork sandbox either.
+        network_disabled: Some(spec.networks.is_empty()),
         labels: Some(with_role(base_labels, &spec.name)),
         host_config: Some(host),
         networking_config: endpoints,
@@ -181,7 +182,7 @@ pub async fn start_sidecar(
                 &net,
                 bollard::models::NetworkConnectRequest {
                     container: name.clone(),
-                    endpoint_config: Some(endpoint(*n)),
+                    endpoint_config: Some(endpoint()),
                 },
             )
             .await

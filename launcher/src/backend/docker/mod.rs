@@ -332,9 +332,15 @@ impl Backend for DockerBackend {
             .sidecars
             .iter()
             .map(|s| containers::start_sidecar(&self.docker, slug, &spec.labels, s));
-        futures_util::future::try_join_all(starts).await?;
-        tracing::info!(slug, sidecars = spec.sidecars.len(), "sidecars ready");
-        let agent = containers::create_agent(&self.docker, slug, &spec.labels, &spec.agent).await?;
+        // The agent is created (not started) while the sidecars come up; a failure of either
+        // leaves labelled objects the session's teardown removes.
+        let sidecars = async {
+            futures_util::future::try_join_all(starts).await?;
+            tracing::info!(slug, sidecars = spec.sidecars.len(), "sidecars ready");
+            Ok::<_, BackendError>(())
+        };
+        let create = containers::create_agent(&self.docker, slug, &spec.labels, &spec.agent);
+        let ((), agent) = tokio::try_join!(sidecars, create)?;
         tracing::info!(slug, "agent created");
         Ok(Launched {
             slug: slug.clone(),

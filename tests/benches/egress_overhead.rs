@@ -1,0 +1,168 @@
+//! Per-request overhead of the egress chain on a keep-alive connection: the same HTTPS request
+//! loop (Python's http.client, one connection, one TLS session) run inside the bottle through the
+//! chain (agent relay → relay sidecar → egress-proxy → pipelock stand-in → test internet) and, for
+//! the baseline, from a container on the bottle's egress network straight to the test internet.
+//! Target: p50 overhead ≤ 5 ms.
+//!
+//! Run with `cargo bench -p claude-bottle-e2e --bench egress_overhead` (needs the engine and the
+//! base image, like the end-to-end tests). pipelock is its STAND-IN here (mitmproxy): the real
+//! pipelock cannot be pulled on this machine, so the figure includes two mitmproxy hops.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
+
+use claude_bottle_e2e::{TestBottle, TestInternet, docker};
+
+const HOST: &str = "bench.internet.test";
+const REQUESTS: usize = 500;
+const WARMUP: usize = 50;
+
+/// Times `REQUESTS` GETs on one keep-alive connection after `WARMUP` ones; prints
+/// `<label> p50=<ms> p90=<ms> p99=<ms>`. argv: label host n warmup [cafile] (chain: through
+/// $HTTPS_PROXY with a CONNECT tunnel).
+const MEASURE: &str = r#"
+import http.client, os, ssl, sys, time, urllib.parse
+label, host, n, warm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+ctx = ssl.create_default_context(cafile=sys.argv[5] if len(sys.argv) > 5 else None)
+proxy = os.environ.get("HTTPS_PROXY")
+for _ in range(600):
+    try:
+        if proxy:
+            p = urllib.parse.urlsplit(proxy)
+            c = http.client.HTTPSConnection(p.hostname, p.port, context=ctx, timeout=10)
+            c.set_tunnel(host, 443)
+        else:
+            c = http.client.HTTPSConnection(host, 443, context=ctx, timeout=10)
+        c.request("GET", "/ready"); r = c.getresponse(); r.read()
+        if r.status == 200:
+            break
+    except Exception:
+        time.sleep(0.1)
+times = []
+for i in range(warm + n):
+    t = time.perf_counter()
+    c.request("GET", "/bench"); r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+    if i >= warm:
+        times.append(time.perf_counter() - t)
+times.sort()
+q = lambda f: times[int(f * (len(times) - 1))] * 1e3
+print(f"{label} p50={q(0.5):.3f} p90={q(0.9):.3f} p99={q(0.99):.3f}", flush=True)
+"#;
+
+fn field(line: &str, key: &str) -> f64 {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let Some(d) = rt.block_on(docker()) else {
+        return;
+    };
+    let yaml = format!("egress_proxy:\n  routes:\n    - host: {HOST}\n");
+    // The agent measures, then idles until the bench has taken its baseline and stops the launcher.
+    let script = format!(
+        "python3 -c '{}' chain {HOST} {REQUESTS} {WARMUP}; sleep 120",
+        MEASURE.replace('\'', "'\\''")
+    );
+    let bottle = TestBottle::new("overhead", &yaml, &["/bin/sh", "-c", &script]);
+    let slug = bottle.slug();
+    let (ca_file, leaf) = TestInternet::prepare(&bottle.path().join("ca"), &[HOST]);
+    let err_file = bottle.path().join("launcher.err");
+    let mut child = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err_file).expect("err"))
+        .spawn()
+        .expect("spawn launcher");
+    let stdout = child.stdout.take().expect("stdout");
+    let internet = rt.block_on(TestInternet::attach(
+        &d,
+        &bottle,
+        &mut child,
+        &err_file,
+        &[HOST],
+        ca_file.clone(),
+        &leaf,
+    ));
+    let chain = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("chain "))
+        .unwrap_or_else(|| {
+            panic!(
+                "the agent printed no figure:\n{}",
+                std::fs::read_to_string(&err_file).unwrap_or_default()
+            )
+        });
+
+    // The baseline: the same loop from the egress network, no proxy, trusting the test CA.
+    let network = claude_bottle::backend::docker::network_name(
+        &slug,
+        claude_bottle::backend::NetworkAttachment::Egress,
+    );
+    let image = claude_bottle::egress::images::test_internet(claude_bottle_e2e::BASE_IMAGE)
+        .expect("recipe")
+        .tag;
+    let direct = Command::new("docker")
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            &network,
+            "--label",
+            &format!("claude-bottle.bottle={slug}"),
+            "-v",
+            &format!("{}:/ca.pem:ro", ca_file.display()),
+            "--entrypoint",
+            "python3",
+            &image,
+            "-c",
+            MEASURE,
+            "direct",
+            HOST,
+            &REQUESTS.to_string(),
+            &WARMUP.to_string(),
+            "/ca.pem",
+        ])
+        .output()
+        .expect("docker run");
+    let direct_out = String::from_utf8_lossy(&direct.stdout).to_string();
+    assert!(
+        direct.status.success(),
+        "baseline failed: {}",
+        String::from_utf8_lossy(&direct.stderr)
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = child.wait();
+    drop(internet);
+
+    let direct_line = direct_out
+        .lines()
+        .find(|l| l.starts_with("direct "))
+        .expect("figure");
+    println!(
+        "egress chain per-request latency, keep-alive, {REQUESTS} requests after {WARMUP} warm-up:"
+    );
+    println!("  {chain}");
+    println!("  {direct_line}");
+    for q in ["p50=", "p90=", "p99="] {
+        let overhead = field(&chain, q) - field(direct_line, q);
+        let target = if q == "p50=" {
+            "  (target <= 5.000)"
+        } else {
+            ""
+        };
+        println!(
+            "  overhead {}  {overhead:>7.3} ms{target}",
+            q.trim_end_matches('=')
+        );
+    }
+}
