@@ -239,8 +239,35 @@ impl Relay {
     }
 }
 
+/// How long a connection waits for a target that is not listening yet: the bottle's agent starts
+/// while its proxies are still coming up, and its first requests wait here instead of failing.
+const WARMUP_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether `e` means "not there yet" (nothing listening, socket not created, name not yet known).
+fn not_yet(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::NotFound
+            | io::ErrorKind::AddrNotAvailable
+    ) || e.to_string().contains("failed to lookup address")
+}
+
+/// [`connect`], retried while the target is not there yet, for up to [`WARMUP_WAIT`].
+async fn connect_waiting(to: &Endpoint) -> io::Result<Box<dyn Io>> {
+    let deadline = tokio::time::Instant::now() + WARMUP_WAIT;
+    loop {
+        match connect(to).await {
+            Err(e) if not_yet(&e) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn pipe(mut inbound: Box<dyn Io>, to: &Endpoint) {
-    let mut outbound = match connect(to).await {
+    let mut outbound = match connect_waiting(to).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(connect = %to, error = %e, "failed to connect relay target");
@@ -280,6 +307,30 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_target_that_comes_up_late_is_waited_for() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("late.sock");
+        let target = Endpoint::Unix(sock.clone());
+        let server = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let listener = UnixListener::bind(&sock).expect("bind");
+            let (mut s, _) = listener.accept().await.expect("accept");
+            s.write_all(b"late").await.expect("write");
+        });
+        let mut conn = connect_waiting(&target)
+            .await
+            .expect("waited for the target");
+        let mut buf = [0u8; 4];
+        conn.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"late");
+        server.await.expect("server");
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(not_yet(&refused));
+        assert!(!not_yet(&io::Error::from(io::ErrorKind::PermissionDenied)));
+    }
 
     #[test]
     fn parses_endpoints() {

@@ -20,7 +20,7 @@ use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, Verdict}
 use notify::Watcher as _;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::{AgentSpec, Backend, Launched, PrepareOptions};
+use crate::backend::{AgentSpec, Backend, Launched, PrepareOptions, SidecarSpec};
 use crate::plan::BottlePlan;
 use crate::stage::{self, Stage};
 use crate::state::{self, Queue, approved, audit, dockerfile};
@@ -103,6 +103,7 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         mut self,
         stage: Stage,
         template: AgentSpec,
+        pipelock: Option<SidecarSpec>,
         launched: Launched,
         tx: mpsc::Sender<Replacement>,
     ) {
@@ -124,6 +125,7 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         let live = Live {
             stage,
             template,
+            pipelock,
             launched,
             tx,
         };
@@ -241,11 +243,11 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
             if let Err(e) = crate::chain::write_pipelock_config(&self.plan, staged) {
                 return Applied::failed(id.clone(), &e.to_string(), audit::now());
             }
-            if let Err(e) = self
-                .backend
-                .reload_sidecar(&self.plan.slug, crate::backend::PIPELOCK_SIDECAR)
-                .await
-            {
+            let reloaded = match &live.pipelock {
+                Some(pipelock) => self.backend.reload_sidecar(&self.plan.slug, pipelock).await,
+                None => Ok(()),
+            };
+            if let Err(e) = reloaded {
                 return Applied::failed(
                     id.clone(),
                     &format!("pipelock's config was rewritten but it could not reload: {e}"),
@@ -380,6 +382,8 @@ fn audited_decisions(state_dir: &std::path::Path) -> HashSet<String> {
 struct Live {
     stage: Stage,
     template: AgentSpec,
+    /// The running pipelock's spec (its readiness is awaited before a reload signal).
+    pipelock: Option<SidecarSpec>,
     launched: Launched,
     tx: mpsc::Sender<Replacement>,
 }

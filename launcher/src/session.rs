@@ -239,10 +239,41 @@ where
 
     set_current(&current, &launched);
     let (tx, mut replacements) = mpsc::channel(4);
-    let watcher =
-        tokio::spawn(remediator.watch(stage.clone(), spec.agent.clone(), launched.clone(), tx));
+    let pipelock = spec
+        .sidecars
+        .iter()
+        .find(|s| s.name == crate::backend::PIPELOCK_SIDECAR)
+        .cloned();
+    let watcher = tokio::spawn(remediator.watch(
+        stage.clone(),
+        spec.agent.clone(),
+        pipelock,
+        launched.clone(),
+        tx,
+    ));
+    // The agent starts while pipelock and the egress-proxy come up (the relay holds its first
+    // connections); if one of them fails, the agent is stopped and the session fails naming it.
+    let ready_spec = spec.clone();
+    let mut chain_ready = Some(Box::pin(backend.await_sidecars(&ready_spec)));
     let code = loop {
-        let code = backend.run_agent(&launched).await;
+        let code = {
+            let run = backend.run_agent(&launched);
+            tokio::pin!(run);
+            match chain_ready.take() {
+                None => run.await,
+                Some(mut ready) => tokio::select! {
+                    code = &mut run => code,
+                    result = &mut ready => match result {
+                        Ok(()) => run.await,
+                        Err(e) => {
+                            let _ = backend.stop_agent(&launched).await;
+                            let _ = run.await;
+                            Err(e)
+                        }
+                    },
+                },
+            }
+        };
         let Ok(next) = replacements.try_recv() else {
             break code;
         };

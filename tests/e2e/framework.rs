@@ -22,6 +22,7 @@ fn sidecar(name: &str, script: &str, timeout: Duration) -> SidecarSpec {
         user: None,
         readiness: Readiness::LogLine("never printed".into()),
         ready_timeout: timeout,
+        gates_agent: true,
     }
 }
 

@@ -167,6 +167,7 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
         user: None,
         readiness: Readiness::LogLine("Serving HTTP".into()),
         ready_timeout: Duration::from_secs(30),
+        gates_agent: true,
     });
     let launched = backend.launch(&spec).await.expect("launch");
 

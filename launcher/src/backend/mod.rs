@@ -173,12 +173,20 @@ pub trait Backend {
         opts: &PrepareOptions,
     ) -> impl Future<Output = Result<Prepared, BackendError>> + Send;
 
-    /// Create networks and volumes, start the sidecars concurrently (each awaited until ready),
-    /// then create the agent. The agent is started by [`Backend::run_agent`].
+    /// Create networks and volumes, start the sidecars concurrently (those that gate the agent
+    /// awaited until ready), and create the agent. The agent is started by
+    /// [`Backend::run_agent`]; [`Backend::await_sidecars`] waits for the others.
     fn launch(
         &self,
         spec: &LaunchSpec,
     ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
+
+    /// Wait until the sidecars that do not gate the agent are ready (the agent may already run);
+    /// an exit or a timeout names the sidecar and shows its log tail.
+    fn await_sidecars(
+        &self,
+        spec: &LaunchSpec,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Start the agent, attach the operator's terminal (or stream its output), return its exit code.
     fn run_agent(
@@ -213,11 +221,12 @@ pub trait Backend {
         restore: Option<&Snapshot>,
     ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
 
-    /// Ask the sidecar `name` of `slug` to reload its configuration (SIGHUP).
+    /// Ask the sidecar `sidecar` of `slug` to reload its configuration (SIGHUP), once it is
+    /// ready: a process still starting may not handle the signal yet, and would die of it.
     fn reload_sidecar(
         &self,
         slug: &str,
-        name: &str,
+        sidecar: &SidecarSpec,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Objects of `slug` left by an earlier run.

@@ -107,6 +107,10 @@ pub struct SidecarSpec {
     pub user: Option<String>,
     pub readiness: Readiness,
     pub ready_timeout: Duration,
+    /// Ready before the agent starts (supervise). Otherwise the agent starts while this sidecar
+    /// comes up ([`super::Backend::await_sidecars`]): the relay, pipelock and the egress-proxy,
+    /// whose first connections the relays hold until they listen.
+    pub gates_agent: bool,
 }
 
 /// When a sidecar counts as ready.
@@ -293,6 +297,7 @@ fn supervise_sidecar(plan: &BottlePlan, image: &str, stage: &Stage) -> SidecarSp
         user: Some(operator_user()),
         readiness: Readiness::LogLine("supervise listening".into()),
         ready_timeout: Duration::from_secs(20),
+        gates_agent: true,
     }
 }
 
@@ -351,6 +356,7 @@ fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<Si
             path: "/health".into(),
         },
         ready_timeout: EGRESS_READY_TIMEOUT,
+        gates_agent: false,
     }];
     let first_hop = match (&images.egress_proxy, &staged.egress_proxy) {
         (Some(image), Some(dir)) => {
@@ -378,6 +384,7 @@ fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<Si
                 user: Some(operator_user()),
                 readiness: Readiness::LogLine(contract::EGRESS_PROXY_READY_LINE.into()),
                 ready_timeout: EGRESS_READY_TIMEOUT,
+                gates_agent: false,
             });
             format!("{EGRESS_PROXY}:{}", contract::EGRESS_PROXY_PORT)
         }
@@ -406,6 +413,8 @@ fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<Si
         user: Some(operator_user()),
         readiness: Readiness::LogLine(RELAY_READY_LINE.into()),
         ready_timeout: Duration::from_secs(10),
+        // The agent's own relay waits for this socket to appear.
+        gates_agent: false,
     });
     sidecars
 }

@@ -135,6 +135,7 @@ async fn create(
 }
 
 /// Create and start one sidecar, then wait until it is ready.
+/// Create and start a sidecar; wait until it is ready when it gates the agent.
 pub async fn start_sidecar(
     docker: &Docker,
     slug: &str,
@@ -192,11 +193,14 @@ pub async fn start_sidecar(
         .start_container(&name, None::<StartContainerOptions>)
         .await
         .map_err(|e| engine_err("start sidecar", &name, e))?;
-    wait_ready(docker, slug, spec, &name).await?;
+    if spec.gates_agent {
+        wait_ready(docker, slug, spec, &name).await?;
+    }
     Ok(name)
 }
 
-async fn wait_ready(
+/// Wait until a started sidecar is ready; an exit or the timeout is an error naming it.
+pub async fn wait_ready(
     docker: &Docker,
     slug: &str,
     spec: &SidecarSpec,

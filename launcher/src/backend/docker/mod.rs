@@ -18,6 +18,7 @@ use super::{
     AgentSpec, Backend, BackendError, BottleStatus, BuildReport, EgressImages, LaunchSpec,
     Launched, PrepareOptions, Prepared, Resource,
 };
+use crate::backend::SidecarSpec;
 use crate::config::Config;
 use crate::image::{self, AgentSource, InheritedCommand, Sidecar};
 use crate::manifest::Runtime;
@@ -391,8 +392,20 @@ impl Backend for DockerBackend {
         })
     }
 
-    async fn reload_sidecar(&self, slug: &str, name: &str) -> Result<(), BackendError> {
-        containers::signal(&self.docker, &sidecar_name(slug, name), "SIGHUP").await
+    async fn await_sidecars(&self, spec: &LaunchSpec) -> Result<(), BackendError> {
+        let waits = spec.sidecars.iter().filter(|s| !s.gates_agent).map(|s| {
+            let name = sidecar_name(&spec.slug, &s.name);
+            async move { containers::wait_ready(&self.docker, &spec.slug, s, &name).await }
+        });
+        futures_util::future::try_join_all(waits).await?;
+        tracing::info!(slug = %spec.slug, "egress chain ready");
+        Ok(())
+    }
+
+    async fn reload_sidecar(&self, slug: &str, sidecar: &SidecarSpec) -> Result<(), BackendError> {
+        let name = sidecar_name(slug, &sidecar.name);
+        containers::wait_ready(&self.docker, slug, sidecar, &name).await?;
+        containers::signal(&self.docker, &name, "SIGHUP").await
     }
 
     async fn find_orphans(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {
