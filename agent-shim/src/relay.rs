@@ -242,6 +242,15 @@ impl Relay {
 /// How long a connection waits for a target that is not listening yet: the bottle's agent starts
 /// while its proxies are still coming up, and its first requests wait here instead of failing.
 const WARMUP_WAIT: Duration = Duration::from_secs(30);
+/// Overrides [`WARMUP_WAIT`] in milliseconds (`0`: fail at once).
+pub const WARMUP_WAIT_ENV: &str = "CLAUDE_BOTTLE_RELAY_WAIT_MS";
+
+fn warmup_wait() -> Duration {
+    std::env::var(WARMUP_WAIT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(WARMUP_WAIT, Duration::from_millis)
+}
 
 /// Whether `e` means "not there yet" (nothing listening, socket not created, name not yet known).
 fn not_yet(e: &io::Error) -> bool {
@@ -255,7 +264,7 @@ fn not_yet(e: &io::Error) -> bool {
 
 /// [`connect`], retried while the target is not there yet, for up to [`WARMUP_WAIT`].
 async fn connect_waiting(to: &Endpoint) -> io::Result<Box<dyn Io>> {
-    let deadline = tokio::time::Instant::now() + WARMUP_WAIT;
+    let deadline = tokio::time::Instant::now() + warmup_wait();
     loop {
         match connect(to).await {
             Err(e) if not_yet(&e) && tokio::time::Instant::now() < deadline => {

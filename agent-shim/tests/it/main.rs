@@ -23,10 +23,16 @@ impl Drop for Spawned {
 
 /// Spawns `claude-bottle-shim ARGS…` with logs on the test's stderr.
 pub fn shim(args: &[&str]) -> Spawned {
+    shim_env(args, &[])
+}
+
+/// [`shim`] with extra environment variables.
+pub fn shim_env(args: &[&str], env: &[(&str, &str)]) -> Spawned {
     let child = Command::new(env!("CARGO_BIN_EXE_claude-bottle-shim"))
         .args(args)
         .stdin(Stdio::null())
         .env("CLAUDE_BOTTLE_LOG", "error")
+        .envs(env.iter().copied())
         .spawn()
         .unwrap();
     Spawned(child)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-use crate::{free_port, shim, wait_for_socket, wait_until};
+use crate::{free_port, shim, shim_env, wait_for_socket, wait_until};
 
 /// Reads the request to EOF (so the client's half-close must arrive), then answers its reversal.
 async fn serve_reverse<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
@@ -137,17 +137,21 @@ async fn a_dead_target_closes_the_client_and_the_relay_survives() {
     let listen_unix = format!("unix:{}", sock.display());
     let connect_missing = format!("unix:{}", missing.display());
     let listen_tcp = format!("tcp:127.0.0.1:{port}");
-    let mut relay = shim(&[
-        "relay",
-        "--listen",
-        &listen_unix,
-        "--connect",
-        &connect_missing,
-        "--listen",
-        &listen_tcp,
-        "--connect",
-        &connect_missing,
-    ]);
+    // No warm-up wait: a target that is not there fails the client at once.
+    let mut relay = shim_env(
+        &[
+            "relay",
+            "--listen",
+            &listen_unix,
+            "--connect",
+            &connect_missing,
+            "--listen",
+            &listen_tcp,
+            "--connect",
+            &connect_missing,
+        ],
+        &[("CLAUDE_BOTTLE_RELAY_WAIT_MS", "0")],
+    );
     wait_for_socket(&sock);
     for _ in 0..3 {
         let mut s = UnixStream::connect(&sock).await.unwrap();

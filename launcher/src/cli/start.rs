@@ -60,7 +60,7 @@ fn resolve_tokens(plan: &BottlePlan) -> Result<Option<ResolvedTokens>, super::Er
         .map_err(|e| {
             super::Error::usage(
                 format!("the egress-proxy's tokens cannot be read:\n{e}"),
-                "export each env: token before `start`, or fix the file: path in the bottle's egress_proxy.routes",
+                "nothing was created; `claude-bottle info` shows each route's token reference",
             )
         })
 }

@@ -57,12 +57,43 @@ fn unset_forwarded_env_refuses_to_start() {
 #[test]
 fn no_terminal_and_no_yes_refuses_instead_of_waiting() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let out = bottle(&["start"], tmp.path().to_str().expect("utf-8"));
+    let out = Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
+        .arg("start")
+        .env("CLAUDE_BOTTLE_HOME", tmp.path())
+        .env("ANTHROPIC_API_KEY", "test-key-not-used")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run claude-bottle");
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
         err.contains("stdin is not a terminal") && err.contains("--yes"),
         "{err}"
+    );
+}
+
+#[test]
+fn an_unset_token_refuses_to_start_before_asking_and_names_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
+        .args(["start", "--yes"])
+        .env("CLAUDE_BOTTLE_HOME", tmp.path())
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run claude-bottle");
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("env:ANTHROPIC_API_KEY") && err.contains("export ANTHROPIC_API_KEY"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("hint:").count(),
+        2,
+        "one hint per problem, one overall: {err}"
     );
 }
 
