@@ -23,7 +23,7 @@ fn agent(round: usize) -> String {
 
 fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let Some(_d) = rt.block_on(docker()) else {
+    let Some(d) = rt.block_on(docker()) else {
         return;
     };
     let bottle = TestBottle::new("bench-remedy", "supervise: true\n", &["/bin/true"]);
@@ -54,6 +54,19 @@ fn main() {
             .spawn()
             .expect("launcher");
         let id = rt.block_on(wait_for_proposal(&bottle, &format!("/mark-{round}")));
+        // Steady state: the agent files its proposal while the egress chain is still coming up;
+        // approve once pipelock is ready, as an operator reading the proposal would.
+        rt.block_on(async {
+            let pipelock = format!("{}-pipelock", bottle.slug());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !claude_bottle::backend::docker::tail_logs(&d, &pipelock, 50)
+                .await
+                .contains(claude_bottle::egress::images::STANDIN_READY_LINE)
+            {
+                assert!(Instant::now() < deadline, "pipelock never got ready");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
         let approve = bottle.command(&["approve", &id]).output().expect("approve");
         let approved = Instant::now();
         assert!(
