@@ -289,6 +289,7 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         let opts = PrepareOptions {
             workspace: self.workspace.clone(),
             dockerfile: Some(candidate.clone()),
+            agent_only: live.is_some(),
         };
         tracing::info!(id = %id, "rebuilding for an approved capability");
         let prepared = match self.backend.prepare(&self.plan, &opts).await {

@@ -194,6 +194,7 @@ where
             &PrepareOptions {
                 workspace: opts.workspace.clone(),
                 dockerfile: None,
+                agent_only: false,
             },
         )
         .await?;

@@ -67,6 +67,9 @@ pub struct PrepareOptions {
     /// Build from this Dockerfile text instead of the bottle's effective one (a candidate with
     /// an approved capability appended; it becomes the per-bottle Dockerfile only if it builds).
     pub dockerfile: Option<String>,
+    /// Only the agent's image: a rebuild for an approval keeps the running sidecars and the
+    /// launch's trust bundle, so their images (and the image-roots probe) are skipped.
+    pub agent_only: bool,
 }
 
 /// An engine object that belongs to a bottle.

@@ -287,7 +287,7 @@ impl Backend for DockerBackend {
             agent_image = ws.tag;
         }
         let mut supervise_image = None;
-        if plan.supervise {
+        if plan.supervise && !opts.agent_only {
             let binary = self
                 .config
                 .binary(Sidecar::Supervise.binary_name())
@@ -297,7 +297,7 @@ impl Backend for DockerBackend {
             builds.push(images::ensure(&self.docker, &recipe).await?);
             supervise_image = Some(recipe.tag);
         }
-        let egress = if crate::chain::needed(plan) {
+        let egress = if crate::chain::needed(plan) && !opts.agent_only {
             Some(
                 self.egress_images(plan, &base.tag, &shim, &mut builds)
                     .await?,
