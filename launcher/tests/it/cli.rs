@@ -3,13 +3,23 @@
 use std::process::{Command, Output, Stdio};
 
 fn bottle(args: &[&str], home: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
-        .args(args)
+    bottle_env(args, home, &[])
+}
+
+/// [`bottle`] with variables set (`Some`) or removed (`None`).
+fn bottle_env(args: &[&str], home: &str, env: &[(&str, Option<&str>)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_claude-bottle"));
+    c.args(args)
         .env("CLAUDE_BOTTLE_HOME", home)
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run claude-bottle")
+        .stdin(Stdio::null());
+    for (name, value) in env {
+        match value {
+            Some(v) => c.env(name, v),
+            None => c.env_remove(name),
+        };
+    }
+    c.output().expect("run claude-bottle")
 }
 
 fn text(b: &[u8]) -> String {
@@ -57,14 +67,11 @@ fn unset_forwarded_env_refuses_to_start() {
 #[test]
 fn no_terminal_and_no_yes_refuses_instead_of_waiting() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
-        .arg("start")
-        .env("CLAUDE_BOTTLE_HOME", tmp.path())
-        .env("ANTHROPIC_API_KEY", "test-key-not-used")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run claude-bottle");
+    let out = bottle_env(
+        &["start"],
+        tmp.path().to_str().expect("utf-8"),
+        &[("ANTHROPIC_API_KEY", Some("test-key-not-used"))],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(
@@ -76,14 +83,11 @@ fn no_terminal_and_no_yes_refuses_instead_of_waiting() {
 #[test]
 fn an_unset_token_refuses_to_start_before_asking_and_names_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
-        .args(["start", "--yes"])
-        .env("CLAUDE_BOTTLE_HOME", tmp.path())
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run claude-bottle");
+    let out = bottle_env(
+        &["start", "--yes"],
+        tmp.path().to_str().expect("utf-8"),
+        &[("ANTHROPIC_API_KEY", None)],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
     assert!(

@@ -308,31 +308,11 @@ pub async fn read_image_file(
         .create_container(None::<CreateContainerOptions>, body)
         .await
         .map_err(|e| engine_err("create a probe container of", image, e))?;
-    let opts = DownloadFromContainerOptions {
-        path: path.to_string(),
-    };
-    let mut stream = docker.download_from_container(&created.id, Some(opts));
-    let mut tar = Vec::new();
-    let mut result = Ok(true);
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(bytes) => tar.extend_from_slice(&bytes),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {
-                result = Ok(false);
-                break;
-            }
-            Err(e) => {
-                result = Err(engine_err("copy out of", &format!("{image}:{path}"), e));
-                break;
-            }
-        }
-    }
+    let result = download_tar(docker, &created.id, path).await;
     let _ = remove(docker, &created.id).await;
-    if !result? {
+    let Some(tar) = result? else {
         return Ok(None);
-    }
+    };
     // One regular file (a symlink's target is followed by the engine's copy API).
     let mut archive = tar::Archive::new(tar.as_slice());
     let entries = archive
@@ -439,6 +419,29 @@ pub async fn remove(docker: &Docker, name: &str) -> Result<(), BackendError> {
     }
 }
 
+/// `path` of container `name` as the engine's tar archive; `None` when it does not exist there.
+async fn download_tar(
+    docker: &Docker,
+    name: &str,
+    path: &str,
+) -> Result<Option<Vec<u8>>, BackendError> {
+    let opts = DownloadFromContainerOptions {
+        path: path.to_string(),
+    };
+    let mut stream = docker.download_from_container(name, Some(opts));
+    let mut tar = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => tar.extend_from_slice(&bytes),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(engine_err("copy out of", &format!("{name}:{path}"), e)),
+        }
+    }
+    Ok(Some(tar))
+}
+
 /// Copy each of `paths` out of a container as a tar archive; a folder the image lacks is skipped.
 pub async fn snapshot(
     docker: &Docker,
@@ -447,23 +450,8 @@ pub async fn snapshot(
 ) -> Result<Snapshot, BackendError> {
     let mut snap = Snapshot::default();
     for path in paths {
-        let opts = DownloadFromContainerOptions { path: path.clone() };
-        let mut stream = docker.download_from_container(name, Some(opts));
-        let mut tar = Vec::new();
-        let mut missing = false;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => tar.extend_from_slice(&bytes),
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {
-                    missing = true;
-                    break;
-                }
-                Err(e) => return Err(engine_err("copy out of", &format!("{name}:{path}"), e)),
-            }
-        }
-        if !missing {
+        let tar = download_tar(docker, name, path).await?;
+        if let Some(tar) = tar {
             snap.parts.push(SnapshotPart {
                 path: path.clone(),
                 tar,
