@@ -232,3 +232,58 @@ async fn a_missing_token_stops_the_launch_before_anything_is_created() {
     );
     assert_clean(&d, &bottle.slug()).await;
 }
+
+/// pipelock does not gate the agent: the agent starts while it comes up. When it dies instead,
+/// the agent is stopped, the error names pipelock with its log, and nothing is left behind.
+#[tokio::test]
+async fn a_chain_sidecar_that_dies_stops_the_running_agent_and_is_named() {
+    let Some(d) = docker().await else { return };
+    let bottle = TestBottle::new("egress-dies", "", &["/bin/sleep", "120"]);
+    // The test agent image has no pipelock: `run --config …` is not a command there.
+    let started = Instant::now();
+    let out = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .env(
+            claude_bottle::config::ENV_PIPELOCK_IMAGE,
+            claude_bottle_e2e::TEST_AGENT_IMAGE,
+        )
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("sidecar pipelock of bottle") && err.contains("exited with code"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the sleeping agent was stopped, not waited for"
+    );
+    assert_clean(&d, &bottle.slug()).await;
+}
+
+/// A pipelock image the engine does not have and cannot pull stops the launch with a hint, before
+/// any container exists.
+#[tokio::test]
+async fn a_pipelock_image_that_cannot_be_pulled_is_refused_with_a_hint() {
+    let Some(d) = docker().await else { return };
+    let bottle = TestBottle::new("egress-pull", "", &["/bin/true"]);
+    let out = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .env(
+            claude_bottle::config::ENV_PIPELOCK_IMAGE,
+            "127.0.0.1:9/claude-bottle/no-such-pipelock:none",
+        )
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the pipelock image 127.0.0.1:9/claude-bottle/no-such-pipelock:none is not on this engine")
+            && err.contains("CLAUDE_BOTTLE_PIPELOCK_IMAGE"),
+        "{err}"
+    );
+    let (containers, _, _) = claude_bottle_e2e::leftovers(&d, &bottle.slug()).await;
+    assert!(containers.is_empty(), "{containers:?}");
+    assert_clean(&d, &bottle.slug()).await;
+}
