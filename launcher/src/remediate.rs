@@ -292,7 +292,10 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
             agent_only: live.is_some(),
         };
         tracing::info!(id = %id, "rebuilding for an approved capability");
-        let prepared = match self.backend.prepare(&self.plan, &opts).await {
+        let t = std::time::Instant::now();
+        let prepared = self.backend.prepare(&self.plan, &opts).await;
+        tracing::info!(id = %id, ms = t.elapsed().as_millis(), "rebuild finished");
+        let prepared = match prepared {
             Ok(p) => p,
             Err(e) => {
                 return fail(format!(
@@ -348,7 +351,10 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
             return fail("the session ended before the rebuilt agent could start".into());
         }
         tracing::info!(id = %id, image = %image, "rebuilt; stopping the agent for its successor");
-        if let Err(e) = self.backend.stop_agent(&live.launched).await {
+        let t = std::time::Instant::now();
+        let stopped = self.backend.stop_agent(&live.launched).await;
+        tracing::info!(id = %id, ms = t.elapsed().as_millis(), "agent stopped");
+        if let Err(e) = stopped {
             return fail(format!("failed to stop the running agent: {e}"));
         }
         match done_rx.await {

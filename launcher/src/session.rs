@@ -229,9 +229,7 @@ where
     }
     let mut launched = backend.launch(&spec).await?;
     if let Some(snap) = &restore {
-        launched = backend
-            .replace_agent(&spec, &spec.agent, Some(snap))
-            .await?;
+        backend.restore_agent(&launched, snap).await?;
         eprintln!(
             "claude-bottle: resumed {} from its last snapshot",
             plan.name
@@ -281,10 +279,25 @@ where
         // The agent was stopped for a rebuilt one: carry its home and workspace over.
         tracing::info!("agent stopped for a rebuilt one");
         let swapped = async {
-            let snap = backend.snapshot_agent(&launched).await?;
-            tracing::info!("agent snapshotted");
+            let t = std::time::Instant::now();
+            // The successor is created while the stopped agent is copied out.
+            let (snap, successor) = tokio::join!(
+                backend.snapshot_agent(&launched),
+                backend.create_successor(&spec, &next.agent)
+            );
+            let (snap, successor) = (snap?, successor?);
+            tracing::info!(
+                ms = t.elapsed().as_millis(),
+                "agent snapshotted, successor created"
+            );
             save_snapshot(&plan, &snap);
-            backend.replace_agent(&spec, &next.agent, Some(&snap)).await
+            let t = std::time::Instant::now();
+            let new = backend.swap_in(&launched, successor, Some(&snap)).await;
+            tracing::info!(
+                ms = t.elapsed().as_millis(),
+                "successor restored and swapped in"
+            );
+            new
         }
         .await;
         match swapped {

@@ -215,14 +215,29 @@ pub trait Backend {
         launched: &Launched,
     ) -> impl Future<Output = Result<Snapshot, BackendError>> + Send;
 
-    /// Remove the agent container and create its successor from `agent`, with `restore` unpacked
-    /// into it before it starts; `run_agent` starts it.
-    fn replace_agent(
+    /// Create (not start) the agent that replaces the running one, from `agent`, under a name of
+    /// its own: the session makes it while the running agent is snapshotted.
+    fn create_successor(
         &self,
         spec: &LaunchSpec,
         agent: &AgentSpec,
+    ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
+
+    /// Unpack `restore` into `successor`, remove the stopped agent it replaces (`old`) and give
+    /// the successor the agent's name; `run_agent` starts it.
+    fn swap_in(
+        &self,
+        old: &Launched,
+        successor: Launched,
         restore: Option<&Snapshot>,
     ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
+
+    /// Unpack a snapshot into the created (not yet started) agent.
+    fn restore_agent(
+        &self,
+        launched: &Launched,
+        snap: &Snapshot,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Ask the sidecar `sidecar` of `slug` to reload its configuration (SIGHUP), once it is
     /// ready: a process still starting may not handle the signal yet, and would die of it.

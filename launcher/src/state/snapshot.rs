@@ -42,6 +42,56 @@ pub struct Snapshot {
     pub parts: Vec<SnapshotPart>,
 }
 
+impl Snapshot {
+    /// Every part as one archive to unpack at `/`, so one engine call restores every folder (each
+    /// call costs a mount of the container's file system). Each entry's path is prefixed with its
+    /// part's [`SnapshotPart::restore_into`], and so is a hard link's target (a path inside the
+    /// archive); a symlink's target is kept as it is. PAX records other than the path, the link
+    /// path and the size (all three rewritten here) are carried over: xattrs, sub-second times.
+    pub fn merged(&self) -> std::io::Result<Vec<u8>> {
+        let mut out = tar::Builder::new(Vec::new());
+        for part in &self.parts {
+            let prefix = PathBuf::from(part.restore_into().trim_matches('/'));
+            let mut archive = tar::Archive::new(part.tar.as_slice());
+            for entry in archive.entries()? {
+                let mut entry = entry?;
+                let path = prefix.join(entry.path()?);
+                let mut header = entry.header().clone();
+                header.set_size(entry.size());
+                let pax: Vec<(String, Vec<u8>)> = match entry.pax_extensions()? {
+                    Some(records) => records
+                        .filter_map(Result::ok)
+                        .filter_map(|r| Some((r.key().ok()?.to_owned(), r.value_bytes().to_vec())))
+                        .filter(|(k, _)| !matches!(k.as_str(), "path" | "linkpath" | "size"))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                if !pax.is_empty() {
+                    out.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+                }
+                match header.entry_type() {
+                    tar::EntryType::Link | tar::EntryType::Symlink => {
+                        let target = entry.link_name()?.ok_or_else(|| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!("link {} has no target", path.display()),
+                            )
+                        })?;
+                        let target = if header.entry_type() == tar::EntryType::Link {
+                            prefix.join(target)
+                        } else {
+                            target.into_owned()
+                        };
+                        out.append_link(&mut header, &path, &target)?;
+                    }
+                    _ => out.append_data(&mut header, &path, &mut entry)?,
+                }
+            }
+        }
+        out.into_inner()
+    }
+}
+
 fn latest(state_dir: &Path) -> PathBuf {
     state_dir.join("snapshots").join("latest")
 }
@@ -114,6 +164,139 @@ fn read_large(state_dir: &Path, file: &Path) -> Result<Vec<u8>, AtomicError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An archive as the engine exports a folder: entries named from the folder's own name.
+    fn engine_tar(root: &str) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_mode(0o750);
+        dir.set_uid(1000);
+        dir.set_gid(1000);
+        dir.set_size(0);
+        b.append_data(&mut dir.clone(), format!("{root}/"), std::io::empty())
+            .expect("dir");
+        let mut file = tar::Header::new_gnu();
+        file.set_mode(0o640);
+        file.set_uid(1000);
+        file.set_gid(1000);
+        file.set_mtime(1_700_000_000);
+        file.set_size(5);
+        b.append_data(
+            &mut file.clone(),
+            format!("{root}/notes.txt"),
+            &b"hello"[..],
+        )
+        .expect("file");
+        // Longer than the 100 bytes a plain header holds.
+        let long = format!("{root}/{}/deep.txt", "d".repeat(120));
+        b.append_data(&mut file.clone(), &long, &b"world"[..])
+            .expect("long");
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Link);
+        link.set_mode(0o640);
+        link.set_uid(1000);
+        link.set_gid(1000);
+        link.set_size(0);
+        b.append_link(
+            &mut link,
+            format!("{root}/hard"),
+            format!("{root}/notes.txt"),
+        )
+        .expect("hard link");
+        let mut sym = tar::Header::new_gnu();
+        sym.set_entry_type(tar::EntryType::Symlink);
+        sym.set_mode(0o777);
+        sym.set_uid(1000);
+        sym.set_gid(1000);
+        sym.set_size(0);
+        b.append_link(&mut sym, format!("{root}/sym"), "/etc/hostname")
+            .expect("symlink");
+        b.append_pax_extensions([("SCHILY.xattr.user.note", &b"kept"[..])])
+            .expect("pax");
+        b.append_data(&mut file, format!("{root}/xattr.txt"), &b"attrs"[..])
+            .expect("xattr file");
+        b.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn merged_archive_restores_every_part_at_the_root() {
+        let snap = Snapshot {
+            parts: vec![
+                SnapshotPart {
+                    path: "/home/agent".into(),
+                    tar: engine_tar("agent"),
+                },
+                SnapshotPart {
+                    path: "/workspace".into(),
+                    tar: engine_tar("workspace"),
+                },
+            ],
+        };
+        let merged = snap.merged().expect("merge");
+        let mut archive = tar::Archive::new(merged.as_slice());
+        let mut seen = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let path = entry.path().expect("path").display().to_string();
+            let link = entry
+                .link_name()
+                .expect("link")
+                .map(|l| l.display().to_string());
+            let xattr = entry.pax_extensions().expect("pax").and_then(|mut r| {
+                r.find_map(|x| {
+                    let x = x.ok()?;
+                    (x.key().ok()? == "SCHILY.xattr.user.note").then(|| x.value_bytes().to_vec())
+                })
+            });
+            let (mode, uid) = (
+                entry.header().mode().expect("mode"),
+                entry.header().uid().expect("uid"),
+            );
+            let mut body = String::new();
+            std::io::Read::read_to_string(&mut entry, &mut body).expect("body");
+            seen.push((path, link, body, mode, uid, xattr));
+        }
+        let paths: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+        let long = format!("home/agent/{}/deep.txt", "d".repeat(120));
+        assert_eq!(
+            paths,
+            [
+                "home/agent/",
+                "home/agent/notes.txt",
+                long.as_str(),
+                "home/agent/hard",
+                "home/agent/sym",
+                "home/agent/xattr.txt",
+                "workspace/",
+                "workspace/notes.txt",
+                &format!("workspace/{}/deep.txt", "d".repeat(120)),
+                "workspace/hard",
+                "workspace/sym",
+                "workspace/xattr.txt",
+            ]
+        );
+        let by = |p: &str| seen.iter().find(|s| s.0 == p).expect(p);
+        assert_eq!(by("home/agent/notes.txt").2, "hello");
+        assert_eq!(
+            (by("home/agent/notes.txt").3, by("home/agent/notes.txt").4),
+            (0o640, 1000)
+        );
+        assert_eq!(by("home/agent/").3, 0o750);
+        assert_eq!(by(&long).2, "world");
+        // A hard link points inside the archive, so its target moves with it; a symlink's does not.
+        assert_eq!(
+            by("home/agent/hard").1.as_deref(),
+            Some("home/agent/notes.txt")
+        );
+        assert_eq!(
+            by("workspace/hard").1.as_deref(),
+            Some("workspace/notes.txt")
+        );
+        assert_eq!(by("home/agent/sym").1.as_deref(), Some("/etc/hostname"));
+        assert_eq!(by("home/agent/xattr.txt").5.as_deref(), Some(&b"kept"[..]));
+        assert_eq!(by("home/agent/xattr.txt").2, "attrs");
+    }
 
     #[test]
     fn saves_and_loads_the_latest() {

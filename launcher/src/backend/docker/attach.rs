@@ -16,6 +16,7 @@ use crate::backend::BackendError;
 /// Start `container`, pump its output (and the operator's keystrokes when `tty`), and return its
 /// exit code once it stops.
 pub async fn run(docker: &Docker, container: &str, tty: bool) -> Result<i64, BackendError> {
+    let t = std::time::Instant::now();
     let AttachContainerResults {
         mut output,
         mut input,
@@ -37,7 +38,7 @@ pub async fn run(docker: &Docker, container: &str, tty: bool) -> Result<i64, Bac
         .start_container(container, None::<StartContainerOptions>)
         .await
         .map_err(|e| engine_err("start agent", container, e))?;
-    tracing::info!(container, "agent started");
+    tracing::info!(container, ms = t.elapsed().as_millis(), "agent started");
 
     let _raw = if tty { RawMode::enable() } else { None };
     let mut background = Vec::new();

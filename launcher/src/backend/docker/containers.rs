@@ -30,6 +30,11 @@ pub fn agent_name(slug: &str) -> String {
     format!("{slug}-agent")
 }
 
+/// Container name of the rebuilt agent between its creation and the swap (then it is renamed).
+pub fn successor_name(slug: &str) -> String {
+    format!("{slug}-agent-next")
+}
+
 /// Container name of a bottle's sidecar.
 pub fn sidecar_name(slug: &str, sidecar: &str) -> String {
     format!("{slug}-{sidecar}")
@@ -81,10 +86,10 @@ fn hardened(runtime: Option<Runtime>) -> HostConfig {
 pub async fn create_agent(
     docker: &Docker,
     slug: &str,
+    name: &str,
     base_labels: &[(String, String)],
     spec: &AgentSpec,
-) -> Result<String, BackendError> {
-    let name = agent_name(slug);
+) -> Result<(), BackendError> {
     let mut host = hardened(Some(spec.runtime));
     host.network_mode = Some("none".into());
     host.memory = Some(spec.limits.memory_bytes);
@@ -112,8 +117,7 @@ pub async fn create_agent(
         host_config: Some(host),
         ..Default::default()
     };
-    create(docker, &name, body, "create agent container").await?;
-    Ok(name)
+    create(docker, name, body, "create agent container").await
 }
 
 /// Create a container under `name`.
@@ -448,34 +452,51 @@ pub async fn snapshot(
     name: &str,
     paths: &[String],
 ) -> Result<Snapshot, BackendError> {
-    let mut snap = Snapshot::default();
-    for path in paths {
-        let tar = download_tar(docker, name, path).await?;
-        if let Some(tar) = tar {
-            snap.parts.push(SnapshotPart {
+    let tars = paths.iter().map(|path| download_tar(docker, name, path));
+    let tars = futures_util::future::try_join_all(tars).await?;
+    let parts = paths
+        .iter()
+        .zip(tars)
+        .filter_map(|(path, tar)| {
+            tar.map(|tar| SnapshotPart {
                 path: path.clone(),
                 tar,
-            });
-        }
-    }
-    Ok(snap)
+            })
+        })
+        .collect();
+    Ok(Snapshot { parts })
 }
 
-/// Unpack a snapshot into a created (not yet started) container.
+/// Unpack a snapshot into a created (not yet started) container, in one call: each call mounts
+/// the container's file system, so the parts go in as one archive unpacked at `/`.
 pub async fn restore(docker: &Docker, name: &str, snap: &Snapshot) -> Result<(), BackendError> {
-    for part in &snap.parts {
-        let opts = UploadToContainerOptions {
-            path: part.restore_into(),
-            ..Default::default()
-        };
-        docker
-            .upload_to_container(
-                name,
-                Some(opts),
-                bollard::body_full(part.tar.clone().into()),
-            )
-            .await
-            .map_err(|e| engine_err("restore into", &format!("{name}:{}", part.path), e))?;
+    if snap.parts.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let merged = snap.merged().map_err(|e| BackendError::Engine {
+        action: "restore into",
+        object: name.to_string(),
+        detail: format!("the snapshot's archives could not be merged: {e}"),
+    })?;
+    let opts = UploadToContainerOptions {
+        path: "/".to_string(),
+        ..Default::default()
+    };
+    docker
+        .upload_to_container(name, Some(opts), bollard::body_full(merged.into()))
+        .await
+        .map_err(|e| engine_err("restore into", name, e))
+}
+
+/// Give container `name` the name `to`.
+pub async fn rename(docker: &Docker, name: &str, to: &str) -> Result<(), BackendError> {
+    docker
+        .rename_container(
+            name,
+            bollard::query_parameters::RenameContainerOptions {
+                name: to.to_string(),
+            },
+        )
+        .await
+        .map_err(|e| engine_err("rename", &format!("{name} to {to}"), e))
 }

@@ -74,6 +74,7 @@ pub async fn build(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport,
         cached_steps: 0,
     };
     let mut failure: Option<String> = None;
+    let started = std::time::Instant::now();
     while let Some(item) = stream.next().await {
         match item {
             Ok(info) => {
@@ -82,6 +83,7 @@ pub async fn build(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport,
                 }
                 if let Some(text) = info.stream {
                     for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+                        tracing::debug!(ms = started.elapsed().as_millis(), line, "build output");
                         if line.starts_with("Step ") {
                             report.steps += 1;
                             progress.step(line);

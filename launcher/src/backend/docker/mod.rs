@@ -10,7 +10,7 @@ use std::path::Path;
 use bollard::Docker;
 
 pub use attach::exit_code;
-pub use containers::{agent_name, sidecar_name, tail_logs, volume_name};
+pub use containers::{agent_name, sidecar_name, successor_name, tail_logs, volume_name};
 pub use images::{build as build_image, ensure as ensure_image, exists as image_exists};
 pub use resources::network_name;
 
@@ -340,8 +340,10 @@ impl Backend for DockerBackend {
             tracing::info!(slug, sidecars = spec.sidecars.len(), "sidecars ready");
             Ok::<_, BackendError>(())
         };
-        let create = containers::create_agent(&self.docker, slug, &spec.labels, &spec.agent);
-        let ((), agent) = tokio::try_join!(sidecars, create)?;
+        let agent = agent_name(slug);
+        let create =
+            containers::create_agent(&self.docker, slug, &agent, &spec.labels, &spec.agent);
+        tokio::try_join!(sidecars, create)?;
         tracing::info!(slug, "agent created");
         Ok(Launched {
             slug: slug.clone(),
@@ -371,25 +373,47 @@ impl Backend for DockerBackend {
         containers::snapshot(&self.docker, &launched.agent, &launched.state_paths).await
     }
 
-    async fn replace_agent(
+    async fn create_successor(
         &self,
         spec: &LaunchSpec,
         agent: &AgentSpec,
-        restore: Option<&Snapshot>,
     ) -> Result<Launched, BackendError> {
-        let name = agent_name(&spec.slug);
+        let name = successor_name(&spec.slug);
+        // Left only by a swap that failed half-way; the session ended then, but be sure.
         containers::remove(&self.docker, &name).await?;
-        let created =
-            containers::create_agent(&self.docker, &spec.slug, &spec.labels, agent).await?;
-        if let Some(snap) = restore {
-            containers::restore(&self.docker, &created, snap).await?;
-        }
+        containers::create_agent(&self.docker, &spec.slug, &name, &spec.labels, agent).await?;
         Ok(Launched {
             slug: spec.slug.clone(),
-            agent: created,
+            agent: name,
             tty: agent.tty,
             state_paths: agent.state_paths.clone(),
         })
+    }
+
+    async fn swap_in(
+        &self,
+        old: &Launched,
+        successor: Launched,
+        restore: Option<&Snapshot>,
+    ) -> Result<Launched, BackendError> {
+        if let Some(snap) = restore {
+            containers::restore(&self.docker, &successor.agent, snap).await?;
+        }
+        containers::remove(&self.docker, &old.agent).await?;
+        let name = agent_name(&old.slug);
+        containers::rename(&self.docker, &successor.agent, &name).await?;
+        Ok(Launched {
+            agent: name,
+            ..successor
+        })
+    }
+
+    async fn restore_agent(
+        &self,
+        launched: &Launched,
+        snap: &Snapshot,
+    ) -> Result<(), BackendError> {
+        containers::restore(&self.docker, &launched.agent, snap).await
     }
 
     async fn await_sidecars(&self, spec: &LaunchSpec) -> Result<(), BackendError> {
