@@ -250,10 +250,18 @@ where
         launched.clone(),
         tx,
     ));
-    // The agent starts while pipelock and the egress-proxy come up (the relay holds its first
-    // connections); if one of them fails, the agent is stopped and the session fails naming it.
+    // The agent starts at once. The sidecars that do not gate it (the egress chain) and their
+    // networks are created beside it, and their readiness is awaited while it runs (the relay
+    // holds its first connections); if one fails, the agent is stopped and the session fails
+    // naming it.
     let ready_spec = spec.clone();
-    let mut chain_ready = Some(Box::pin(backend.await_sidecars(&ready_spec)));
+    let chain_started = tokio::sync::Notify::new();
+    let mut chain_ready = Some(Box::pin(async {
+        let started = backend.start_sidecars(&ready_spec).await;
+        chain_started.notify_one();
+        started?;
+        backend.await_sidecars(&ready_spec).await
+    }));
     let code = loop {
         let code = {
             let run = backend.run_agent(&launched);
@@ -261,7 +269,11 @@ where
             match chain_ready.take() {
                 None => run.await,
                 Some(mut ready) => tokio::select! {
-                    code = &mut run => code,
+                    code = &mut run => {
+                        // Still coming up: watched on beside the next agent, if one follows.
+                        chain_ready = Some(ready);
+                        code
+                    }
                     result = &mut ready => match result {
                         Ok(()) => run.await,
                         Err(e) => {
@@ -274,6 +286,13 @@ where
             }
         };
         let Ok(next) = replacements.try_recv() else {
+            // Let sidecar creations in flight finish, so the teardown sees every container.
+            if let Some(ready) = chain_ready.as_mut() {
+                tokio::select! {
+                    _ = ready => {}
+                    () = chain_started.notified() => {}
+                }
+            }
             break code;
         };
         // The agent was stopped for a rebuilt one: carry its home and workspace over.

@@ -176,16 +176,24 @@ pub trait Backend {
         opts: &PrepareOptions,
     ) -> impl Future<Output = Result<Prepared, BackendError>> + Send;
 
-    /// Create networks and volumes, start the sidecars concurrently (those that gate the agent
-    /// awaited until ready), and create the agent. The agent is started by
-    /// [`Backend::run_agent`]; [`Backend::await_sidecars`] waits for the others.
+    /// Create the volumes, start the sidecars that gate the agent and wait until they are ready,
+    /// and create the agent. The agent is started by [`Backend::run_agent`]; the other sidecars
+    /// by [`Backend::start_sidecars`], beside it.
     fn launch(
         &self,
         spec: &LaunchSpec,
     ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
 
+    /// Create the networks and create and start the sidecars that do not gate the agent
+    /// (concurrently; the first failure names its sidecar). Runs while the agent starts.
+    fn start_sidecars(
+        &self,
+        spec: &LaunchSpec,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
     /// Wait until the sidecars that do not gate the agent are ready (the agent may already run);
-    /// an exit or a timeout names the sidecar and shows its log tail.
+    /// an exit or a timeout names the sidecar and shows its log tail. One not created yet is
+    /// waited for.
     fn await_sidecars(
         &self,
         spec: &LaunchSpec,

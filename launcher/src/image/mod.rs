@@ -24,6 +24,7 @@
 //! tag such as `debian:bookworm-slim`: pin a digest in the base image setting to follow one.
 
 mod context;
+mod digest;
 mod dockerignore;
 mod recipes;
 
@@ -33,10 +34,11 @@ use std::path::PathBuf;
 use sha2::{Digest, Sha256};
 
 pub use context::{ContextBuilder, FIXED_MTIME};
+pub use digest::{digest_of, file_digest};
 pub use dockerignore::{DockerIgnore, PatternError};
 pub use recipes::{
     AgentSource, BASH_ENV_PATH, BASH_ENV_SCRIPT, ENTRYPOINT_SCRIPT, InheritedCommand, Sidecar,
-    agent_base, is_static_elf, sidecar_scratch, workspace_copy,
+    agent_base, is_static_elf, sidecar_scratch, sidecar_scratch_tag, workspace_copy,
 };
 
 /// Where the Dockerfile sits inside every recipe's context (the build API's `dockerfile`).

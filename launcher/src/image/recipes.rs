@@ -164,15 +164,33 @@ pub fn sidecar_scratch(sidecar: Sidecar, binary: &Path) -> Result<ImageRecipe, I
             path: binary.to_owned(),
         });
     }
+    let tag = sidecar_scratch_tag(sidecar, &super::digest::digest_of(&data))?;
     let mut context = ContextBuilder::new();
     context.file(sidecar.binary_name(), 0o755, data);
-    ImageRecipe::new(
+    let mut recipe = ImageRecipe::new(
         sidecar.slug(),
         sidecar.dockerfile().to_owned(),
         context,
         labels(None, sidecar.slug()),
         BTreeMap::new(),
-    )
+    )?;
+    recipe.tag = tag;
+    Ok(recipe)
+}
+
+/// The tag of [`sidecar_scratch`]'s image for a binary whose SHA-256 is `digest`: it names the
+/// Dockerfile, the labels and the binary's content, and is known without reading the binary
+/// (see [`super::file_digest`]), so a warm start reads no binary at all.
+pub fn sidecar_scratch_tag(sidecar: Sidecar, digest: &str) -> Result<String, ImageError> {
+    super::check_slug(sidecar.slug())?;
+    let content = format!("{} 0755 sha256:{digest}", sidecar.binary_name());
+    let hash = super::content_hash(
+        sidecar.dockerfile(),
+        &BTreeMap::new(),
+        &labels(None, sidecar.slug()),
+        content.as_bytes(),
+    );
+    Ok(format!("claude-bottle/{}:{}", sidecar.slug(), &hash[..12]))
 }
 
 /// `dir/.dockerignore`, or nothing ignored when there is none; `dir` must be a directory.

@@ -309,6 +309,16 @@ fn sidecar_images_are_scratch_with_the_binary() {
         [DOCKERFILE_IN_CONTEXT, "claude-bottle-supervise"]
     );
     assert!(recipe.tag.starts_with("claude-bottle/sidecar-supervise:"));
+    // The tag is known from the binary's digest alone (a warm start reads no binary).
+    let digest = crate::image::digest_of(&std::fs::read(&bin).expect("read"));
+    assert_eq!(
+        crate::image::sidecar_scratch_tag(Sidecar::Supervise, &digest).expect("tag"),
+        recipe.tag
+    );
+    assert_ne!(
+        crate::image::sidecar_scratch_tag(Sidecar::Relay, &digest).expect("tag"),
+        recipe.tag
+    );
     assert!(!recipe.labels.contains_key(LABEL_BOTTLE));
 
     let relay = sidecar_scratch(Sidecar::Relay, &bin).expect("recipe");

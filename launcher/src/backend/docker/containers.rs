@@ -138,7 +138,6 @@ async fn create(
         .map_err(|e| engine_err(action, name, e))
 }
 
-/// Create and start one sidecar, then wait until it is ready.
 /// Create and start a sidecar; wait until it is ready when it gates the agent.
 pub async fn start_sidecar(
     docker: &Docker,
@@ -219,10 +218,18 @@ pub async fn wait_ready(
         logs,
     };
     loop {
-        let state = docker
-            .inspect_container(name, None)
-            .await
-            .map_err(|e| engine_err("inspect sidecar", name, e))?;
+        let state = match docker.inspect_container(name, None).await {
+            Ok(state) => state,
+            // Not created yet: the sidecars are started beside the agent, and an approval can
+            // ask for a reload before then.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Err(e) => return Err(engine_err("inspect sidecar", name, e)),
+        };
         let ips: Vec<String> = state
             .network_settings
             .as_ref()

@@ -151,16 +151,51 @@ impl DockerBackend {
         } else {
             None
         };
-        let relay =
-            image::sidecar_scratch(Sidecar::Relay, shim).map_err(|e| Self::image_err(slug, e))?;
-        builds.push(images::ensure(&self.docker, &relay).await?);
+        let relay = self
+            .scratch_image(plan, Sidecar::Relay, shim, builds)
+            .await?;
         let image_roots = self.image_roots(plan, agent_base).await?;
         Ok(EgressImages {
             pipelock,
             egress_proxy,
-            relay: relay.tag,
+            relay,
             image_roots,
         })
+    }
+
+    /// The `FROM scratch` image of one of our static binaries, built when missing. Its tag comes
+    /// from the binary's digest, cached by the file's identity in the bottle's state folder, so a
+    /// warm start neither reads nor hashes the binary.
+    async fn scratch_image(
+        &self,
+        plan: &BottlePlan,
+        sidecar: Sidecar,
+        binary: &Path,
+        builds: &mut Vec<BuildReport>,
+    ) -> Result<String, BackendError> {
+        let slug = &plan.slug;
+        let cache = plan
+            .state_dir
+            .join("run")
+            .join("binaries")
+            .join(format!("{}.digest", sidecar.binary_name()));
+        let digest = image::file_digest(binary, &cache).map_err(|e| Self::image_err(slug, e))?;
+        let tag =
+            image::sidecar_scratch_tag(sidecar, &digest).map_err(|e| Self::image_err(slug, e))?;
+        if images::exists(&self.docker, &tag).await? {
+            tracing::debug!(tag = %tag, "image cached");
+            builds.push(BuildReport {
+                tag: tag.clone(),
+                built: false,
+                steps: 0,
+                cached_steps: 0,
+            });
+            return Ok(tag);
+        }
+        let recipe =
+            image::sidecar_scratch(sidecar, binary).map_err(|e| Self::image_err(slug, e))?;
+        builds.push(images::build(&self.docker, &recipe).await?);
+        Ok(recipe.tag)
     }
 
     /// The system bundle of `image`, cached per image tag (tags name content) in the bottle's
@@ -228,6 +263,23 @@ fn agent_source(plan: &BottlePlan, opts: &PrepareOptions) -> Result<AgentSource,
     })
 }
 
+/// The first `len` bytes of `path` (fewer when it is shorter).
+fn read_head(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?
+        .take(len)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
+/// Whether a sidecar that does (`gating`) or does not gate the agent joins a network.
+fn needs_networks(spec: &LaunchSpec, gating: bool) -> bool {
+    spec.sidecars
+        .iter()
+        .any(|s| s.gates_agent == gating && !s.networks.is_empty())
+}
+
 /// `1000` or `1000:1000`, not `0`, `0:…`, `root` or a name.
 fn numeric_non_root(user: &str) -> bool {
     let (uid, gid) = user.split_once(':').unwrap_or((user, "1"));
@@ -271,7 +323,8 @@ impl Backend for DockerBackend {
             .config
             .binary(Sidecar::Relay.binary_name())
             .map_err(|e| Self::image_err(slug, e))?;
-        match std::fs::read(&shim) {
+        // The ELF and program headers are at the file's start: no need to read 10 MB.
+        match read_head(&shim, 64 * 1024) {
             Ok(bytes) if !image::is_static_elf(&bytes) => tracing::warn!(
                 shim = %shim.display(),
                 "the shim is dynamically linked: it runs only in images with a compatible libc; \
@@ -292,10 +345,10 @@ impl Backend for DockerBackend {
                 .config
                 .binary(Sidecar::Supervise.binary_name())
                 .map_err(|e| Self::image_err(slug, e))?;
-            let recipe = image::sidecar_scratch(Sidecar::Supervise, &binary)
-                .map_err(|e| Self::image_err(slug, e))?;
-            builds.push(images::ensure(&self.docker, &recipe).await?);
-            supervise_image = Some(recipe.tag);
+            supervise_image = Some(
+                self.scratch_image(plan, Sidecar::Supervise, &binary, &mut builds)
+                    .await?,
+            );
         }
         let egress = if crate::chain::needed(plan) && !opts.agent_only {
             Some(
@@ -319,8 +372,9 @@ impl Backend for DockerBackend {
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, BackendError> {
         let slug = &spec.slug;
-        // The agent joins no network: the networks exist only for sidecars that use them.
-        if spec.sidecars.iter().any(|s| !s.networks.is_empty()) {
+        // The agent joins no network: networks exist only for the sidecars that use them, and
+        // are made here only when a sidecar that gates the agent needs one.
+        if needs_networks(spec, true) {
             resources::create_networks(&self.docker, slug, &spec.labels).await?;
             tracing::info!(slug, "networks created");
         }
@@ -328,16 +382,16 @@ impl Backend for DockerBackend {
             resources::create_volume(&self.docker, &volume_name(slug, v), &spec.labels).await
         });
         futures_util::future::try_join_all(volumes).await?;
-        // Sidecars start concurrently; the first failure wins and names its sidecar.
-        let starts = spec
-            .sidecars
+        // The gating sidecars start concurrently; the first failure wins and names its sidecar.
+        let gating: Vec<_> = spec.sidecars.iter().filter(|s| s.gates_agent).collect();
+        let starts = gating
             .iter()
             .map(|s| containers::start_sidecar(&self.docker, slug, &spec.labels, s));
-        // The agent is created (not started) while the sidecars come up; a failure of either
-        // leaves labelled objects the session's teardown removes.
+        // The agent is created (not started) while they come up; a failure of either leaves
+        // labelled objects the session's teardown removes.
         let sidecars = async {
             futures_util::future::try_join_all(starts).await?;
-            tracing::info!(slug, sidecars = spec.sidecars.len(), "sidecars ready");
+            tracing::info!(slug, sidecars = gating.len(), "gating sidecars ready");
             Ok::<_, BackendError>(())
         };
         let agent = agent_name(slug);
@@ -351,6 +405,24 @@ impl Backend for DockerBackend {
             tty: spec.agent.tty,
             state_paths: spec.agent.state_paths.clone(),
         })
+    }
+
+    async fn start_sidecars(&self, spec: &LaunchSpec) -> Result<(), BackendError> {
+        let slug = &spec.slug;
+        let others: Vec<_> = spec.sidecars.iter().filter(|s| !s.gates_agent).collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        if needs_networks(spec, false) && !needs_networks(spec, true) {
+            resources::create_networks(&self.docker, slug, &spec.labels).await?;
+            tracing::info!(slug, "networks created");
+        }
+        let starts = others
+            .iter()
+            .map(|s| containers::start_sidecar(&self.docker, slug, &spec.labels, s));
+        futures_util::future::try_join_all(starts).await?;
+        tracing::info!(slug, sidecars = others.len(), "sidecars started");
+        Ok(())
     }
 
     async fn run_agent(&self, launched: &Launched) -> Result<i64, BackendError> {

@@ -27,10 +27,11 @@ pub async fn create_networks(
     slug: &str,
     labels: &[(String, String)],
 ) -> Result<(), BackendError> {
-    for (net, internal) in [
+    let creates = [
         (NetworkAttachment::Internal, true),
         (NetworkAttachment::Egress, false),
-    ] {
+    ]
+    .map(|(net, internal)| async move {
         let name = network_name(slug, net);
         let role = if internal {
             "network-internal"
@@ -47,8 +48,10 @@ pub async fn create_networks(
         docker
             .create_network(req)
             .await
-            .map_err(|e| engine_err("create network", &name, e))?;
-    }
+            .map(|_| ())
+            .map_err(|e| engine_err("create network", &name, e))
+    });
+    futures_util::future::try_join_all(creates).await?;
     Ok(())
 }
 
