@@ -256,11 +256,15 @@ where
     // naming it.
     let ready_spec = spec.clone();
     let chain_started = tokio::sync::Notify::new();
+    let chain_up = Arc::new(tokio::sync::Notify::new());
+    let warm = warm_root_step(&backend, &plan, &prepared, Arc::clone(&chain_up));
     let mut chain_ready = Some(Box::pin(async {
         let started = backend.start_sidecars(&ready_spec).await;
         chain_started.notify_one();
         started?;
-        backend.await_sidecars(&ready_spec).await
+        backend.await_sidecars(&ready_spec).await?;
+        chain_up.notify_one();
+        Ok(())
     }));
     let code = loop {
         let code = {
@@ -349,11 +353,51 @@ where
         }
     };
     watcher.abort();
+    if let Some(warm) = warm {
+        warm.abort();
+    }
     // Keep the session's state for `claude-bottle resume`.
     if let Ok(snap) = backend.snapshot_agent(&launched).await {
         save_snapshot(&plan, &snap);
     }
     code
+}
+
+/// Once the egress chain is up (the launch's own work done), build the step every first approved
+/// capability starts with ([`crate::state::dockerfile::ROOT_STEP`]), so that approval builds one
+/// step instead of two. Only for bottles that can file proposals (supervise) and whose image does
+/// not already end as root. In the background and silent: a failure costs only the speed-up.
+fn warm_root_step<B>(
+    backend: &B,
+    plan: &BottlePlan,
+    prepared: &crate::backend::Prepared,
+    chain_up: Arc<tokio::sync::Notify>,
+) -> Option<tokio::task::JoinHandle<()>>
+where
+    B: Backend + Clone + Send + Sync + 'static,
+{
+    if !plan.supervise {
+        return None;
+    }
+    let effective = stage::effective_dockerfile(plan).ok()?;
+    if !crate::state::dockerfile::needs_root_step(effective.text()) {
+        return None;
+    }
+    let backend = backend.clone();
+    let image = prepared.agent_base_image.clone();
+    Some(tokio::spawn(async move {
+        chain_up.notified().await;
+        let t = std::time::Instant::now();
+        match backend.warm_root_step(&image).await {
+            Ok(Some(_)) => tracing::info!(
+                image,
+                ms = t.elapsed().as_millis(),
+                "built the first approval's root step ahead"
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::debug!(image, error = %e, "could not build the root step ahead"),
+        }
+    }))
 }
 
 /// The agent the session runs now, shared with the signal handling outside the session task.

@@ -8,7 +8,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use claude_bottle_e2e::{TestBottle, docker, wait_for_proposal};
+use claude_bottle_e2e::{TestBottle, docker, wait_for_proposal, wait_for_root_step};
 
 const ROUNDS: usize = 5;
 
@@ -68,7 +68,11 @@ fn main() {
         });
         let id = rt.block_on(wait_for_proposal(&bottle, &format!("/mark-{round}")));
         // Steady state: the agent files its proposal while the egress chain is still coming up;
-        // approve once pipelock is ready, as an operator reading the proposal would.
+        // approve once pipelock is ready and (before the first approval) the launcher has built
+        // the `USER root` step ahead, as an operator reading the proposal would.
+        if round == 0 {
+            rt.block_on(wait_for_root_step(&d, &bottle));
+        }
         rt.block_on(async {
             let pipelock = format!("{}-pipelock", bottle.slug());
             let deadline = Instant::now() + Duration::from_secs(60);

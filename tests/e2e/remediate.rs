@@ -5,7 +5,7 @@
 use std::process::Stdio;
 use std::time::Instant;
 
-use claude_bottle_e2e::{TestBottle, assert_clean, docker, wait_for_proposal};
+use claude_bottle_e2e::{TestBottle, assert_clean, docker, wait_for_proposal, wait_for_root_step};
 
 /// First run: state in the home, ask for a marker file in the image, then idle until replaced.
 /// Resumed (after the rebuild): prove the marker, the home state and the resume argument.
@@ -46,6 +46,9 @@ async fn an_approved_capability_rebuilds_and_the_session_resumes() {
         .expect("spawn launcher");
 
     let id = wait_for_proposal(&bottle, "touch /marker").await;
+    // An operator reads the proposal first; by then the launcher has built the `USER root` step
+    // every first approval starts with.
+    wait_for_root_step(&d, &bottle).await;
     let approved = Instant::now();
     let out = bottle.command(&["approve", &id]).output().expect("approve");
     assert_eq!(
@@ -93,13 +96,21 @@ async fn an_approved_capability_rebuilds_and_the_session_resumes() {
     let applied = std::fs::read_to_string(state(&bottle).join(format!("queue/applied/{id}.json")))
         .expect("applied");
     assert!(applied.contains("\"ok\""), "{applied}");
-    let cached: usize = applied
-        .split("steps, ")
-        .nth(1)
-        .and_then(|r| r.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .expect("cached step count in the applied detail");
-    assert!(cached > 0, "the rebuild reused no cached step: {applied}");
+    // "(8 steps, 6 cached)": every step but FROM (never counted) and the approved one is cached.
+    let count = |after: &str, before: &str| -> usize {
+        applied
+            .split(before)
+            .next()
+            .and_then(|head| head.rsplit(after).next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {before:?} count in the applied detail: {applied}"))
+    };
+    let (steps, cached) = (count("(", " steps"), count("steps, ", " cached"));
+    assert_eq!(
+        cached,
+        steps - 2,
+        "the rebuild ran more than the approved step: {applied}"
+    );
     let audit = std::fs::read_to_string(state(&bottle).join("audit.jsonl")).expect("audit");
     assert!(audit.contains("\"applied\""), "{audit}");
 

@@ -523,3 +523,27 @@ impl TestInternet {
         Self { ca_file, container }
     }
 }
+
+/// Wait until the launcher has built its image's `USER root` step ahead (`<agent image>-root`).
+pub async fn wait_for_root_step(d: &Docker, bottle: &TestBottle) {
+    let reference = format!("claude-bottle/{}:*-root", bottle.slug());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let filters = HashMap::from([("reference".to_string(), vec![reference.clone()])]);
+        let found = d
+            .list_images(Some(ListImagesOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .expect("list images");
+        if !found.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the launcher never built {reference}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

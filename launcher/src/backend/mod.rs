@@ -22,6 +22,9 @@ use crate::state::snapshot::Snapshot;
 pub struct Prepared {
     /// The agent image (with the launcher's layer, and the workspace copy when `--cwd` was given).
     pub agent_image: String,
+    /// The image built from the bottle's effective Dockerfile (`agent_image` without the
+    /// workspace copy): what an approved capability's rebuild continues from.
+    pub agent_base_image: String,
     /// The image's default user when it is not root, else `None` (the backend then runs uid 1000).
     pub agent_user: Option<String>,
     /// The image's own ENTRYPOINT, kept behind the launcher's.
@@ -254,6 +257,15 @@ pub trait Backend {
         slug: &str,
         sidecar: &SidecarSpec,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Build `image` + [`crate::state::dockerfile::ROOT_STEP`] ahead of any approval, so the
+    /// first approved capability of a bottle whose image ends as another user finds that step in
+    /// the layer cache and builds one step, not two. Runs nothing of any proposal. Returns the
+    /// build's report, or `None` when it was built before.
+    fn warm_root_step(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<Option<BuildReport>, BackendError>> + Send;
 
     /// Objects of `slug` left by an earlier run.
     fn find_orphans(

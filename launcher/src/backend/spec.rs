@@ -505,6 +505,7 @@ mod tests {
         stage.egress = Some(chain::stage(&plan, &tokens, None, "").expect("chain"));
         let prepared = Prepared {
             agent_image: "agent:1".into(),
+            agent_base_image: "agent:1".into(),
             agent_user: None,
             agent_entrypoint: vec![],
             shim: "/bin/shim".into(),

@@ -166,6 +166,21 @@ impl ImageRecipe {
     }
 }
 
+/// A recipe that builds `dockerfile` exactly as given (no LABEL line, no build arguments, a
+/// context of the Dockerfile alone) under `tag`: for a step that must match, in the engine's
+/// layer cache, the step a later build will have.
+pub fn raw_recipe(tag: String, dockerfile: String) -> Result<ImageRecipe, ImageError> {
+    let mut context = ContextBuilder::new();
+    context.file(DOCKERFILE_IN_CONTEXT, 0o644, dockerfile.as_bytes());
+    Ok(ImageRecipe {
+        tag,
+        dockerfile,
+        context: context.finish()?,
+        labels: BTreeMap::new(),
+        build_args: BTreeMap::new(),
+    })
+}
+
 /// `dockerfile` with one `LABEL "k"="v" …` line right after its last `FROM` (nothing when there
 /// are no labels). Early, the step is the same in every rebuild of a bottle and comes from the
 /// cache; after the last FROM, it lands in the final stage of a multi-stage file.

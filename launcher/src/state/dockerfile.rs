@@ -106,7 +106,7 @@ pub fn with_capability(
     // the agent as a numeric uid from the image and as the contract's 1000:1000 for a name or
     // root, so a name needs no restoring and each approval costs one step fewer.
     let user = last_user(dockerfile).filter(|u| !is_root(u) && is_numeric(u));
-    let already_root = last_user(dockerfile).is_some_and(|u| is_root(&u));
+    let already_root = !needs_root_step(dockerfile);
     let mut out = String::with_capacity(dockerfile.len() + 256);
     out.push_str(dockerfile);
     if !out.is_empty() && !out.ends_with('\n') {
@@ -115,7 +115,8 @@ pub fn with_capability(
     out.push_str(&marker);
     out.push('\n');
     if !already_root {
-        out.push_str("USER root\n");
+        out.push_str(ROOT_STEP);
+        out.push('\n');
     }
     for l in lines {
         out.push_str(&l);
@@ -125,6 +126,16 @@ pub fn with_capability(
         out.push_str(&format!("USER {u}\n"));
     }
     Ok(out)
+}
+
+/// The step an approved capability starts with when the Dockerfile does not end as root.
+pub const ROOT_STEP: &str = "USER root";
+
+/// Whether [`with_capability`] puts [`ROOT_STEP`] before the approved lines: the text's last
+/// `USER` is not root (or there is none, and the `FROM` image's user is unknown). That step is
+/// the same for every first approval, so the launcher can build it ahead (see the session).
+pub fn needs_root_step(dockerfile: &str) -> bool {
+    !last_user(dockerfile).is_some_and(|u| is_root(&u))
 }
 
 /// How every marker line starts.
@@ -408,6 +419,26 @@ mod tests {
             root,
             "FROM x\n# claude-bottle: approved proposal p-2\nUSER root\nRUN a\n"
         );
+    }
+
+    #[test]
+    fn the_root_step_is_needed_exactly_when_the_text_does_not_end_as_root() {
+        for (text, needed) in [
+            ("FROM x\n", true),
+            ("FROM x\nUSER agent\n", true),
+            ("FROM x\nUSER 1000:1000\nRUN a\n", true),
+            ("FROM x\nUSER root\nRUN a\n", false),
+            ("FROM x\nUSER agent\nuser 0:0\n", false),
+        ] {
+            assert_eq!(needs_root_step(text), needed, "{text:?}");
+            // What is built ahead is what the candidate then holds.
+            let out = with_capability(text, &id("p"), &cap(&[], &["RUN touch /m"])).expect("valid");
+            assert_eq!(
+                out.contains(&format!("\n{ROOT_STEP}\nRUN touch /m")),
+                needed,
+                "{out}"
+            );
+        }
     }
 
     #[test]

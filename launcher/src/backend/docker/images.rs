@@ -47,6 +47,23 @@ pub async fn ensure(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport
 
 /// Build `recipe` unconditionally (the engine's layer cache still applies).
 pub async fn build(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport, BackendError> {
+    build_with(docker, recipe, Progress::new(&recipe.tag)).await
+}
+
+/// [`build`] without a word on stderr: for builds in the background, while the operator's
+/// terminal belongs to the agent.
+pub async fn build_quiet(
+    docker: &Docker,
+    recipe: &ImageRecipe,
+) -> Result<BuildReport, BackendError> {
+    build_with(docker, recipe, Progress::quiet(&recipe.tag)).await
+}
+
+async fn build_with(
+    docker: &Docker,
+    recipe: &ImageRecipe,
+    progress: Progress,
+) -> Result<BuildReport, BackendError> {
     let options = BuildImageOptions {
         dockerfile: DOCKERFILE_IN_CONTEXT.to_string(),
         t: Some(recipe.tag.clone()),
@@ -63,7 +80,6 @@ pub async fn build(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport,
         labels: None,
         ..Default::default()
     };
-    let progress = Progress::new(&recipe.tag);
     let body = bollard::body_full(recipe.context.clone().into());
     let mut stream = docker.build_image(options, None, Some(body));
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
@@ -121,6 +137,7 @@ pub async fn build(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport,
 struct Progress {
     bar: Option<ProgressBar>,
     tag: String,
+    quiet: bool,
 }
 
 impl Progress {
@@ -141,10 +158,22 @@ impl Progress {
         Self {
             bar,
             tag: tag.to_string(),
+            quiet: false,
+        }
+    }
+
+    fn quiet(tag: &str) -> Self {
+        Self {
+            bar: None,
+            tag: tag.to_string(),
+            quiet: true,
         }
     }
 
     fn step(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
         match &self.bar {
             Some(bar) => bar.set_message(line.to_string()),
             None => eprintln!("  {line}"),
@@ -152,6 +181,9 @@ impl Progress {
     }
 
     fn finish(&self, ok: bool, report: &BuildReport) {
+        if self.quiet {
+            return;
+        }
         let msg = if ok {
             format!(
                 "built {} ({} steps, {} cached)",

@@ -361,6 +361,7 @@ impl Backend for DockerBackend {
         tracing::info!(slug, image = %agent_image, "images ready");
         Ok(Prepared {
             agent_image,
+            agent_base_image: base.tag.clone(),
             agent_user: user,
             agent_entrypoint: inherited.entrypoint,
             shim,
@@ -502,6 +503,25 @@ impl Backend for DockerBackend {
         let name = sidecar_name(slug, &sidecar.name);
         containers::wait_ready(&self.docker, slug, sidecar, &name).await?;
         containers::signal(&self.docker, &name, "SIGHUP").await
+    }
+
+    async fn warm_root_step(&self, image: &str) -> Result<Option<BuildReport>, BackendError> {
+        let tag = format!("{image}-root");
+        if images::exists(&self.docker, &tag).await? {
+            return Ok(None);
+        }
+        // Exactly the step a candidate Dockerfile has after the image's own steps: no LABEL line
+        // and no build arguments, which would make the engine's cache see another step. The
+        // image inherits the bottle's labels, so removing the bottle's images removes it too.
+        let recipe = image::raw_recipe(
+            tag,
+            format!("FROM {image}\n{}\n", crate::state::dockerfile::ROOT_STEP),
+        )
+        .map_err(|e| BackendError::Build {
+            tag: image.to_string(),
+            detail: e.to_string(),
+        })?;
+        images::build_quiet(&self.docker, &recipe).await.map(Some)
     }
 
     async fn find_orphans(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {
