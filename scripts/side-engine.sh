@@ -33,29 +33,45 @@ docker info >/dev/null 2>&1 || {
   exit 1
 }
 
+# The side engine's default bridge; SIDE_ENGINE_SUBNET picks another /24 when this one is taken.
+subnet="${SIDE_ENGINE_SUBNET:-172.31.250}"
+if ip -4 route | grep -q "^${subnet}\."; then
+  echo "error: ${subnet}.0/24 is already routed on this host" >&2
+  echo "hint: set SIDE_ENGINE_SUBNET to a free /24 prefix, e.g. SIDE_ENGINE_SUBNET=10.213.7" >&2
+  exit 1
+fi
+
 work="$(mktemp -d /tmp/claude-bottle-side-engine.XXXXXX)"
 sock="$work/docker.sock"
 bridge="cbside$$"
 pid=""
 cleanup() {
   if [ -n "$pid" ]; then
-    # Containers of an aborted command first, then the engine itself.
-    DOCKER_HOST="unix://$sock" docker ps -aq 2>/dev/null | xargs -r env DOCKER_HOST="unix://$sock" docker rm -f >/dev/null 2>&1 || true
+    # What an aborted command left (containers, then their networks), then the engine itself.
+    local side=(env DOCKER_HOST="unix://$sock")
+    "${side[@]}" docker ps -aq 2>/dev/null | xargs -r "${side[@]}" docker rm -f >/dev/null 2>&1 || true
+    "${side[@]}" docker network prune -f >/dev/null 2>&1 || true
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
   fi
   ip link delete "$bridge" 2>/dev/null || true
-  umount -R "$work/data" 2>/dev/null || true
-  rm -rf "$work"
+  # Mounts an engine killed hard leaves under its data and exec roots, deepest first.
+  awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 
 ip link add name "$bridge" type bridge
-ip addr add 172.31.250.1/24 dev "$bridge"
+ip addr add "${subnet}.1/24" dev "$bridge"
 ip link set "$bridge" up
 echo '{}' >"$work/daemon.json"
+# Its own containerd namespaces: should it join a system containerd, it still shares nothing
+# with the host's engine.
 dockerd --config-file "$work/daemon.json" --data-root "$work/data" --exec-root "$work/exec" \
   --pidfile "$work/docker.pid" -H "unix://$sock" --storage-driver "$driver" \
+  --containerd-namespace claude-bottle-side --containerd-plugins-namespace claude-bottle-side-plugins \
   -b "$bridge" --iptables=false --ip-masq=false >"$work/dockerd.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do

@@ -86,7 +86,11 @@ pub async fn reap_orphans<B: Backend>(
     for r in &found {
         eprintln!("  {}", describe(r));
     }
-    let removed = backend.stop(slug).await?;
+    let mut removed = backend.stop(slug).await?;
+    // A launcher killed mid-launch can leave engine requests in flight: what they make shows up a
+    // moment later, so look once more.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    removed.extend(backend.stop(slug).await?);
     eprintln!(
         "removed {} leftover object(s) of bottle {slug}",
         removed.len()
@@ -267,36 +271,30 @@ where
         Ok(())
     }));
     let code = loop {
-        let code = {
+        let (code, chain_failed) = {
             let run = backend.run_agent(&launched);
             tokio::pin!(run);
             match chain_ready.take() {
-                None => run.await,
+                None => (run.await, false),
                 Some(mut ready) => tokio::select! {
                     code = &mut run => {
                         // Still coming up: watched on beside the next agent, if one follows.
                         chain_ready = Some(ready);
-                        code
+                        (code, false)
                     }
                     result = &mut ready => match result {
-                        Ok(()) => run.await,
+                        Ok(()) => (run.await, false),
                         Err(e) => {
                             let _ = backend.stop_agent(&launched).await;
                             let _ = run.await;
-                            Err(e)
+                            (Err(e), true)
                         }
                     },
                 },
             }
         };
-        let Ok(next) = replacements.try_recv() else {
-            // Let sidecar creations in flight finish, so the teardown sees every container.
-            if let Some(ready) = chain_ready.as_mut() {
-                tokio::select! {
-                    _ = ready => {}
-                    () = chain_started.notified() => {}
-                }
-            }
+        // A failed chain ends the session, even with a rebuilt agent waiting to be swapped in.
+        let Some(next) = replacements.try_recv().ok().filter(|_| !chain_failed) else {
             break code;
         };
         // The agent was stopped for a rebuilt one: carry its home and workspace over.
@@ -352,6 +350,17 @@ where
             }
         }
     };
+    // Let sidecar creations in flight finish, so the teardown sees every container; a chain
+    // failure that arrives now is only logged (the agent has already ended).
+    if let Some(ready) = chain_ready.as_mut() {
+        tokio::select! {
+            result = ready => if let Err(e) = result {
+                tracing::warn!(error = %e, "the egress chain failed after the agent ended");
+            },
+            () = chain_started.notified() => {}
+        }
+    }
+    drop(chain_ready);
     watcher.abort();
     if let Some(warm) = warm {
         warm.abort();

@@ -62,6 +62,18 @@ pub struct BuildReport {
     pub cached_steps: usize,
 }
 
+impl BuildReport {
+    /// An image that already existed: nothing ran.
+    pub fn cached(tag: &str) -> Self {
+        Self {
+            tag: tag.to_owned(),
+            built: false,
+            steps: 0,
+            cached_steps: 0,
+        }
+    }
+}
+
 /// Options of `prepare` that are not part of the bottle.
 #[derive(Debug, Clone, Default)]
 pub struct PrepareOptions {

@@ -42,15 +42,26 @@ pub fn file_digest(path: &Path, cache: &Path) -> Result<String, ImageError> {
         hasher.update(&buf[..n]);
     }
     let digest = hex(&hasher.finalize());
-    // Keyed by the identity of what was read (taken from the open file), not of what is at the
-    // path now.
-    let line = format!("{} {digest}\n", identity(&meta, path));
-    if let Some(dir) = cache.parent() {
-        let _ = std::fs::create_dir_all(dir);
+    // Stored only when the file held still while it was read, and not within the last seconds
+    // (a rewrite in place within one timestamp tick would keep the key but not the content).
+    let after = file.metadata().map_err(read_err)?;
+    let settled = after
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age >= SETTLE);
+    if identity(&after, path) == identity(&meta, path) && settled {
+        let line = format!("{} {digest}\n", identity(&meta, path));
+        if let Some(dir) = cache.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = crate::state::write_atomic(cache, line.as_bytes());
     }
-    let _ = crate::state::write_atomic(cache, line.as_bytes());
     Ok(digest)
 }
+
+/// How old a file's last change must be before its digest is cached.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The SHA-256 (hex) of `bytes`.
 pub fn digest_of(bytes: &[u8]) -> String {
@@ -80,40 +91,58 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
+    /// Make `path` look changed `secs` seconds ago (its ctime stays now).
+    fn age(path: &Path, secs: u64) {
+        let then = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(then))
+            .expect("set mtime");
+    }
+
     #[test]
     fn a_changed_file_is_hashed_again_an_unchanged_one_is_not() {
         let dir = tempfile::tempdir().expect("tempdir");
         let bin = dir.path().join("bin");
         let cache = dir.path().join("cache/bin.digest");
         std::fs::write(&bin, b"one").expect("write");
+        // Just written: hashed, but not cached (it could still be changing within a tick).
+        assert_eq!(
+            file_digest(&bin, &cache).expect("digest"),
+            digest_of(b"one")
+        );
+        assert!(!cache.exists());
+        age(&bin, 10);
         let first = file_digest(&bin, &cache).expect("digest");
         assert_eq!(first, digest_of(b"one"));
-        assert!(
-            std::fs::read_to_string(&cache)
-                .expect("cache")
-                .ends_with(&format!(" {first}\n"))
-        );
+        let text = std::fs::read_to_string(&cache).expect("cache");
+        assert!(text.ends_with(&format!(" {first}\n")), "{text}");
 
         // A cached digest is used as long as the key matches: prove it by planting another one.
-        let text = std::fs::read_to_string(&cache).expect("cache");
-        let planted = text.replace(&first, &"a".repeat(64));
-        std::fs::write(&cache, &planted).expect("plant");
+        std::fs::write(&cache, text.replace(&first, &"a".repeat(64))).expect("plant");
         assert_eq!(file_digest(&bin, &cache).expect("cached"), "a".repeat(64));
 
-        // Rewriting the file (even with the same size) changes its times: hashed again.
+        // Rewriting the file (even with the same size and an old mtime) changes its ctime:
+        // hashed again.
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&bin, b"two").expect("rewrite");
+        age(&bin, 10);
         assert_eq!(
             file_digest(&bin, &cache).expect("digest"),
             digest_of(b"two")
         );
 
-        // A broken cache is not trusted.
-        std::fs::write(&cache, "garbage").expect("garbage");
-        assert_eq!(
-            file_digest(&bin, &cache).expect("digest"),
-            digest_of(b"two")
-        );
+        // A stored line with the right key but no valid digest is not trusted.
+        let text = std::fs::read_to_string(&cache).expect("cache");
+        let (key, _) = text.trim_end().rsplit_once(' ').expect("line");
+        for bad in ["z".repeat(64), "a".repeat(63), String::new()] {
+            std::fs::write(&cache, format!("{key} {bad}\n")).expect("plant");
+            assert_eq!(
+                file_digest(&bin, &cache).expect("digest"),
+                digest_of(b"two")
+            );
+        }
     }
 
     #[test]

@@ -216,6 +216,25 @@ mod tests {
             .expect("pax");
         b.append_data(&mut file, format!("{root}/xattr.txt"), &b"attrs"[..])
             .expect("xattr file");
+        // As Go's archive/tar (the engine) writes a long name: a PAX `path` record, then a ustar
+        // header whose own name is cut short.
+        let pax_long = format!("{root}/{}/pax.txt", "p".repeat(150));
+        b.append_pax_extensions([
+            ("path", pax_long.as_bytes()),
+            ("mtime", &b"1700000000.25"[..]),
+        ])
+        .expect("pax path");
+        let mut ustar = tar::Header::new_ustar();
+        ustar
+            .set_path(format!("{root}/cut-short"))
+            .expect("short name");
+        ustar.set_mode(0o600);
+        ustar.set_uid(1000);
+        ustar.set_gid(1000);
+        ustar.set_mtime(1_700_000_000);
+        ustar.set_size(3);
+        ustar.set_cksum();
+        b.append(&ustar, &b"pax"[..]).expect("ustar entry");
         b.into_inner().expect("tar")
     }
 
@@ -268,12 +287,14 @@ mod tests {
                 "home/agent/hard",
                 "home/agent/sym",
                 "home/agent/xattr.txt",
+                &format!("home/agent/{}/pax.txt", "p".repeat(150)),
                 "workspace/",
                 "workspace/notes.txt",
                 &format!("workspace/{}/deep.txt", "d".repeat(120)),
                 "workspace/hard",
                 "workspace/sym",
                 "workspace/xattr.txt",
+                &format!("workspace/{}/pax.txt", "p".repeat(150)),
             ]
         );
         let by = |p: &str| seen.iter().find(|s| s.0 == p).expect(p);
@@ -296,6 +317,8 @@ mod tests {
         assert_eq!(by("home/agent/sym").1.as_deref(), Some("/etc/hostname"));
         assert_eq!(by("home/agent/xattr.txt").5.as_deref(), Some(&b"kept"[..]));
         assert_eq!(by("home/agent/xattr.txt").2, "attrs");
+        let pax = format!("home/agent/{}/pax.txt", "p".repeat(150));
+        assert_eq!((by(&pax).2.as_str(), by(&pax).3), ("pax", 0o600));
     }
 
     #[test]

@@ -209,8 +209,9 @@ pub async fn wait_ready(
     spec: &SidecarSpec,
     name: &str,
 ) -> Result<(), BackendError> {
-    let started = Instant::now();
-    let deadline = started + spec.ready_timeout;
+    let deadline = Instant::now() + spec.ready_timeout;
+    // When the container was first seen running (the settle time of `Readiness::Running`).
+    let mut running_since: Option<Instant> = None;
     let not_ready = |reason: String, logs: String| BackendError::SidecarNotReady {
         slug: slug.to_string(),
         name: spec.name.clone(),
@@ -218,14 +219,17 @@ pub async fn wait_ready(
         logs,
     };
     loop {
+        // Not created, or created and not started yet: the sidecars are started beside the
+        // agent, and an approval can ask for a reload before then.
+        let not_yet = || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         let state = match docker.inspect_container(name, None).await {
             Ok(state) => state,
-            // Not created yet: the sidecars are started beside the agent, and an approval can
-            // ask for a reload before then.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                not_yet().await;
                 continue;
             }
             Err(e) => return Err(engine_err("inspect sidecar", name, e)),
@@ -237,16 +241,28 @@ pub async fn wait_ready(
             .map(|n| n.values().filter_map(|e| e.ip_address.clone()).collect())
             .unwrap_or_default();
         let st = state.state.unwrap_or_default();
-        if !st.running.unwrap_or(false) {
-            let code = st.exit_code.unwrap_or(-1);
-            return Err(not_ready(
-                format!("it exited with code {code}"),
-                tail_logs(docker, name, 20).await,
-            ));
+        if st.status == Some(bollard::models::ContainerStateStatusEnum::CREATED)
+            && Instant::now() < deadline
+        {
+            not_yet().await;
+            continue;
         }
+        if !st.running.unwrap_or(false) {
+            let reason = match st.status {
+                Some(bollard::models::ContainerStateStatusEnum::CREATED) => {
+                    format!(
+                        "it was created but not started within {:.1}s",
+                        spec.ready_timeout.as_secs_f64()
+                    )
+                }
+                _ => format!("it exited with code {}", st.exit_code.unwrap_or(-1)),
+            };
+            return Err(not_ready(reason, tail_logs(docker, name, 20).await));
+        }
+        let since = *running_since.get_or_insert_with(Instant::now);
         let ready = match &spec.readiness {
             // Still running after a settle time: a process that dies at once is caught above.
-            Readiness::Running => started.elapsed() >= Duration::from_millis(300),
+            Readiness::Running => since.elapsed() >= Duration::from_millis(300),
             Readiness::LogLine(text) => tail_logs(docker, name, 200).await.contains(text.as_str()),
             Readiness::Exec(cmd) => exec_ok(docker, name, cmd).await,
             Readiness::Http { port, path } => http_ok(&ips, *port, path).await,

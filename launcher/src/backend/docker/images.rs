@@ -35,12 +35,7 @@ pub async fn exists(docker: &Docker, tag: &str) -> Result<bool, BackendError> {
 pub async fn ensure(docker: &Docker, recipe: &ImageRecipe) -> Result<BuildReport, BackendError> {
     if exists(docker, &recipe.tag).await? {
         tracing::debug!(tag = %recipe.tag, "image cached");
-        return Ok(BuildReport {
-            tag: recipe.tag.clone(),
-            built: false,
-            steps: 0,
-            cached_steps: 0,
-        });
+        return Ok(BuildReport::cached(&recipe.tag));
     }
     build(docker, recipe).await
 }

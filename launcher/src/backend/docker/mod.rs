@@ -184,12 +184,7 @@ impl DockerBackend {
             image::sidecar_scratch_tag(sidecar, &digest).map_err(|e| Self::image_err(slug, e))?;
         if images::exists(&self.docker, &tag).await? {
             tracing::debug!(tag = %tag, "image cached");
-            builds.push(BuildReport {
-                tag: tag.clone(),
-                built: false,
-                steps: 0,
-                cached_steps: 0,
-            });
+            builds.push(BuildReport::cached(&tag));
             return Ok(tag);
         }
         let recipe =
@@ -273,11 +268,18 @@ fn read_head(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
     Ok(head)
 }
 
-/// Whether a sidecar that does (`gating`) or does not gate the agent joins a network.
-fn needs_networks(spec: &LaunchSpec, gating: bool) -> bool {
+/// Sidecars that gate the agent (started before it) or come up beside it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gating {
+    Gates,
+    Beside,
+}
+
+/// Whether one of the sidecars of that kind joins a network.
+fn networked(spec: &LaunchSpec, kind: Gating) -> bool {
     spec.sidecars
         .iter()
-        .any(|s| s.gates_agent == gating && !s.networks.is_empty())
+        .any(|s| s.gates_agent == (kind == Gating::Gates) && !s.networks.is_empty())
 }
 
 /// `1000` or `1000:1000`, not `0`, `0:…`, `root` or a name.
@@ -301,12 +303,7 @@ impl Backend for DockerBackend {
         // One inspect answers both "is it built?" and "what does it run as?".
         let (inherited, user) = match self.inherited(&base.tag).await? {
             Some(found) => {
-                builds.push(BuildReport {
-                    tag: base.tag.clone(),
-                    built: false,
-                    steps: 0,
-                    cached_steps: 0,
-                });
+                builds.push(BuildReport::cached(&base.tag));
                 found
             }
             None => {
@@ -375,7 +372,7 @@ impl Backend for DockerBackend {
         let slug = &spec.slug;
         // The agent joins no network: networks exist only for the sidecars that use them, and
         // are made here only when a sidecar that gates the agent needs one.
-        if needs_networks(spec, true) {
+        if networked(spec, Gating::Gates) {
             resources::create_networks(&self.docker, slug, &spec.labels).await?;
             tracing::info!(slug, "networks created");
         }
@@ -414,14 +411,18 @@ impl Backend for DockerBackend {
         if others.is_empty() {
             return Ok(());
         }
-        if needs_networks(spec, false) && !needs_networks(spec, true) {
+        if networked(spec, Gating::Beside) && !networked(spec, Gating::Gates) {
             resources::create_networks(&self.docker, slug, &spec.labels).await?;
             tracing::info!(slug, "networks created");
         }
+        // Every start runs to its end before the first failure is reported: a create request
+        // dropped half-way could still make a container after the teardown has looked.
         let starts = others
             .iter()
             .map(|s| containers::start_sidecar(&self.docker, slug, &spec.labels, s));
-        futures_util::future::try_join_all(starts).await?;
+        for started in futures_util::future::join_all(starts).await {
+            started?;
+        }
         tracing::info!(slug, sidecars = others.len(), "sidecars started");
         Ok(())
     }
@@ -514,11 +515,11 @@ impl Backend for DockerBackend {
         // and no build arguments, which would make the engine's cache see another step. The
         // image inherits the bottle's labels, so removing the bottle's images removes it too.
         let recipe = image::raw_recipe(
-            tag,
+            tag.clone(),
             format!("FROM {image}\n{}\n", crate::state::dockerfile::ROOT_STEP),
         )
         .map_err(|e| BackendError::Build {
-            tag: image.to_string(),
+            tag,
             detail: e.to_string(),
         })?;
         images::build_quiet(&self.docker, &recipe).await.map(Some)

@@ -180,15 +180,60 @@ pub fn group(found: Vec<(String, Resource)>) -> Vec<BottleStatus> {
         .collect()
 }
 
+/// Wait up to 10 s for container `name` to disappear.
+async fn container_gone(docker: &Docker, name: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if let Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) = docker.inspect_container(name, None).await
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// Remove everything of `slug`: containers first (they hold the networks and volumes), then
-/// networks, then volumes. Keeps going past a failure and reports the first one at the end.
+/// networks, then volumes. Keeps going past a failure. Then looks again, a few times: objects
+/// can still appear or be in removal for a moment (requests a killed launcher left in flight, a
+/// running launcher tearing down beside `claude-bottle stop`). Reports the last pass's first
+/// failure, if one remains.
 pub async fn remove_all(docker: &Docker, slug: &str) -> Result<Vec<Resource>, BackendError> {
-    let mut found: Vec<Resource> = find(docker, Some(slug))
-        .await?
-        .into_iter()
-        .map(|(_, r)| r)
-        .collect();
-    found.sort_by_key(|r| r.kind);
+    const PASSES: usize = 3;
+    let mut removed: Vec<Resource> = Vec::new();
+    for pass in 1..=PASSES {
+        let mut found: Vec<Resource> = find(docker, Some(slug))
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        if found.is_empty() {
+            return Ok(removed);
+        }
+        found.sort_by_key(|r| r.kind);
+        let (gone, failure) = remove_pass(docker, found).await;
+        for r in gone {
+            if !removed.iter().any(|x| x.kind == r.kind && x.name == r.name) {
+                removed.push(r);
+            }
+        }
+        // A clean pass is checked again at once; a failed one after a moment.
+        match failure {
+            Some(e) if pass == PASSES => return Err(e),
+            Some(_) => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
+            None => {}
+        }
+    }
+    Ok(removed)
+}
+
+/// One removal pass over `found`: what went, and the first failure.
+async fn remove_pass(
+    docker: &Docker,
+    found: Vec<Resource>,
+) -> (Vec<Resource>, Option<BackendError>) {
     let mut removed = Vec::new();
     let mut first_error = None;
     for r in found {
@@ -217,16 +262,23 @@ pub async fn remove_all(docker: &Docker, slug: &str) -> Result<Vec<Resource>, Ba
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => removed.push(r),
+            // Another caller is removing it: done once it is gone.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409,
+                ref message,
+            }) if r.kind == ResourceKind::Container
+                && message.contains("already in progress")
+                && container_gone(docker, &r.name).await =>
+            {
+                removed.push(r);
+            }
             Err(e) => {
-                tracing::warn!(kind = %r.kind, name = %r.name, error = %e, "failed to remove");
+                tracing::debug!(kind = %r.kind, name = %r.name, error = %e, "failed to remove");
                 first_error.get_or_insert_with(|| {
                     engine_err("remove", &format!("{} {}", r.kind, r.name), e)
                 });
             }
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(removed),
-    }
+    (removed, first_error)
 }
