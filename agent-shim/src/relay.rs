@@ -169,6 +169,9 @@ pub struct Relay {
     connect: Endpoint,
     listener: ListenerBox,
     limit: Arc<Semaphore>,
+    /// Until when a connection waits for a target that is not there yet: the warm-up window
+    /// counts from the bind, so a target that dies later fails its connections at once.
+    ready_by: tokio::time::Instant,
 }
 
 struct ListenerBox(Listener);
@@ -202,6 +205,7 @@ impl Relay {
             connect,
             listener: ListenerBox(listener),
             limit: Arc::new(Semaphore::new(max_connections.max(1))),
+            ready_by: tokio::time::Instant::now() + warmup_wait(),
         })
     }
 
@@ -231,16 +235,18 @@ impl Relay {
                 }
             };
             let connect = connect.clone();
+            let ready_by = self.ready_by;
             tokio::spawn(async move {
                 let _permit = permit;
-                pipe(inbound, &connect).await;
+                pipe(inbound, &connect, ready_by).await;
             });
         }
     }
 }
 
-/// How long a connection waits for a target that is not listening yet: the bottle's agent starts
-/// while its proxies are still coming up, and its first requests wait here instead of failing.
+/// How long after the relay starts a connection waits for a target that is not listening yet:
+/// the bottle's agent starts while its proxies are still coming up, and its first requests wait
+/// here instead of failing.
 const WARMUP_WAIT: Duration = Duration::from_secs(30);
 /// Overrides [`WARMUP_WAIT`] in milliseconds (`0`: fail at once).
 pub const WARMUP_WAIT_ENV: &str = "CLAUDE_BOTTLE_RELAY_WAIT_MS";
@@ -262,12 +268,11 @@ fn not_yet(e: &io::Error) -> bool {
     ) || e.to_string().contains("failed to lookup address")
 }
 
-/// [`connect`], retried while the target is not there yet, for up to [`WARMUP_WAIT`].
-async fn connect_waiting(to: &Endpoint) -> io::Result<Box<dyn Io>> {
-    let deadline = tokio::time::Instant::now() + warmup_wait();
+/// [`connect`], retried while the target is not there yet, until `ready_by`.
+async fn connect_waiting(to: &Endpoint, ready_by: tokio::time::Instant) -> io::Result<Box<dyn Io>> {
     loop {
         match connect(to).await {
-            Err(e) if not_yet(&e) && tokio::time::Instant::now() < deadline => {
+            Err(e) if not_yet(&e) && tokio::time::Instant::now() < ready_by => {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
             other => return other,
@@ -275,8 +280,8 @@ async fn connect_waiting(to: &Endpoint) -> io::Result<Box<dyn Io>> {
     }
 }
 
-async fn pipe(mut inbound: Box<dyn Io>, to: &Endpoint) {
-    let mut outbound = match connect_waiting(to).await {
+async fn pipe(mut inbound: Box<dyn Io>, to: &Endpoint, ready_by: tokio::time::Instant) {
+    let mut outbound = match connect_waiting(to, ready_by).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(connect = %to, error = %e, "failed to connect relay target");
@@ -329,13 +334,19 @@ mod tests {
             let (mut s, _) = listener.accept().await.expect("accept");
             s.write_all(b"late").await.expect("write");
         });
-        let mut conn = connect_waiting(&target)
+        let started = tokio::time::Instant::now();
+        let mut conn = connect_waiting(&target, started + Duration::from_secs(30))
             .await
             .expect("waited for the target");
         let mut buf = [0u8; 4];
         conn.read_exact(&mut buf).await.expect("read");
         assert_eq!(&buf, b"late");
         server.await.expect("server");
+        // Past the warm-up window a missing target fails at once, not after another wait.
+        let gone = Endpoint::Unix(dir.path().join("gone.sock"));
+        let t = tokio::time::Instant::now();
+        assert!(connect_waiting(&gone, started).await.is_err());
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         assert!(not_yet(&refused));
         assert!(!not_yet(&io::Error::from(io::ErrorKind::PermissionDenied)));

@@ -150,7 +150,7 @@ async fn a_dead_target_closes_the_client_and_the_relay_survives() {
             "--connect",
             &connect_missing,
         ],
-        &[("CLAUDE_BOTTLE_RELAY_WAIT_MS", "0")],
+        &[(claude_bottle_shim::relay::WARMUP_WAIT_ENV, "0")],
     );
     wait_for_socket(&sock);
     for _ in 0..3 {
