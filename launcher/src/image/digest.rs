@@ -83,7 +83,8 @@ fn identity(meta: &std::fs::Metadata, path: &Path) -> String {
     )
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of `bytes`.
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -261,11 +261,7 @@ fn content_hash(
         }
     }
     field(context);
-    hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    digest::hex(&hasher.finalize())
 }
 
 /// A slug is one path component of a Docker repository name.

@@ -128,16 +128,22 @@ async fn build_with(
     Ok(report)
 }
 
-/// Build steps on a spinner (terminal) or as plain stderr lines (logs, CI).
+/// Build steps on a spinner (terminal), as plain stderr lines (logs, CI), or not at all (a build
+/// in the background, while the operator's terminal belongs to the agent).
 struct Progress {
-    bar: Option<ProgressBar>,
     tag: String,
-    quiet: bool,
+    shown: Shown,
+}
+
+enum Shown {
+    Spinner(ProgressBar),
+    Lines,
+    Quiet,
 }
 
 impl Progress {
     fn new(tag: &str) -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
+        let shown = if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
                 ProgressStyle::with_template("{spinner} building {prefix} {wide_msg}")
@@ -145,52 +151,46 @@ impl Progress {
             );
             bar.set_prefix(tag.to_string());
             bar.enable_steady_tick(Duration::from_millis(120));
-            bar
-        });
-        if bar.is_none() {
+            Shown::Spinner(bar)
+        } else {
             eprintln!("building {tag}");
-        }
+            Shown::Lines
+        };
         Self {
-            bar,
             tag: tag.to_string(),
-            quiet: false,
+            shown,
         }
     }
 
     fn quiet(tag: &str) -> Self {
         Self {
-            bar: None,
             tag: tag.to_string(),
-            quiet: true,
+            shown: Shown::Quiet,
         }
     }
 
     fn step(&self, line: &str) {
-        if self.quiet {
-            return;
-        }
-        match &self.bar {
-            Some(bar) => bar.set_message(line.to_string()),
-            None => eprintln!("  {line}"),
+        match &self.shown {
+            Shown::Spinner(bar) => bar.set_message(line.to_string()),
+            Shown::Lines => eprintln!("  {line}"),
+            Shown::Quiet => {}
         }
     }
 
     fn finish(&self, ok: bool, report: &BuildReport) {
-        if self.quiet {
-            return;
+        match &self.shown {
+            Shown::Quiet => return,
+            Shown::Spinner(bar) => bar.finish_and_clear(),
+            Shown::Lines => {}
         }
-        let msg = if ok {
-            format!(
+        if ok {
+            eprintln!(
                 "built {} ({} steps, {} cached)",
                 self.tag, report.steps, report.cached_steps
-            )
+            );
         } else {
-            format!("failed to build {}", self.tag)
-        };
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+            eprintln!("failed to build {}", self.tag);
         }
-        eprintln!("{msg}");
     }
 }
 

@@ -281,7 +281,7 @@ impl Backend for DockerBackend {
         }
         // Exactly the step a candidate Dockerfile has after the image's own steps: no LABEL line
         // and no build arguments, which would make the engine's cache see another step. The
-        // image inherits the bottle's labels, so removing the bottle's images removes it too.
+        // image inherits the bottle's labels, so it is listed with the bottle's images.
         let recipe = image::raw_recipe(
             tag.clone(),
             format!("FROM {image}\n{}\n", crate::state::dockerfile::ROOT_STEP),
