@@ -139,6 +139,9 @@ pub fn stage(
         )?;
     }
 
+    // What must verify what pipelock hands on: its own CA, plus the operator's upstream roots.
+    let pipelock_trust = format!("{}{upstream_pem}", pipelock_ca.cert_pem);
+
     let routes = EgressRoutes::from_routes(&plan.routes);
     let dlp = egress::dlp_exemptions(tokens.injected());
     let proxy_dir = run.join("egress-proxy");
@@ -146,7 +149,7 @@ pub fn stage(
         if proxy_dir.exists() {
             std::fs::remove_dir_all(&proxy_dir).map_err(io_at(&proxy_dir))?;
         }
-        (format!("{}{upstream_pem}", pipelock_ca.cert_pem), None)
+        (pipelock_trust, None)
     } else {
         make_dir(&proxy_dir, 0o700)?;
         let proxy_ca = BottleCa::mint(&plan.slug, CaPurpose::EgressProxy)?;
@@ -158,7 +161,7 @@ pub fn stage(
         )?;
         tls::write_file(
             &proxy_dir.join(egress::images::EGRESS_PROXY_UPSTREAM_CA_FILE),
-            format!("{}{upstream_pem}", pipelock_ca.cert_pem).as_bytes(),
+            pipelock_trust.as_bytes(),
             0o644,
         )?;
         (proxy_ca.cert_pem.clone(), Some(proxy_dir))
