@@ -115,7 +115,7 @@ fn main() {
             "--network",
             &network,
             "--label",
-            &format!("claude-bottle.bottle={slug}"),
+            &format!("{}={slug}", claude_bottle::plan::LABEL_BOTTLE),
             "-v",
             &format!("{}:/ca.pem:ro", ca_file.display()),
             "--entrypoint",

@@ -61,7 +61,7 @@ fn main() {
         let filters = std::collections::HashMap::from([(
             "label".to_string(),
             vec![
-                format!("claude-bottle.bottle={}", bottle.slug()),
+                format!("{}={}", claude_bottle::plan::LABEL_BOTTLE, bottle.slug()),
                 "claude-bottle.role=agent-base".to_string(),
             ],
         )]);

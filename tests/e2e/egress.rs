@@ -212,6 +212,26 @@ async fn the_chain_allows_injects_refuses_and_reloads_without_the_agent_seeing_a
     assert_clean(&d, &slug).await;
 }
 
+/// `start` of `bottle` with `env` changed (`None` unsets), which must exit with `code` and leave
+/// nothing on the engine; returns its stderr.
+async fn start_fails(
+    d: &bollard::Docker,
+    bottle: &TestBottle,
+    env: (&str, Option<&str>),
+    code: i32,
+) -> String {
+    let mut cmd = bottle.command(&["start", "--yes", &bottle.name]);
+    match env {
+        (name, Some(value)) => cmd.env(name, value),
+        (name, None) => cmd.env_remove(name),
+    };
+    let out = cmd.output().expect("run the launcher");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert_clean(d, &bottle.slug()).await;
+    err
+}
+
 #[tokio::test]
 async fn a_missing_token_stops_the_launch_before_anything_is_created() {
     let Some(d) = docker().await else { return };
@@ -219,18 +239,11 @@ async fn a_missing_token_stops_the_launch_before_anything_is_created() {
         "egress_proxy:\n  routes:\n    - host: {ROUTED}\n      auth_scheme: bearer\n      token_ref: env:E2E_UNSET_TOKEN_VARIABLE\n"
     );
     let bottle = TestBottle::new("egress-unset", &yaml, &["/bin/true"]);
-    let out = bottle
-        .command(&["start", "--yes", &bottle.name])
-        .env_remove("E2E_UNSET_TOKEN_VARIABLE")
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = start_fails(&d, &bottle, ("E2E_UNSET_TOKEN_VARIABLE", None), 2).await;
     assert!(
         err.contains("E2E_UNSET_TOKEN_VARIABLE") && err.contains("hint:"),
         "{err}"
     );
-    assert_clean(&d, &bottle.slug()).await;
 }
 
 /// pipelock does not gate the agent: the agent starts while it comes up. When it dies instead,
@@ -241,16 +254,11 @@ async fn a_chain_sidecar_that_dies_stops_the_running_agent_and_is_named() {
     let bottle = TestBottle::new("egress-dies", "", &["/bin/sleep", "120"]);
     // The test agent image has no pipelock: `run --config …` is not a command there.
     let started = Instant::now();
-    let out = bottle
-        .command(&["start", "--yes", &bottle.name])
-        .env(
-            claude_bottle::config::ENV_PIPELOCK_IMAGE,
-            claude_bottle_e2e::TEST_AGENT_IMAGE,
-        )
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let pipelock = (
+        claude_bottle::config::ENV_PIPELOCK_IMAGE,
+        Some(claude_bottle_e2e::TEST_AGENT_IMAGE),
+    );
+    let err = start_fails(&d, &bottle, pipelock, 1).await;
     assert!(
         err.contains("sidecar pipelock of bottle") && err.contains("exited with code"),
         "{err}"
@@ -259,7 +267,6 @@ async fn a_chain_sidecar_that_dies_stops_the_running_agent_and_is_named() {
         started.elapsed() < Duration::from_secs(60),
         "the sleeping agent was stopped, not waited for"
     );
-    assert_clean(&d, &bottle.slug()).await;
 }
 
 /// A pipelock image the engine does not have and cannot pull stops the launch with a hint, before
@@ -268,22 +275,13 @@ async fn a_chain_sidecar_that_dies_stops_the_running_agent_and_is_named() {
 async fn a_pipelock_image_that_cannot_be_pulled_is_refused_with_a_hint() {
     let Some(d) = docker().await else { return };
     let bottle = TestBottle::new("egress-pull", "", &["/bin/true"]);
-    let out = bottle
-        .command(&["start", "--yes", &bottle.name])
-        .env(
-            claude_bottle::config::ENV_PIPELOCK_IMAGE,
-            "127.0.0.1:9/claude-bottle/no-such-pipelock:none",
-        )
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let unpullable = "127.0.0.1:9/claude-bottle/no-such-pipelock:none";
+    let pipelock = (claude_bottle::config::ENV_PIPELOCK_IMAGE, Some(unpullable));
+    let err = start_fails(&d, &bottle, pipelock, 1).await;
     assert!(
-        err.contains("the pipelock image 127.0.0.1:9/claude-bottle/no-such-pipelock:none is not on this engine")
-            && err.contains("CLAUDE_BOTTLE_PIPELOCK_IMAGE"),
+        err.contains(&format!(
+            "the pipelock image {unpullable} is not on this engine"
+        )) && err.contains("CLAUDE_BOTTLE_PIPELOCK_IMAGE"),
         "{err}"
     );
-    let (containers, _, _) = claude_bottle_e2e::leftovers(&d, &bottle.slug()).await;
-    assert!(containers.is_empty(), "{containers:?}");
-    assert_clean(&d, &bottle.slug()).await;
 }

@@ -378,16 +378,21 @@ pub async fn wait_for_proposal(bottle: &TestBottle, needle: &str) -> String {
     }
 }
 
-/// The pipelock STAND-IN's tag (built by [`ensure_egress_test_images`], which [`docker`] calls).
+/// The pipelock STAND-IN's tag (built by [`ensure_egress_test_images`], which [`docker`] calls);
+/// its recipe (the build context hashed) is made once per test process, not per command.
 pub fn standin_image() -> String {
-    claude_bottle::egress::images::pipelock_standin(BASE_IMAGE)
-        .expect("stand-in recipe")
-        .tag
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        claude_bottle::egress::images::pipelock_standin(BASE_IMAGE)
+            .expect("stand-in recipe")
+            .tag
+    })
+    .clone()
 }
 
 /// The pipelock STAND-IN and the test internet images (built from the launcher's own recipes over
-/// [`BASE_IMAGE`], cached by content like every shared image). Returns the stand-in's tag.
-pub async fn ensure_egress_test_images(d: &Docker) -> String {
+/// [`BASE_IMAGE`], cached by content like every shared image).
+pub async fn ensure_egress_test_images(d: &Docker) {
     use claude_bottle::egress::images;
     let _guard = EGRESS_BUILD_LOCK.lock().await;
     let standin = images::pipelock_standin(BASE_IMAGE).expect("stand-in recipe");
@@ -397,7 +402,6 @@ pub async fn ensure_egress_test_images(d: &Docker) -> String {
             .await
             .unwrap_or_else(|e| panic!("failed to build {}: {e}", recipe.tag));
     }
-    standin.tag
 }
 
 /// An HTTPS "internet" of the tests' own: the test-internet image answering for `hosts` on a
