@@ -388,12 +388,8 @@ where
     if !plan.supervise {
         return None;
     }
-    let effective = stage::effective_dockerfile(plan).ok()?;
-    if !crate::state::dockerfile::needs_root_step(effective.text()) {
-        return None;
-    }
+    let image = prepared.root_step_base.clone()?;
     let backend = backend.clone();
-    let image = prepared.agent_base_image.clone();
     Some(tokio::spawn(async move {
         chain_up.notified().await;
         let t = std::time::Instant::now();

@@ -23,8 +23,10 @@ pub struct Prepared {
     /// The agent image (with the launcher's layer, and the workspace copy when `--cwd` was given).
     pub agent_image: String,
     /// The image built from the bottle's effective Dockerfile (`agent_image` without the
-    /// workspace copy): what an approved capability's rebuild continues from.
-    pub agent_base_image: String,
+    /// workspace copy) when that Dockerfile does not end as root: an approved capability's rebuild
+    /// continues from it with [`crate::state::dockerfile::ROOT_STEP`] first, which can be built
+    /// ahead ([`Backend::warm_root_step`]).
+    pub root_step_base: Option<String>,
     /// The image's default user when it is not root, else `None` (the backend then runs uid 1000).
     pub agent_user: Option<String>,
     /// The image's own ENTRYPOINT, kept behind the launcher's.

@@ -505,7 +505,7 @@ mod tests {
         stage.egress = Some(chain::stage(&plan, &tokens, None, "").expect("chain"));
         let prepared = Prepared {
             agent_image: "agent:1".into(),
-            agent_base_image: "agent:1".into(),
+            root_step_base: None,
             agent_user: None,
             agent_entrypoint: vec![],
             shim: "/bin/shim".into(),

@@ -79,7 +79,8 @@ impl DockerBackend {
         tracing::info!(slug, image = %agent_image, "images ready");
         Ok(Prepared {
             agent_image,
-            agent_base_image: base.tag.clone(),
+            root_step_base: crate::state::dockerfile::needs_root_step(&base.dockerfile)
+                .then(|| base.tag.clone()),
             agent_user: user,
             agent_entrypoint: inherited.entrypoint,
             shim,
