@@ -165,22 +165,25 @@ fn read_large(state_dir: &Path, file: &Path) -> Result<Vec<u8>, AtomicError> {
 mod tests {
     use super::*;
 
+    /// A GNU header of the agent's (uid and gid 1000) with `kind` and `mode`, size 0.
+    fn header(kind: tar::EntryType, mode: u32) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        h.set_mtime(1_700_000_000);
+        h.set_size(0);
+        h
+    }
+
     /// An archive as the engine exports a folder: entries named from the folder's own name.
     fn engine_tar(root: &str) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
-        let mut dir = tar::Header::new_gnu();
-        dir.set_entry_type(tar::EntryType::Directory);
-        dir.set_mode(0o750);
-        dir.set_uid(1000);
-        dir.set_gid(1000);
-        dir.set_size(0);
-        b.append_data(&mut dir.clone(), format!("{root}/"), std::io::empty())
+        let mut dir = header(tar::EntryType::Directory, 0o750);
+        b.append_data(&mut dir, format!("{root}/"), std::io::empty())
             .expect("dir");
-        let mut file = tar::Header::new_gnu();
-        file.set_mode(0o640);
-        file.set_uid(1000);
-        file.set_gid(1000);
-        file.set_mtime(1_700_000_000);
+        let mut file = header(tar::EntryType::Regular, 0o640);
         file.set_size(5);
         b.append_data(
             &mut file.clone(),
@@ -192,24 +195,14 @@ mod tests {
         let long = format!("{root}/{}/deep.txt", "d".repeat(120));
         b.append_data(&mut file.clone(), &long, &b"world"[..])
             .expect("long");
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Link);
-        link.set_mode(0o640);
-        link.set_uid(1000);
-        link.set_gid(1000);
-        link.set_size(0);
+        let mut link = header(tar::EntryType::Link, 0o640);
         b.append_link(
             &mut link,
             format!("{root}/hard"),
             format!("{root}/notes.txt"),
         )
         .expect("hard link");
-        let mut sym = tar::Header::new_gnu();
-        sym.set_entry_type(tar::EntryType::Symlink);
-        sym.set_mode(0o777);
-        sym.set_uid(1000);
-        sym.set_gid(1000);
-        sym.set_size(0);
+        let mut sym = header(tar::EntryType::Symlink, 0o777);
         b.append_link(&mut sym, format!("{root}/sym"), "/etc/hostname")
             .expect("symlink");
         b.append_pax_extensions([("SCHILY.xattr.user.note", &b"kept"[..])])
