@@ -7,6 +7,26 @@ port=${EGRESS_PROXY_PORT:-8080}
 roots=/etc/ssl/certs/ca-certificates.crt
 here=$(dirname "$0")
 
+# Early requests wait: until the upstream (pipelock) accepts, this proxy does not listen either, so
+# the relay in front of it holds the agent's first connections (its warm-up window) instead of
+# mitmproxy answering them 502. Bounded by the chain's readiness budget; past it, start anyway and
+# let the launcher's readiness check name the hop that is down.
+wait_s=${EGRESS_PROXY_UPSTREAM_WAIT_S:-30}
+python3 - "$upstream" "$wait_s" <<'PY'
+import socket, sys, time, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+deadline = time.monotonic() + float(sys.argv[2])
+while True:
+    try:
+        socket.create_connection((url.hostname, url.port or 80), timeout=1).close()
+        break
+    except OSError as e:
+        if time.monotonic() >= deadline:
+            print("egress-proxy: upstream %s not reachable after %ss: %s" % (sys.argv[1], sys.argv[2], e), file=sys.stderr)
+            break
+        time.sleep(0.05)
+PY
+
 umask 077
 work=$(mktemp -d /tmp/egress-proxy.XXXXXX)
 # mitmproxy writes next to its CA (dhparam), and the mount is read-only: use a private copy.

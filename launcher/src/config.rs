@@ -9,6 +9,7 @@
 //! bin_dir = "/opt/claude-bottle/bin"        # static claude-bottle-shim / -supervise binaries
 //! pipelock_image = "ghcr.io/luckypipewrench/pipelock:v2.1.2"
 //! upstream_ca = "/etc/ssl/corp-proxy.pem"  # extra roots pipelock's outbound leg trusts
+//! build_ca = "/etc/ssl/corp-proxy.pem"     # extra roots the agent image's download step trusts
 //!
 //! [agent]
 //! memory = "4g"                             # bytes, or with a k/m/g/t suffix (powers of 1024)
@@ -45,6 +46,8 @@ pub const ENV_BIN_DIR: &str = "CLAUDE_BOTTLE_BIN_DIR";
 pub const ENV_PIPELOCK_IMAGE: &str = "CLAUDE_BOTTLE_PIPELOCK_IMAGE";
 /// Overrides [`Config::upstream_ca`].
 pub const ENV_UPSTREAM_CA: &str = "CLAUDE_BOTTLE_UPSTREAM_CA";
+/// Overrides [`Config::build_ca`].
+pub const ENV_BUILD_CA: &str = "CLAUDE_BOTTLE_BUILD_CA";
 
 /// The operator's settings, defaults filled in and environment overrides applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +62,10 @@ pub struct Config {
     /// A PEM bundle the last hop (pipelock) trusts besides the public roots: a corporate
     /// TLS-inspecting proxy's CA, or the tests' own "internet". `None`: public roots only.
     pub upstream_ca: Option<PathBuf>,
+    /// A PEM bundle the embedded agent image's build trusts besides the base image's roots when it
+    /// downloads Claude Code from the Python package index: the CA of a TLS-inspecting proxy between
+    /// the engine and the index. `None`: the base image's roots only.
+    pub build_ca: Option<PathBuf>,
     /// Resource limits of the agent container unless a bottle sets its own.
     pub agent_limits: ResourceLimits,
     /// The file the settings came from, when one existed.
@@ -153,6 +160,7 @@ struct RawConfig {
     bin_dir: Option<toml::Spanned<String>>,
     pipelock_image: Option<toml::Spanned<String>>,
     upstream_ca: Option<toml::Spanned<String>>,
+    build_ca: Option<toml::Spanned<String>>,
     agent: Option<RawAgent>,
 }
 
@@ -198,6 +206,9 @@ impl Config {
         }
         if let Some(value) = env(ENV_UPSTREAM_CA) {
             config.upstream_ca = Some(PathBuf::from(value));
+        }
+        if let Some(value) = env(ENV_BUILD_CA) {
+            config.build_ca = Some(PathBuf::from(value));
         }
         Ok(config)
     }
@@ -246,12 +257,17 @@ impl Config {
                 config.bin_dir = Some(base.join(dir.get_ref()));
             }
         }
-        if let Some(ca) = raw.upstream_ca {
-            if ca.get_ref().is_empty() {
-                problem(ca.span(), "upstream_ca", "must not be empty".to_owned());
-            } else {
-                let base = path.parent().unwrap_or(Path::new("."));
-                config.upstream_ca = Some(base.join(ca.get_ref()));
+        for (key, value, slot) in [
+            ("upstream_ca", raw.upstream_ca, &mut config.upstream_ca),
+            ("build_ca", raw.build_ca, &mut config.build_ca),
+        ] {
+            if let Some(ca) = value {
+                if ca.get_ref().is_empty() {
+                    problem(ca.span(), key, "must not be empty".to_owned());
+                } else {
+                    let base = path.parent().unwrap_or(Path::new("."));
+                    *slot = Some(base.join(ca.get_ref()));
+                }
             }
         }
         let agent = raw.agent.unwrap_or_default();
@@ -339,6 +355,7 @@ impl Default for Config {
             bin_dir: None,
             pipelock_image: DEFAULT_PIPELOCK_IMAGE.to_owned(),
             upstream_ca: None,
+            build_ca: None,
             agent_limits: ResourceLimits::default(),
             source: None,
         }

@@ -85,7 +85,8 @@ pub enum TlsError {
 pub struct BottleCa {
     /// PEM certificate (public: goes into trust stores).
     pub cert_pem: String,
-    /// PEM PKCS#8 private key.
+    /// PEM SEC1 private key (`BEGIN EC PRIVATE KEY`, curve named inside): pipelock's CA loader parses
+    /// SEC1 only (`x509.ParseECPrivateKey`), and mitmproxy reads any PEM key form.
     pub key_pem: Secret,
     /// SHA-256 of the DER certificate, uppercase hex pairs joined by `:` (as `openssl x509 -fingerprint`).
     pub sha256_fingerprint: String,
@@ -151,7 +152,7 @@ impl BottleCa {
         Ok(Self {
             sha256_fingerprint: fingerprint_der(cert.der()),
             cert_pem: cert.pem(),
-            key_pem: Secret::new(key.serialize_pem()),
+            key_pem: sec1_pem(&key).map_err(err)?,
             purpose,
             params,
             key,
@@ -179,7 +180,7 @@ impl BottleCa {
         let cert = params.signed_by(&key, &issuer).map_err(err)?;
         Ok(LeafCert {
             cert_pem: cert.pem(),
-            key_pem: Secret::new(key.serialize_pem()),
+            key_pem: sec1_pem(&key).map_err(err)?,
         })
     }
 
@@ -223,6 +224,25 @@ pub fn fingerprint_pem(pem: &str) -> Result<String, TlsError> {
         )));
     }
     Ok(fingerprint_der(block.contents()))
+}
+
+/// The key as SEC1 PEM with its named curve: ring generates PKCS#8, whose inner key omits the curve
+/// (it lives in the wrapper's algorithm), and Go's `ParseECPrivateKey` needs it named, so the curve is
+/// moved in rather than the label changed.
+fn sec1_pem(key: &KeyPair) -> Result<Secret, rcgen::Error> {
+    use sec1::der::{Decode as _, Encode as _};
+    let pkcs8_der = key.serialize_der();
+    let info = pkcs8::PrivateKeyInfo::from_der(&pkcs8_der)
+        .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+    let curve = info
+        .algorithm
+        .parameters_oid()
+        .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+    let mut ec = sec1::EcPrivateKey::from_der(info.private_key)
+        .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+    ec.parameters = Some(sec1::EcParameters::NamedCurve(curve));
+    let der = ec.to_der().map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+    Ok(Secret::new(::pem::encode(&::pem::Pem::new("EC PRIVATE KEY", der))))
 }
 
 fn fingerprint_der(der: &[u8]) -> String {
@@ -313,8 +333,13 @@ mod tests {
         assert!(
             ca.key_pem
                 .expose()
-                .starts_with("-----BEGIN PRIVATE KEY-----")
+                .starts_with("-----BEGIN EC PRIVATE KEY-----"),
+            "pipelock loads SEC1 keys only"
         );
+        // The curve is named inside the key (Go's ParseECPrivateKey needs it without a PKCS#8 wrapper).
+        let der = parse(ca.key_pem.expose());
+        let p256_oid = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        assert!(der.windows(p256_oid.len()).any(|w| w == p256_oid));
     }
 
     #[test]
@@ -360,7 +385,7 @@ mod tests {
         let path = mitm.write_mitmproxy(mitm_dir.path()).expect("write");
         assert_eq!(mode(&path), 0o600);
         let text = std::fs::read_to_string(&path).expect("read");
-        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert!(text.starts_with("-----BEGIN EC PRIVATE KEY-----"));
         assert!(text.ends_with(&mitm.cert_pem));
         // Rewriting replaces the file and keeps the mode.
         mitm.write_mitmproxy(mitm_dir.path()).expect("rewrite");

@@ -26,7 +26,7 @@ pub(crate) const SUPERVISE_BINARY: &str = "claude-bottle-supervise";
 /// Where the first layer of a bottle's agent image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentSource {
-    /// The embedded [`DEFAULT_AGENT_DOCKERFILE`]; its context is empty.
+    /// The embedded [`DEFAULT_AGENT_DOCKERFILE`]; its context holds [`BUILD_CA_IN_CONTEXT`] only.
     Embedded,
     /// A bottle's own Dockerfile (its text) and the directory that is its build context, filtered
     /// by that directory's `.dockerignore`.
@@ -34,8 +34,8 @@ pub enum AgentSource {
         dockerfile: String,
         context_dir: PathBuf,
     },
-    /// Dockerfile text with an empty context: the per-bottle Dockerfile of a bottle that started
-    /// from the embedded image (approved steps never COPY from the host).
+    /// Dockerfile text with the embedded image's context: the per-bottle Dockerfile of a bottle that
+    /// started from the embedded image (approved steps never COPY from the host).
     Text { dockerfile: String },
 }
 
@@ -100,17 +100,28 @@ impl Sidecar {
     }
 }
 
+/// The file of the embedded agent image's build context that holds `build_ca` (PEM, empty without
+/// one); its download stage trusts it besides the base image's roots.
+pub const BUILD_CA_IN_CONTEXT: &str = "build-ca.pem";
+
 /// The bottle's agent image before the launcher's layer: the embedded Dockerfile built `FROM
 /// base_image`, or the bottle's own (which gets `BASE_IMAGE` too when it declares `ARG BASE_IMAGE`).
+/// `build_ca` is the text of `config::Config::build_ca` ("" without one), for the embedded image.
 pub fn agent_base(
     slug: &str,
     source: &AgentSource,
     base_image: &str,
+    build_ca: &str,
 ) -> Result<ImageRecipe, ImageError> {
     check_reference(base_image)?;
+    let embedded_context = || {
+        let mut context = ContextBuilder::new();
+        context.file(BUILD_CA_IN_CONTEXT, 0o644, build_ca.as_bytes());
+        context
+    };
     let (dockerfile, context) = match source {
-        AgentSource::Embedded => (DEFAULT_AGENT_DOCKERFILE.to_owned(), ContextBuilder::new()),
-        AgentSource::Text { dockerfile } => (dockerfile.clone(), ContextBuilder::new()),
+        AgentSource::Embedded => (DEFAULT_AGENT_DOCKERFILE.to_owned(), embedded_context()),
+        AgentSource::Text { dockerfile } => (dockerfile.clone(), embedded_context()),
         AgentSource::Custom {
             dockerfile,
             context_dir,

@@ -199,6 +199,7 @@ fn agent_base_embedded_passes_the_base_image() {
         "my-bottle",
         &AgentSource::Embedded,
         "claude-bottle/base:bookworm",
+        "",
     )
     .expect("recipe");
     // The embedded file with one LABEL line right after its FROM (cached in every rebuild).
@@ -227,7 +228,10 @@ fn agent_base_embedded_passes_the_base_image() {
             "claude-bottle/base:bookworm".to_owned()
         )])
     );
-    assert_eq!(paths(&recipe.context), [DOCKERFILE_IN_CONTEXT]);
+    assert_eq!(
+        paths(&recipe.context),
+        [DOCKERFILE_IN_CONTEXT, BUILD_CA_IN_CONTEXT]
+    );
     assert!(recipe.tag.starts_with("claude-bottle/my-bottle:"));
     assert_eq!(recipe.labels[LABEL_ROLE], "agent-base");
     assert_eq!(recipe.labels[LABEL_VERSION], env!("CARGO_PKG_VERSION"));
@@ -244,7 +248,7 @@ fn agent_base_embedded_passes_the_base_image() {
         assert!(DEFAULT_AGENT_DOCKERFILE.contains(needle), "{needle}");
     }
     let other =
-        agent_base("my-bottle", &AgentSource::Embedded, "debian:bookworm-slim").expect("recipe");
+        agent_base("my-bottle", &AgentSource::Embedded, "debian:bookworm-slim", "").expect("recipe");
     assert_ne!(other.tag, recipe.tag, "the base image is part of the tag");
 }
 
@@ -260,7 +264,7 @@ fn agent_base_custom_uses_its_directory_as_context() {
     write(&dir.path().join("secret.txt"), "s", 0o644);
     write(&dir.path().join(".dockerignore"), "secret.txt\n", 0o644);
     let source = AgentSource::from_dockerfile(&dir.path().join("Dockerfile")).expect("source");
-    let recipe = agent_base("b", &source, "debian:bookworm-slim").expect("recipe");
+    let recipe = agent_base("b", &source, "debian:bookworm-slim", "").expect("recipe");
     assert_eq!(
         paths(&recipe.context),
         [DOCKERFILE_IN_CONTEXT, ".dockerignore", "Dockerfile", "tool"]
@@ -276,7 +280,7 @@ fn agent_base_custom_uses_its_directory_as_context() {
         0o644,
     );
     let source = AgentSource::from_dockerfile(&dir.path().join("Dockerfile")).expect("source");
-    let recipe = agent_base("b", &source, "debian:bookworm-slim").expect("recipe");
+    let recipe = agent_base("b", &source, "debian:bookworm-slim", "").expect("recipe");
     assert_eq!(recipe.build_args[BASE_IMAGE_ARG], "debian:bookworm-slim");
 }
 

@@ -19,7 +19,20 @@ impl DockerBackend {
         let slug = &plan.slug;
         let source = agent_source(plan, opts).map_err(|e| Self::image_err(slug, e))?;
         let mut builds = Vec::new();
-        let base = image::agent_base(slug, &source, &self.config.base_image)
+        let build_ca = match &self.config.build_ca {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| {
+                Self::image_err(
+                    slug,
+                    format!(
+                        "failed to read build_ca {}: {e}\nhint: point build_ca in config.toml (or ${}) at a PEM file of CA certificates",
+                        path.display(),
+                        crate::config::ENV_BUILD_CA
+                    ),
+                )
+            })?,
+            None => String::new(),
+        };
+        let base = image::agent_base(slug, &source, &self.config.base_image, &build_ca)
             .map_err(|e| Self::image_err(slug, e))?;
         // One inspect answers both "is it built?" and "what does it run as?".
         let (inherited, user) = match self.inherited(&base.tag).await? {
