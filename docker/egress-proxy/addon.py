@@ -1,10 +1,17 @@
-"""claude-bottle egress-proxy addon: inject route credentials the agent never holds.
+"""claude-bottle egress-proxy addon: refuse secrets the agent sends, inject route credentials it never holds.
 
-Loads routes.json (written by the launcher, format version 1):
+Loads routes.json (written by the launcher, format version 2):
 
-    {"version": 1,
+    {"version": 2,
      "routes": [{"host": "api.github.com", "path_prefix": "/repos/acme/",
-                 "auth_scheme": "token", "token_env": "CLAUDE_BOTTLE_TOKEN_0"}]}
+                 "auth_scheme": "token", "token_env": "CLAUDE_BOTTLE_TOKEN_0"}],
+     "dlp": {"max_body_bytes": 5242880,
+             "patterns": [{"name": "GitHub Token", "regex": "gh[pousr]_[A-Za-z0-9_]{36,}"}, ...]}}
+
+Every request the agent sends is scanned first (dlp.py: URL, headers, body, with pipelock's default
+patterns); a match is answered 403 and logged, and nothing is injected. pipelock passes credentialed
+hosts through without decrypting them (it would refuse the injected credential itself), so for those
+hosts this scan is the only one.
 
 For a request over TLS whose *connection* host (the CONNECT authority / SNI that mitmproxy opened the
 upstream connection for, never the spoofable Host header) and *normalised* path match a route, it
@@ -20,9 +27,13 @@ import json
 import logging
 import os
 import posixpath
+import sys
 import urllib.parse
 
-ROUTES_VERSION = 1
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import dlp  # noqa: E402 - beside this file in the image
+
+ROUTES_VERSION = 2
 DEFAULT_ROUTES_FILE = "/etc/claude-bottle/egress-proxy/routes.json"
 ROUTES_ENV = "CLAUDE_BOTTLE_ROUTES"
 # Decoding stops after this many rounds; a path still changing then is not trusted with a credential.
@@ -117,7 +128,14 @@ class Route:
         return "%s%s [auth:%s]" % (self.host, self.path_prefix or "", self.scheme)
 
 
-def load_routes(path, environ):
+class Config:
+    def __init__(self, routes, patterns, max_body):
+        self.routes = routes
+        self.patterns = patterns
+        self.max_body = max_body
+
+
+def load_config(path, environ):
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -128,7 +146,15 @@ def load_routes(path, environ):
     routes = [Route(entry, environ) for entry in doc.get("routes", [])]
     # Longest prefix first: the most specific route wins.
     routes.sort(key=lambda r: len(r.path_prefix or ""), reverse=True)
-    return routes
+    try:
+        patterns, max_body = dlp.load_patterns(doc.get("dlp"))
+    except (dlp.PatternError, ValueError, TypeError) as e:
+        raise RouteError("%s: %s" % (path, e))
+    return Config(routes, patterns, max_body)
+
+
+def load_routes(path, environ):
+    return load_config(path, environ).routes
 
 
 def connection_host(flow):
@@ -153,6 +179,8 @@ class EgressProxy:
     def __init__(self, environ=None):
         self.environ = os.environ if environ is None else environ
         self.routes = []
+        self.patterns = []
+        self.max_body = dlp.DEFAULT_MAX_BODY_BYTES
 
     def load(self, loader):
         loader.add_option(
@@ -166,7 +194,11 @@ class EgressProxy:
         from mitmproxy import ctx
 
         if "routes_file" in updated:
-            self.set_routes(load_routes(ctx.options.routes_file, self.environ))
+            self.set_config(load_config(ctx.options.routes_file, self.environ))
+
+    def set_config(self, config):
+        self.set_routes(config.routes)
+        self.patterns, self.max_body = config.patterns, config.max_body
 
     def set_routes(self, routes):
         self.routes = routes
@@ -175,7 +207,12 @@ class EgressProxy:
 
     def running(self):
         # The readiness line the launcher waits for.
-        log("warning", "egress-proxy: ready (%d credentialed routes)", len(self.routes))
+        log(
+            "warning",
+            "egress-proxy: ready (%d credentialed routes, %d DLP patterns)",
+            len(self.routes),
+            len(self.patterns),
+        )
 
     def route_for(self, flow):
         if not self.routes or not is_tls(flow):
@@ -189,8 +226,42 @@ class EgressProxy:
                 return route
         return None
 
+    def scan(self, flow, route):
+        """A dlp.Finding for what the agent sent, or None. The header a route replaces is not
+        scanned: it never leaves (a placeholder, or whatever the agent put there)."""
+        req = flow.request
+        return dlp.scan_request(
+            self.patterns,
+            self.max_body,
+            req.pretty_url if hasattr(req, "pretty_url") else req.url,
+            list(req.headers.items(multi=True)),
+            req.raw_content or b"",
+            req.headers.get("content-type", ""),
+            req.headers.get("content-encoding", ""),
+            skip_headers=(route.header,) if route else (),
+        )
+
     def request(self, flow):
         route = self.route_for(flow)
+        finding = self.scan(flow, route)
+        if finding is not None:
+            from mitmproxy import http
+
+            host = connection_host(flow) or flow.request.host
+            log(
+                "warning",
+                "egress-proxy: blocked %s %s%s: request %s",
+                flow.request.method,
+                host,
+                flow.request.path.split("?", 1)[0][:200],
+                finding,
+            )
+            flow.response = http.Response.make(
+                403,
+                ("blocked by claude-bottle's egress-proxy: request %s (DLP)\n" % finding).encode(),
+                {"Content-Type": "text/plain", "X-Claude-Bottle-Blocked": "dlp"},
+            )
+            return
         if route is None:
             return
         # Whatever the agent put there is replaced, never merged.

@@ -14,12 +14,19 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import addon  # noqa: E402
+import dlp  # noqa: E402
 from mitmproxy.test import taddons, tflow  # noqa: E402
 
 TOKEN = "ghp_" + "x" * 36
 ENV = {"CLAUDE_BOTTLE_TOKEN_0": TOKEN, "CLAUDE_BOTTLE_TOKEN_1": "user:pa ss"}
+with open(os.path.join(os.path.dirname(__file__), "dlp-patterns.json"), encoding="utf-8") as f:
+    DLP = json.load(f)
+# Secrets of the agent's own (never a route's token): what the scan must refuse.
+AWS_KEY = "AKIA" + "ABCDEFGHIJKLMNOP"
+GH_OTHER = "ghp_" + "y" * 36
 ROUTES = {
-    "version": 1,
+    "version": 2,
+    "dlp": DLP,
     "routes": [
         {"host": "api.github.com", "path_prefix": "/repos/acme/", "auth_scheme": "token", "token_env": "CLAUDE_BOTTLE_TOKEN_0"},
         {"host": "api.anthropic.com", "auth_scheme": "bearer", "token_env": "CLAUDE_BOTTLE_TOKEN_0"},
@@ -135,9 +142,91 @@ def test_missing_slot_refuses_to_start(tmp_path):
 
 def test_wrong_version_refuses_to_start(tmp_path):
     path = tmp_path / "routes.json"
-    path.write_text(json.dumps({"version": 2, "routes": []}))
-    with pytest.raises(addon.RouteError, match="expected version 1"):
+    path.write_text(json.dumps({"version": 1, "routes": []}))
+    with pytest.raises(addon.RouteError, match="expected version 2"):
         addon.load_routes(str(path), ENV)
+
+
+def test_no_dlp_refuses_to_start(tmp_path):
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps({"version": 2, "routes": []}))
+    with pytest.raises(addon.RouteError, match="dlp"):
+        addon.load_config(str(path), ENV)
+    bad = dict(DLP, patterns=[{"name": "x", "regex": "("}])
+    path.write_text(json.dumps({"version": 2, "routes": [], "dlp": bad}))
+    with pytest.raises(addon.RouteError, match="does not compile"):
+        addon.load_config(str(path), ENV)
+
+
+def blocked(f):
+    return f.response is not None and f.response.status_code == 403
+
+
+def test_every_pinned_pattern_compiles():
+    patterns, max_body = dlp.load_patterns(DLP)
+    assert len(patterns) == 48 and max_body == 5 * 1024 * 1024
+
+
+def test_the_agents_secret_in_a_header_is_refused_and_nothing_injected(proxy, caplog):
+    caplog.set_level("DEBUG")
+    f = flow("api.github.com", "/repos/acme/app")
+    f.request.headers["X-Custom"] = "key " + AWS_KEY
+    proxy.request(f)
+    assert blocked(f)
+    assert auth(f) == []
+    assert b"header X-Custom" in f.response.content and b"AWS Access ID" in f.response.content
+    assert AWS_KEY not in caplog.text and TOKEN not in caplog.text
+
+
+def test_the_agents_secret_in_url_or_body_is_refused_on_any_host(proxy):
+    f = flow("open.example", "/search?q=" + GH_OTHER)
+    proxy.request(f)
+    assert blocked(f)
+    f = flow("api.anthropic.com", "/v1/messages")
+    f.request.headers["content-type"] = "application/json"
+    f.request.content = json.dumps({"messages": [{"role": "user", "content": "here: " + GH_OTHER}]}).encode()
+    proxy.request(f)
+    assert blocked(f) and auth(f) == []
+    # Encoded forms are decoded before matching.
+    for value in [base64.b64encode(GH_OTHER.encode()).decode(), GH_OTHER.encode().hex(), GH_OTHER.replace("_", "%5F")]:
+        f = flow("open.example", "/x")
+        f.request.headers["content-type"] = "text/plain"
+        f.request.content = ("data=" + value).encode()
+        proxy.request(f)
+        assert blocked(f), value
+
+
+def test_compressed_or_oversized_bodies_are_refused(proxy):
+    f = flow("open.example", "/x")
+    f.request.headers["content-encoding"] = "gzip"
+    f.request.raw_content = b"\x1f\x8b..."
+    proxy.request(f)
+    assert blocked(f)
+    f = flow("open.example", "/x")
+    f.request.headers["content-type"] = "text/plain"
+    f.request.content = b"a" * (5 * 1024 * 1024 + 1)
+    proxy.request(f)
+    assert blocked(f)
+
+
+def test_the_routes_own_header_is_replaced_not_scanned(proxy):
+    # The placeholder (or anything) in the header the route overwrites never leaves the proxy.
+    f = flow("api.anthropic.com", "/v1/messages")
+    f.request.headers["authorization"] = "Bearer " + GH_OTHER
+    f.request.headers["content-type"] = "application/json"
+    f.request.content = b'{"model": "x", "messages": [{"role": "user", "content": "hello"}]}'
+    proxy.request(f)
+    assert not blocked(f)
+    assert auth(f) == ["Bearer " + TOKEN]
+
+
+def test_ordinary_requests_pass(proxy):
+    f = flow("open.example", "/v1/items?page=2&sort=name")
+    f.request.headers["content-type"] = "application/json"
+    f.request.headers["user-agent"] = "curl/8"
+    f.request.content = b'{"query": "how do I parse JSON in Rust?", "n": 5}'
+    proxy.request(f)
+    assert not blocked(f)
 
 
 def test_token_never_in_log_or_description(proxy, caplog):

@@ -1,25 +1,53 @@
-"""pipelock STAND-IN (tests only): enforce a generated pipelock config's api_allowlist with mitmproxy.
+"""pipelock STAND-IN (tests only): a generated pipelock config enforced with mitmproxy.
 
 The real pipelock image cannot be pulled on the test machines, so the end-to-end tests run this
-instead. It reads the same generated pipelock.yaml and applies the parts the tests rely on:
+unless CLAUDE_BOTTLE_E2E_PIPELOCK_IMAGE names a real one. It reads the same generated pipelock.yaml
+and behaves like pipelock 2.3.0 wherever a difference could hide a defect of the launcher
+(docs/egress.md has the table):
 
 - api_allowlist: a CONNECT (or plain-HTTP request) to a host not on the list is answered 403, with
   pipelock's matching rules (exact host, or `*.example.com` = example.com and its subdomains);
-- tls_interception: intercepts with the CA at ca_cert/ca_key (the launcher's start script builds
-  mitmproxy's confdir from them) and passes passthrough_domains through untouched;
-- reload: re-reads the file when it changes (checked on every connection) and on SIGHUP, like
-  pipelock's hot reload, so approved hosts apply without a restart.
+- SSRF: a host that resolves to a private, loopback, link-local or otherwise internal address is
+  refused unless the address is in ssrf.ip_allowlist; a name that does not resolve is refused;
+- tls_interception: intercepts with the CA at ca_cert/ca_key (start.sh refuses a key that is not
+  SEC1 PEM or whose mode is looser than 0640, as pipelock does) and passes passthrough_domains
+  through untouched (`*.x` there does not match x itself, unlike the allowlist);
+- DLP with pipelock's default patterns (dlp-patterns.json, from the same table the launcher ships):
+  the URL of every request, the headers of pipelock's default `sensitive` list, and the body
+  (refused when compressed or over max_body_bytes), of intercepted requests; for a passthrough host
+  only the CONNECT request. A match is answered 403 `blocked: …` and logged;
+- `GET /health` on its port answers JSON with "status": "healthy";
+- reload: re-reads the file when it changes (checked on every connection) and on SIGHUP; an invalid
+  file keeps the old config, and, as pipelock in strict mode, so does one that adds passthrough
+  domains or ssrf.ip_allowlist ranges.
 
-Not implemented: DLP, request body scanning, rate limits, SSRF checks. Never use it in production.
-Works on mitmproxy 8.1.1 and 12.x.
+Not implemented: rate limits, entropy checks, response scanning, seed phrases, the data budget.
+Never use it in production. Works on mitmproxy 8.1.1 and 12.x.
 """
 
+import ipaddress
+import socket
+import sys
+
+import json
 import logging
 import os
 import signal
 
 DEFAULT_CONFIG = "/etc/pipelock/pipelock.yaml"
 CONFIG_ENV = "PIPELOCK_CONFIG"
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import dlp  # noqa: E402 - the egress-proxy's module, copied beside this file
+
+PATTERNS_FILE = os.path.join(HERE, "dlp-patterns.json")
+# request_body_scanning.sensitive_headers default (header_mode: sensitive).
+SENSITIVE_HEADERS = ("authorization", "cookie", "x-api-key", "x-token", "proxy-authorization", "x-goog-api-key")
+# pipelock's `internal` default (config/defaults.go), checked for every resolved address.
+INTERNAL = [ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+    "100.64.0.0/10", "224.0.0.0/4", "::1/128", "fc00::/7", "fe80::/10", "::ffff:0:0/96",
+)]
 
 _log = logging.getLogger("claude_bottle.pipelock_standin")
 
@@ -49,11 +77,20 @@ def parse_yaml(text):
 
 
 def match_domain(host, pattern):
-    """pipelock's scanner.MatchDomain (v2.1.2)."""
+    """pipelock's allowlist matching: `*.x` matches x and its subdomains."""
     host = host.lower().rstrip(".")
     pattern = pattern.lower().rstrip(".")
     if pattern.startswith("*."):
         return host == pattern[2:] or host.endswith(pattern[1:])
+    return host == pattern
+
+
+def match_passthrough(host, pattern):
+    """pipelock's passthrough matching: `*.x` matches subdomains of x only."""
+    host = host.lower().rstrip(".")
+    pattern = pattern.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
     return host == pattern
 
 
@@ -63,12 +100,36 @@ class Policy:
         self.allowlist = [str(h) for h in doc.get("api_allowlist") or []]
         tls = doc.get("tls_interception") or {}
         self.passthrough = [str(h) for h in tls.get("passthrough_domains") or []]
+        ssrf = doc.get("ssrf") or {}
+        self.ip_allowlist = [ipaddress.ip_network(str(n)) for n in ssrf.get("ip_allowlist") or []]
+        body = doc.get("request_body_scanning") or {}
+        self.max_body = int(body.get("max_body_bytes") or dlp.DEFAULT_MAX_BODY_BYTES)
 
     def allows(self, host):
         return any(match_domain(host, p) for p in self.allowlist)
 
     def passes_through(self, host):
-        return any(match_domain(host, p) for p in self.passthrough)
+        return any(match_passthrough(host, p) for p in self.passthrough)
+
+    def loosened_by(self, new):
+        """What pipelock's strict mode refuses to reload: more passthrough or SSRF exceptions."""
+        added = [d for d in new.passthrough if d not in self.passthrough]
+        added += [str(n) for n in new.ip_allowlist if n not in self.ip_allowlist]
+        return added
+
+    def ssrf_refusal(self, host):
+        """None when `host` may be reached, else pipelock's reason."""
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError as e:
+            return "SSRF check failed: DNS resolution error for %s: %s" % (host, e)
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0])
+            if any(ip in n for n in self.ip_allowlist):
+                continue
+            if any(ip in n for n in INTERNAL if n.version == ip.version):
+                return "SSRF blocked: %s resolves to internal IP %s" % (host, ip)
+        return None
 
 
 class PipelockStandin:
@@ -77,6 +138,9 @@ class PipelockStandin:
         self.policy = Policy({})
         self.stamp = None
         self.hup = False
+        self.loaded = False
+        with open(PATTERNS_FILE, encoding="utf-8") as f:
+            self.patterns, _ = dlp.load_patterns(json.load(f))
 
     def load(self, loader):
         try:
@@ -106,26 +170,43 @@ class PipelockStandin:
         except Exception as e:  # noqa: BLE001 - keep the last good policy, like pipelock
             log("warning", "pipelock-standin: failed to reload %s: %s", self.path, e)
             return
-        self.policy, self.stamp = policy, stamp
+        loosened = self.policy.loosened_by(policy) if self.loaded else []
+        if loosened:
+            self.stamp = stamp
+            log("warning", "pipelock-standin: reload rejected (strict mode forbids loosening: %s)", ", ".join(loosened))
+            return
+        self.policy, self.stamp, self.loaded = policy, stamp, True
         log("warning", "pipelock-standin: loaded %s (%d allowed hosts)", self.path, len(policy.allowlist))
 
     def running(self):
         log("warning", "pipelock-standin: ready")
 
-    def _refuse(self, flow, host):
+    def _refuse(self, flow, host, reason, connect=False):
         from mitmproxy import http
 
-        log("warning", "pipelock-standin: blocked %s (not in api_allowlist)", host)
+        log("warning", "pipelock-standin: blocked %s: %s", host, reason)
         flow.response = http.Response.make(
-            403, b"blocked by the pipelock stand-in: host not in api_allowlist\n",
-            {"Content-Type": "text/plain", "X-Pipelock-Standin": "blocked"},
+            403, ("%sblocked: %s\n" % ("CONNECT " if connect else "", reason)).encode(),
+            {"Content-Type": "text/plain", "X-Content-Type-Options": "nosniff"},
         )
+
+    def _host_refusal(self, host):
+        if not self.policy.allows(host):
+            return "domain not in allowlist: %s" % host
+        return self.policy.ssrf_refusal(host)
+
+    def _sensitive_headers(self, flow):
+        return [(k, v) for k, v in flow.request.headers.items(multi=True) if k.lower() in SENSITIVE_HEADERS]
 
     def http_connect(self, flow):
         self.reload()
         host = flow.request.host
-        if not self.policy.allows(host):
-            self._refuse(flow, host)
+        reason = self._host_refusal(host)
+        if reason is None:
+            finding = dlp.scan_request(self.patterns, self.policy.max_body, host, self._sensitive_headers(flow), b"", "", "")
+            reason = finding and "request header contains secret"
+        if reason:
+            self._refuse(flow, host, reason, connect=True)
 
     def tls_clienthello(self, data):
         self.reload()
@@ -153,10 +234,20 @@ class PipelockStandin:
         if self._is_health(flow):
             from mitmproxy import http
 
-            flow.response = http.Response.make(200, b'{"status":"ok","standin":true}\n', {"Content-Type": "application/json"})
+            flow.response = http.Response.make(200, b'{"status":"healthy","standin":true}\n', {"Content-Type": "application/json"})
             return
-        if not self.policy.allows(flow.request.host):
-            self._refuse(flow, flow.request.host)
+        req = flow.request
+        reason = self._host_refusal(req.host)
+        if reason is None:
+            finding = dlp.scan_request(
+                self.patterns, self.policy.max_body, req.pretty_url, self._sensitive_headers(flow),
+                req.raw_content or b"", req.headers.get("content-type", ""), req.headers.get("content-encoding", ""),
+            )
+            if finding is not None:
+                reason = {"URL": "DLP match in URL", "body": "request body contains secret"}.get(finding.where, "request header contains secret")
+                reason = "%s (%s)" % (reason, finding)
+        if reason:
+            self._refuse(flow, req.host, reason)
 
 
 addons = [PipelockStandin()]

@@ -22,6 +22,16 @@ for key in ("ca_key", "ca_cert"):
     print(os.path.join(base, tls[key]))
 PY
 { read -r key; read -r cert; } < "$work/ca-paths"
+# As pipelock: the CA key must be SEC1 PEM (x509.ParseECPrivateKey) and no looser than 0640.
+if [ "$(head -n 1 "$key")" != "-----BEGIN EC PRIVATE KEY-----" ]; then
+    echo "load TLS CA: parse CA key: x509: failed to parse private key (use ParsePKCS8PrivateKey instead for this key format)" >&2
+    exit 1
+fi
+mode=$(stat -c %a "$key")
+if [ $((0$mode & 0137)) -ne 0 ]; then
+    echo "load TLS CA: CA key $key has mode $mode; want 0600 or 0640" >&2
+    exit 1
+fi
 cat "$key" "$cert" > "$work/mitmproxy-ca.pem"
 # The upstream leg trusts the public roots plus an optional extra bundle (the tests' own CA), and,
 # as Go's crypto/x509 in the real pipelock, every file in $SSL_CERT_DIR (the launcher's upstream_ca).

@@ -18,7 +18,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use crate::egress::{self, DlpExemptions, EgressRoutes, PipelockInput, ResolvedTokens};
+use crate::egress::{self, EgressRoutes, PipelockInput, ResolvedTokens};
 use crate::plan::BottlePlan;
 use crate::secret::Secret;
 use crate::state::atomic::write_atomic;
@@ -54,8 +54,8 @@ pub struct EgressStage {
     pub egress_proxy: Option<PathBuf>,
     /// The egress-proxy's token slots (`CLAUDE_BOTTLE_TOKEN_n`); `Debug` shows no value.
     pub tokens: Vec<(String, Secret)>,
-    /// pipelock's DLP exemptions for the injected tokens, kept for rewrites on approval.
-    pub dlp: DlpExemptions,
+    /// Private ranges pipelock may reach (`ssrf.ip_allowlist`), kept for rewrites on approval.
+    pub allow_private_cidrs: Vec<String>,
     /// `(purpose, SHA-256)` of each CA minted for this launch.
     pub fingerprints: Vec<(CaPurpose, String)>,
     /// Whether `run/pipelock/upstream-ca.d/` holds the operator's extra upstream roots.
@@ -103,6 +103,7 @@ pub fn stage(
     plan: &BottlePlan,
     tokens: &ResolvedTokens,
     upstream_ca: Option<&Path>,
+    allow_private_cidrs: &[String],
     image_roots: &str,
 ) -> Result<EgressStage, ChainError> {
     let run = plan.state_dir.join("run");
@@ -143,7 +144,6 @@ pub fn stage(
     let pipelock_trust = format!("{}{upstream_pem}", pipelock_ca.cert_pem);
 
     let routes = EgressRoutes::from_routes(&plan.routes);
-    let dlp = egress::dlp_exemptions(tokens.injected());
     let proxy_dir = run.join("egress-proxy");
     let (agent_ca, egress_proxy) = if routes.is_empty() {
         if proxy_dir.exists() {
@@ -179,7 +179,7 @@ pub fn stage(
         pipelock,
         egress_proxy,
         tokens: tokens.env.clone(),
-        dlp,
+        allow_private_cidrs: allow_private_cidrs.to_vec(),
         fingerprints,
         upstream_ca: upstream,
     };
@@ -195,9 +195,9 @@ pub fn write_pipelock_config(plan: &BottlePlan, staged: &EgressStage) -> Result<
         slug: &plan.slug,
         routes: &plan.routes,
         approved_hosts: &plan.approved_hosts,
-        dlp_exemptions: &staged.dlp,
         ca_cert_path: &ca_cert_path,
         ca_key_path: &ca_key_path,
+        allow_private_cidrs: &staged.allow_private_cidrs,
     });
     let path = staged.pipelock.join(egress::PIPELOCK_CONFIG_FILE);
     tls::write_file(&path, yaml.as_bytes(), 0o600)?;
@@ -273,7 +273,7 @@ mod tests {
         let plan = default_plan(tmp.path());
         let tokens = resolved(&plan, "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789");
         let roots = "-----BEGIN CERTIFICATE-----\nIMAGEROOT\n-----END CERTIFICATE-----";
-        let staged = stage(&plan, &tokens, None, roots).expect("stage");
+        let staged = stage(&plan, &tokens, None, &[], roots).expect("stage");
         let proxy = staged
             .egress_proxy
             .clone()
@@ -324,8 +324,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let plan = default_plan(tmp.path());
         let tokens = resolved(&plan, "t0ken");
-        let a = stage(&plan, &tokens, None, "").expect("first");
-        let b = stage(&plan, &tokens, None, "").expect("second");
+        let a = stage(&plan, &tokens, None, &[], "").expect("first");
+        let b = stage(&plan, &tokens, None, &[], "").expect("second");
         assert_ne!(a.fingerprints, b.fingerprints);
     }
 
@@ -334,14 +334,14 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let mut plan = default_plan(tmp.path());
         let tokens = resolved(&plan, "t0ken");
-        stage(&plan, &tokens, None, "").expect("with credentials");
+        stage(&plan, &tokens, None, &[], "").expect("with credentials");
         for r in &mut plan.routes {
             r.auth = None;
         }
         let none = EgressRoutes::from_routes(&plan.routes)
             .resolve(|_| None)
             .expect("nothing to resolve");
-        let staged = stage(&plan, &none, None, "").expect("stage");
+        let staged = stage(&plan, &none, None, &[], "").expect("stage");
         assert!(staged.egress_proxy.is_none());
         assert!(
             !plan.state_dir.join("run/egress-proxy").exists(),
@@ -362,16 +362,16 @@ mod tests {
         let tokens = resolved(&plan, "t0ken");
         let bad = tmp.path().join("bad.pem");
         std::fs::write(&bad, "not a certificate").expect("write");
-        let err = stage(&plan, &tokens, Some(&bad), "").expect_err("bad CA");
+        let err = stage(&plan, &tokens, Some(&bad), &[], "").expect_err("bad CA");
         let text = err.to_string();
         assert!(text.contains("bad.pem") && text.contains("hint:"), "{text}");
-        let missing =
-            stage(&plan, &tokens, Some(&tmp.path().join("nope.pem")), "").expect_err("missing CA");
+        let missing = stage(&plan, &tokens, Some(&tmp.path().join("nope.pem")), &[], "")
+            .expect_err("missing CA");
         assert!(missing.to_string().contains("nope.pem"), "{missing}");
         let ca = BottleCa::mint("x", CaPurpose::Pipelock).expect("mint");
         let good = tmp.path().join("good.pem");
         std::fs::write(&good, &ca.cert_pem).expect("write");
-        let staged = stage(&plan, &tokens, Some(&good), "").expect("good CA");
+        let staged = stage(&plan, &tokens, Some(&good), &[], "").expect("good CA");
         assert!(staged.upstream_ca);
         let copied = std::fs::read_to_string(
             staged

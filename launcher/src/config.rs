@@ -7,9 +7,10 @@
 //! ```toml
 //! base_image = "debian:bookworm-slim"       # FROM of the embedded agent Dockerfile
 //! bin_dir = "/opt/claude-bottle/bin"        # static claude-bottle-shim / -supervise binaries
-//! pipelock_image = "ghcr.io/luckypipewrench/pipelock:v2.1.2"
+//! pipelock_image = "ghcr.io/luckypipewrench/pipelock:2.3.0"
 //! upstream_ca = "/etc/ssl/corp-proxy.pem"  # extra roots pipelock's outbound leg trusts
 //! build_ca = "/etc/ssl/corp-proxy.pem"     # extra roots the agent image's download step trusts
+//! allow_private_cidrs = ["10.20.0.0/16"]   # private ranges pipelock may reach (SSRF allowlist)
 //!
 //! [agent]
 //! memory = "4g"                             # bytes, or with a k/m/g/t suffix (powers of 1024)
@@ -28,9 +29,9 @@ pub const CONFIG_FILE: &str = "config.toml";
 /// Base image of the embedded agent Dockerfile when nothing overrides it (production users pull it).
 pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
 
-/// The pinned pipelock release. This is the pin: the generated pipelock config (strict schema) is
-/// written and golden-tested against this version, so bump both together.
-pub const DEFAULT_PIPELOCK_IMAGE: &str = "ghcr.io/luckypipewrench/pipelock:v2.1.2";
+/// The pinned pipelock release (one place: [`crate::egress::pipelock::PIPELOCK_IMAGE`], beside the
+/// schema version the generated config is written for).
+pub const DEFAULT_PIPELOCK_IMAGE: &str = crate::egress::pipelock::PIPELOCK_IMAGE;
 
 /// Default memory limit of the agent container: Claude Code (node) plus a build or two.
 pub const DEFAULT_AGENT_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
@@ -48,6 +49,8 @@ pub const ENV_PIPELOCK_IMAGE: &str = "CLAUDE_BOTTLE_PIPELOCK_IMAGE";
 pub const ENV_UPSTREAM_CA: &str = "CLAUDE_BOTTLE_UPSTREAM_CA";
 /// Overrides [`Config::build_ca`].
 pub const ENV_BUILD_CA: &str = "CLAUDE_BOTTLE_BUILD_CA";
+/// Overrides [`Config::allow_private_cidrs`] (comma-separated).
+pub const ENV_ALLOW_PRIVATE_CIDRS: &str = "CLAUDE_BOTTLE_ALLOW_PRIVATE_CIDRS";
 
 /// The operator's settings, defaults filled in and environment overrides applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +69,10 @@ pub struct Config {
     /// downloads Claude Code from the Python package index: the CA of a TLS-inspecting proxy between
     /// the engine and the index. `None`: the base image's roots only.
     pub build_ca: Option<PathBuf>,
+    /// Private address ranges pipelock may connect to (its `ssrf.ip_allowlist`): pipelock refuses
+    /// private, loopback, link-local and metadata addresses otherwise, whatever the allowlist says.
+    /// For an internal service the bottle must reach, or the tests' own "internet".
+    pub allow_private_cidrs: Vec<String>,
     /// Resource limits of the agent container unless a bottle sets its own.
     pub agent_limits: ResourceLimits,
     /// The file the settings came from, when one existed.
@@ -161,6 +168,7 @@ struct RawConfig {
     pipelock_image: Option<toml::Spanned<String>>,
     upstream_ca: Option<toml::Spanned<String>>,
     build_ca: Option<toml::Spanned<String>>,
+    allow_private_cidrs: Option<toml::Spanned<Vec<String>>>,
     agent: Option<RawAgent>,
 }
 
@@ -209,6 +217,18 @@ impl Config {
         }
         if let Some(value) = env(ENV_BUILD_CA) {
             config.build_ca = Some(PathBuf::from(value));
+        }
+        if let Some(value) = env(ENV_ALLOW_PRIVATE_CIDRS) {
+            let text = value.to_string_lossy();
+            let mut cidrs = Vec::new();
+            for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                check_cidr(item).map_err(|problem| ConfigError::Env {
+                    name: ENV_ALLOW_PRIVATE_CIDRS,
+                    problem,
+                })?;
+                cidrs.push(item.to_owned());
+            }
+            config.allow_private_cidrs = cidrs;
         }
         Ok(config)
     }
@@ -267,6 +287,14 @@ impl Config {
                 } else {
                     let base = path.parent().unwrap_or(Path::new("."));
                     *slot = Some(base.join(ca.get_ref()));
+                }
+            }
+        }
+        if let Some(cidrs) = raw.allow_private_cidrs {
+            for item in cidrs.get_ref() {
+                match check_cidr(item) {
+                    Ok(()) => config.allow_private_cidrs.push(item.clone()),
+                    Err(p) => problem(cidrs.span(), "allow_private_cidrs", p),
                 }
             }
         }
@@ -356,10 +384,43 @@ impl Default for Config {
             pipelock_image: DEFAULT_PIPELOCK_IMAGE.to_owned(),
             upstream_ca: None,
             build_ca: None,
+            allow_private_cidrs: Vec::new(),
             agent_limits: ResourceLimits::default(),
             source: None,
         }
     }
+}
+
+/// A CIDR as pipelock's `ssrf.ip_allowlist` takes it: an address, a prefix length within its
+/// family, no host bits set, and not the whole address space.
+pub fn check_cidr(text: &str) -> Result<(), String> {
+    let hint = "write a network such as 10.20.0.0/16";
+    let Some((addr, len)) = text.split_once('/') else {
+        return Err(format!("{text:?} is not a CIDR (no /length): {hint}"));
+    };
+    let addr: std::net::IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{text:?}: {addr:?} is not an IP address: {hint}"))?;
+    let bits: u32 = if addr.is_ipv4() { 32 } else { 128 };
+    let len: u32 = match len.parse() {
+        Ok(n) if (1..=bits).contains(&n) => n,
+        _ => return Err(format!("{text:?}: the length must be 1 to {bits}: {hint}")),
+    };
+    let value: u128 = match addr {
+        std::net::IpAddr::V4(a) => u128::from(u32::from(a)),
+        std::net::IpAddr::V6(a) => u128::from(a),
+    };
+    let host_mask: u128 = if len == bits {
+        0
+    } else {
+        (1u128 << (bits - len)) - 1
+    };
+    if value & host_mask != 0 {
+        return Err(format!(
+            "{text:?} has host bits set (pipelock refuses it): {hint}"
+        ));
+    }
+    Ok(())
 }
 
 /// 1-based line of a byte offset.

@@ -60,6 +60,8 @@ pub struct SessionOptions {
     pub tokens: Option<crate::egress::ResolvedTokens>,
     /// Extra roots pipelock trusts upstream (`upstream_ca` in config.toml).
     pub upstream_ca: Option<PathBuf>,
+    /// Private ranges pipelock may reach (`allow_private_cidrs` in config.toml).
+    pub allow_private_cidrs: Vec<String>,
 }
 
 /// Remove what an earlier, dead launcher left of `slug`; refuse when its launcher still runs.
@@ -214,6 +216,7 @@ where
             &plan,
             &tokens,
             opts.upstream_ca.as_deref(),
+            &opts.allow_private_cidrs,
             &images.image_roots,
         )
         .map_err(|e| BackendError::Stage(e.to_string()))?;

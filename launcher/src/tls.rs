@@ -241,8 +241,13 @@ fn sec1_pem(key: &KeyPair) -> Result<Secret, rcgen::Error> {
     let mut ec = sec1::EcPrivateKey::from_der(info.private_key)
         .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
     ec.parameters = Some(sec1::EcParameters::NamedCurve(curve));
-    let der = ec.to_der().map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
-    Ok(Secret::new(::pem::encode(&::pem::Pem::new("EC PRIVATE KEY", der))))
+    let der = ec
+        .to_der()
+        .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
+    Ok(Secret::new(::pem::encode(&::pem::Pem::new(
+        "EC PRIVATE KEY",
+        der,
+    ))))
 }
 
 fn fingerprint_der(der: &[u8]) -> String {

@@ -13,7 +13,7 @@ const DENIED: &str = "denied.internet.test";
 const APPROVED: &str = "approved.internet.test";
 /// Passed through pipelock untouched (the agent's conversation is never decrypted there); the test
 /// internet serves it too, with a certificate only the operator's upstream roots vouch for.
-const PASSED_THROUGH: &str = claude_bottle::egress::pipelock::ANTHROPIC_API_HOST;
+const PASSED_THROUGH: &str = "api.anthropic.com";
 
 /// The scripted agent. It never prints a header value: only whether the Authorization header
 /// arrived and the SHA-256 of what arrived, so its output (the launcher's) can be checked for the

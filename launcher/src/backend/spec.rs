@@ -502,7 +502,7 @@ mod tests {
             .resolve(|_| Some(TOKEN.to_string()))
             .expect("tokens");
         let mut stage = crate::stage::prepare(&plan).expect("stage");
-        stage.egress = Some(chain::stage(&plan, &tokens, None, "").expect("chain"));
+        stage.egress = Some(chain::stage(&plan, &tokens, None, &[], "").expect("chain"));
         let prepared = Prepared {
             agent_image: "agent:1".into(),
             root_step_base: None,

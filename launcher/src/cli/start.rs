@@ -116,6 +116,7 @@ fn launch(
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let outcome = super::runtime()?.block_on(async {
         let upstream_ca = config.upstream_ca.clone();
+        let allow_private_cidrs = config.allow_private_cidrs.clone();
         let backend = DockerBackend::connect(config).await?;
         session::run(
             &backend,
@@ -126,6 +127,7 @@ fn launch(
                 resume,
                 tokens,
                 upstream_ca,
+                allow_private_cidrs,
             },
         )
         .await

@@ -24,10 +24,13 @@ fn no_file_no_env_gives_defaults() {
     let config = load(home.path(), &[]).expect("load");
     assert_eq!(config, Config::default());
     assert_eq!(config.base_image, "debian:bookworm-slim");
-    assert!(
-        config
-            .pipelock_image
-            .starts_with("ghcr.io/luckypipewrench/pipelock:v")
+    // As pipelock publishes it: the version without a `v`, the same one the schema is pinned to.
+    assert_eq!(
+        config.pipelock_image,
+        format!(
+            "ghcr.io/luckypipewrench/pipelock:{}",
+            crate::egress::PIPELOCK_VERSION
+        )
     );
 }
 
@@ -210,4 +213,39 @@ fn search_path_prefers_the_static_builds_over_cargos_copies() {
             .contains("hint: run scripts/build-static.sh"),
         "{err}"
     );
+}
+
+#[test]
+fn private_cidrs_are_checked_like_pipelock_does() {
+    let home = tempfile::tempdir().expect("tempdir");
+    write(
+        home.path(),
+        "allow_private_cidrs = [\"10.20.0.0/16\", \"fd00::/8\"]\n",
+    );
+    let config = load(home.path(), &[]).expect("load");
+    assert_eq!(config.allow_private_cidrs, ["10.20.0.0/16", "fd00::/8"]);
+    for bad in [
+        "10.20.0.1/16",
+        "0.0.0.0/0",
+        "10.0.0.0",
+        "x/8",
+        "10.0.0.0/33",
+    ] {
+        assert!(crate::config::check_cidr(bad).is_err(), "{bad}");
+    }
+    write(home.path(), "allow_private_cidrs = [\"10.20.0.1/16\"]\n");
+    let err = load(home.path(), &[]).expect_err("host bits").to_string();
+    assert!(err.contains(":1: allow_private_cidrs:"), "{err}");
+    assert!(err.contains("host bits set"), "{err}");
+    let home = tempfile::tempdir().expect("tempdir");
+    let config = load(
+        home.path(),
+        &[(ENV_ALLOW_PRIVATE_CIDRS, "172.16.0.0/12, 192.168.0.0/16")],
+    )
+    .expect("env");
+    assert_eq!(
+        config.allow_private_cidrs,
+        ["172.16.0.0/12", "192.168.0.0/16"]
+    );
+    assert!(load(home.path(), &[(ENV_ALLOW_PRIVATE_CIDRS, "nope")]).is_err());
 }

@@ -11,6 +11,7 @@ use crate::image::{BASE_IMAGE_ARG, ContextBuilder, ImageError, ImageRecipe, labe
 const EGRESS_PROXY_DOCKERFILE: &str = include_str!("../../../docker/egress-proxy/Dockerfile");
 const EGRESS_PROXY_ADDON: &str = include_str!("../../../docker/egress-proxy/addon.py");
 const EGRESS_PROXY_START: &str = include_str!("../../../docker/egress-proxy/start.sh");
+const EGRESS_PROXY_DLP: &str = include_str!("../../../docker/egress-proxy/dlp.py");
 const STANDIN_DOCKERFILE: &str = include_str!("../../../docker/pipelock-standin/Dockerfile");
 const STANDIN_ADDON: &str = include_str!("../../../docker/pipelock-standin/standin.py");
 const STANDIN_START: &str = include_str!("../../../docker/pipelock-standin/start.sh");
@@ -59,6 +60,7 @@ pub fn egress_proxy(base_image: &str) -> Result<ImageRecipe, ImageError> {
     let mut context = ContextBuilder::new();
     context
         .file("addon.py", 0o644, EGRESS_PROXY_ADDON)
+        .file("dlp.py", 0o644, EGRESS_PROXY_DLP)
         .file("start.sh", 0o755, EGRESS_PROXY_START);
     recipe(
         "sidecar-egress-proxy",
@@ -73,7 +75,9 @@ pub fn pipelock_standin(base_image: &str) -> Result<ImageRecipe, ImageError> {
     let mut context = ContextBuilder::new();
     context
         .file("standin.py", 0o644, STANDIN_ADDON)
-        .file("start.sh", 0o755, STANDIN_START);
+        .file("start.sh", 0o755, STANDIN_START)
+        .file("dlp.py", 0o644, EGRESS_PROXY_DLP)
+        .file("dlp-patterns.json", 0o644, super::dlp::PATTERNS_JSON);
     recipe(
         "test-pipelock-standin",
         STANDIN_DOCKERFILE,
@@ -128,11 +132,11 @@ mod tests {
         for (recipe, files) in [
             (
                 egress_proxy("claude-bottle/base:bookworm"),
-                &["addon.py", "start.sh"][..],
+                &["addon.py", "dlp.py", "start.sh"][..],
             ),
             (
                 pipelock_standin("claude-bottle/base:bookworm"),
-                &["standin.py", "start.sh"],
+                &["standin.py", "start.sh", "dlp.py", "dlp-patterns.json"],
             ),
             (test_internet("claude-bottle/base:bookworm"), &["server.py"]),
         ] {

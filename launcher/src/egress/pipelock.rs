@@ -1,35 +1,34 @@
-//! pipelock's config YAML for the pinned version: the bottle's allowlist, interception CA and DLP rules.
+//! pipelock's config YAML for the pinned version: the bottle's allowlist, interception CA, passthrough.
 //!
-//! Keys follow pipelock v2.1.2 (`config::DEFAULT_PIPELOCK_IMAGE`), read from `internal/config/config.go`
-//! at tag v2.1.2 (commit 38801766549e) of luckyPipewrench/pipelock: `Config`, `FetchProxy`,
-//! `ForwardProxy`, `TLSInterception`, `RequestBodyScanning`, `DLP`, `DLPPattern`. The config must stay
-//! within that schema (a later pipelock may reject unknown keys): the structs below carry only keys of
-//! it, and a unit test checks every generated key against `testdata/pipelock-v2.1.2-keys.txt`.
+//! Keys follow pipelock [`PIPELOCK_VERSION`], read from `internal/config/schema.go` at that tag
+//! (commit 7a3b7de4a555) of luckyPipewrench/pipelock. pipelock refuses unknown keys (and
+//! multi-document YAML) since v2.2.0: the structs below carry only keys of its schema, and a unit test
+//! checks every generated key against `testdata/pipelock-2.3.0-keys.txt`.
 //!
 //! What is generated, and why:
 //! - `mode: strict` with `api_allowlist` = the route hosts (the agent's defaults folded in) plus the
 //!   approved hosts: anything else is refused.
 //! - `fetch_proxy.listen` on all interfaces, port [`PIPELOCK_PORT`]; `forward_proxy.enabled` so
-//!   CONNECT and absolute-URI requests work (it also serves `/health` there).
+//!   CONNECT and absolute-URI requests work (`/health` is served on the same port).
 //! - `tls_interception` with the bottle's pipelock CA, so request bodies and headers can be scanned.
 //! - `request_body_scanning` with `action: block` and header scanning; not configurable.
-//! - DLP: each host that receives an injected credential is exempted from exactly the default
-//!   patterns its token trips ([`super::dlp`]), so pipelock does not block the egress-proxy's own
-//!   header.
-//! - Anthropic: when a route targets `api.anthropic.com`, that host is in
-//!   `tls_interception.passthrough_domains`. The agent's conversation is the request body there, and
-//!   it routinely quotes secret-shaped text from the code it reads; scanning it would block the agent's
-//!   own model calls, and the data goes to the model provider either way. The host stays on the
-//!   allowlist; the egress-proxy (which trusts the public roots on its outbound leg) still injects.
+//! - Every host that receives an injected credential is in `tls_interception.passthrough_domains`:
+//!   pipelock's DLP scans request headers whatever the destination, and its immutable core patterns
+//!   (GitHub, Anthropic, … tokens) would refuse the egress-proxy's own header; `exempt_domains`
+//!   applies to URL scanning only. pipelock still allowlists those hosts by their CONNECT name, and the
+//!   egress-proxy applies pipelock's default patterns to what the agent sent before it injects
+//!   anything ([`super::dlp`]). Bare-pass hosts are intercepted and scanned by pipelock itself.
 
 use serde::{Deserialize, Serialize};
 
-use super::dlp::{DlpExemptions, pattern};
 use super::routes::allowlist_hosts;
 use crate::manifest::Route;
 
-/// The pinned pipelock's tag: the schema this module writes.
-pub const PIPELOCK_VERSION: &str = "v2.1.2";
+/// The pinned pipelock release: the schema this module writes and the DLP table the egress-proxy
+/// applies (`docker/egress-proxy/dlp-patterns.json`). Bump all three together.
+pub const PIPELOCK_VERSION: &str = "2.3.0";
+/// The pinned pipelock image as pipelock publishes it (GoReleaser's `{{ .Version }}`: no `v`).
+pub const PIPELOCK_IMAGE: &str = "ghcr.io/luckypipewrench/pipelock:2.3.0";
 /// pipelock's port (fetch and forward proxy, `/health`).
 pub const PIPELOCK_PORT: u16 = 8888;
 /// The config folder inside the pipelock container (mount the folder, not the file, so a rewrite by
@@ -37,8 +36,6 @@ pub const PIPELOCK_PORT: u16 = 8888;
 pub const PIPELOCK_CONFIG_DIR: &str = "/etc/pipelock";
 /// The config file's name in [`PIPELOCK_CONFIG_DIR`].
 pub const PIPELOCK_CONFIG_FILE: &str = "pipelock.yaml";
-/// The host whose traffic pipelock passes through untouched when a route targets it.
-pub const ANTHROPIC_API_HOST: &str = "api.anthropic.com";
 
 /// Everything the YAML depends on.
 #[derive(Debug, Clone)]
@@ -48,12 +45,20 @@ pub struct PipelockInput<'a> {
     pub routes: &'a [Route],
     /// Hosts the operator approved at run time.
     pub approved_hosts: &'a [String],
-    /// From [`super::dlp::exemptions`] over the resolved tokens; empty without credentialed routes.
-    pub dlp_exemptions: &'a DlpExemptions,
     /// `tls_interception.ca_cert` / `ca_key` as pipelock sees them (absolute, in its container).
     pub ca_cert_path: &'a str,
     pub ca_key_path: &'a str,
+    /// `ssrf.ip_allowlist`: private ranges the operator lets pipelock reach (`config.toml`'s
+    /// `allow_private_cidrs`); pipelock refuses private, loopback and link-local addresses otherwise.
+    pub allow_private_cidrs: &'a [String],
 }
+
+/// pipelock's default is 60 requests a minute per base domain, and cannot be switched off: a package
+/// install or a clone makes more. Still a bound on a runaway loop.
+pub const MAX_REQUESTS_PER_MINUTE: u32 = 3000;
+/// pipelock cuts a tunnel after 300 s by default; an agent keeps one connection to its model API for
+/// a whole session and streams long answers over it.
+pub const MAX_TUNNEL_SECONDS: u32 = 3600;
 
 /// The generated document: only keys of the pinned schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,20 +71,34 @@ pub(super) struct PipelockConfig {
     pub forward_proxy: ForwardProxy,
     pub tls_interception: TlsInterception,
     pub request_body_scanning: RequestBodyScanning,
-    #[serde(default, skip_serializing_if = "Dlp::is_empty")]
-    pub dlp: Dlp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssrf: Option<Ssrf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct FetchProxy {
     pub listen: String,
+    pub monitoring: Monitoring,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Monitoring {
+    pub max_requests_per_minute: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ForwardProxy {
     pub enabled: bool,
+    pub max_tunnel_seconds: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Ssrf {
+    pub ip_allowlist: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,37 +119,13 @@ pub(super) struct RequestBodyScanning {
     pub scan_headers: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct Dlp {
-    pub patterns: Vec<DlpPatternOverride>,
-}
-
-impl Dlp {
-    fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-}
-
-/// A default pattern restated by name (pipelock merges by name) with its `exempt_domains`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct DlpPatternOverride {
-    pub name: String,
-    pub regex: String,
-    pub severity: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub validator: Option<String>,
-    pub exempt_domains: Vec<String>,
-}
-
 /// The pipelock config of a bottle, as YAML with a header comment.
 pub fn render(input: &PipelockInput<'_>) -> String {
     let config = build(input);
     let body = serde_saphyr::to_string(&config).expect("plain structs always serialize");
     format!(
         "# Generated by claude-bottle for bottle {slug}: do not edit, approvals rewrite it.\n\
-         # Schema: pipelock {PIPELOCK_VERSION} (internal/config/config.go at that tag).\n{body}",
+         # Schema: pipelock {PIPELOCK_VERSION} (internal/config/schema.go at that tag).\n{body}",
         slug = input.slug
     )
 }
@@ -138,33 +133,27 @@ pub fn render(input: &PipelockInput<'_>) -> String {
 pub(super) fn build(input: &PipelockInput<'_>) -> PipelockConfig {
     let route_hosts: Vec<String> = input.routes.iter().map(|r| r.host.clone()).collect();
     let api_allowlist = allowlist_hosts(&route_hosts, input.approved_hosts);
-    let passthrough_domains = if input.routes.iter().any(|r| r.host == ANTHROPIC_API_HOST) {
-        vec![ANTHROPIC_API_HOST.to_owned()]
-    } else {
-        Vec::new()
-    };
-    let patterns = input
-        .dlp_exemptions
+    let passthrough: std::collections::BTreeSet<&str> = input
+        .routes
         .iter()
-        .filter_map(|(name, hosts)| {
-            let p = pattern(name)?;
-            Some(DlpPatternOverride {
-                name: p.name.to_owned(),
-                regex: p.regex.to_owned(),
-                severity: p.severity.to_owned(),
-                validator: p.validator.map(str::to_owned),
-                exempt_domains: hosts.iter().cloned().collect(),
-            })
-        })
+        .filter(|r| r.auth.is_some())
+        .map(|r| r.host.as_str())
         .collect();
+    let passthrough_domains = passthrough.into_iter().map(str::to_owned).collect();
     PipelockConfig {
         version: 1,
         mode: "strict".to_owned(),
         api_allowlist,
         fetch_proxy: FetchProxy {
             listen: format!("0.0.0.0:{PIPELOCK_PORT}"),
+            monitoring: Monitoring {
+                max_requests_per_minute: MAX_REQUESTS_PER_MINUTE,
+            },
         },
-        forward_proxy: ForwardProxy { enabled: true },
+        forward_proxy: ForwardProxy {
+            enabled: true,
+            max_tunnel_seconds: MAX_TUNNEL_SECONDS,
+        },
         tls_interception: TlsInterception {
             enabled: true,
             ca_cert: input.ca_cert_path.to_owned(),
@@ -176,7 +165,9 @@ pub(super) fn build(input: &PipelockInput<'_>) -> PipelockConfig {
             action: "block".to_owned(),
             scan_headers: true,
         },
-        dlp: Dlp { patterns },
+        ssrf: (!input.allow_private_cidrs.is_empty()).then(|| Ssrf {
+            ip_allowlist: input.allow_private_cidrs.to_vec(),
+        }),
     }
 }
 

@@ -9,11 +9,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use super::dlp::DlpRules;
 use crate::manifest::{Route, TokenRef};
 use crate::secret::Secret;
 
-/// `version` of both routes.json files; the addon refuses any other.
-pub const ROUTES_VERSION: u32 = 1;
+/// `version` of both routes.json files; the addon refuses any other. 2 added `dlp`.
+pub const ROUTES_VERSION: u32 = 2;
 /// Token slot names are this plus an index.
 pub const TOKEN_SLOT_PREFIX: &str = "CLAUDE_BOTTLE_TOKEN_";
 
@@ -22,6 +23,8 @@ pub const TOKEN_SLOT_PREFIX: &str = "CLAUDE_BOTTLE_TOKEN_";
 pub struct ProxyRoutes {
     pub version: u32,
     pub routes: Vec<ProxyRoute>,
+    /// What the addon refuses in the agent's requests before it injects anything.
+    pub dlp: &'static DlpRules,
 }
 
 /// One credentialed route as the addon reads it.
@@ -58,15 +61,6 @@ pub struct EgressRoutes {
 pub struct ResolvedTokens {
     /// `(slot, value)`, in slot order: the egress-proxy's environment.
     pub env: Vec<(String, Secret)>,
-    /// `(host, value)` for every host that receives a token (for pipelock's DLP exemptions).
-    pub injected: Vec<(String, Secret)>,
-}
-
-impl ResolvedTokens {
-    /// `(host, token)` pairs, for [`super::dlp::exemptions`].
-    pub fn injected(&self) -> impl Iterator<Item = (&str, &Secret)> {
-        self.injected.iter().map(|(h, s)| (h.as_str(), s))
-    }
 }
 
 /// Why a token could not be resolved. Messages name the reference, never a value.
@@ -128,6 +122,7 @@ impl EgressRoutes {
             routes: ProxyRoutes {
                 version: ROUTES_VERSION,
                 routes: proxy_routes,
+                dlp: super::dlp::default_rules(),
             },
             slots,
         }
@@ -150,21 +145,15 @@ impl EgressRoutes {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<ResolvedTokens, TokenError> {
         let mut env = Vec::new();
-        let mut injected = Vec::new();
         let mut errors = Vec::new();
         for slot in &self.slots {
             match resolve_one(&slot.token_ref, &lookup) {
-                Ok(value) => {
-                    for host in &slot.hosts {
-                        injected.push((host.clone(), value.clone()));
-                    }
-                    env.push((slot.env.clone(), value));
-                }
+                Ok(value) => env.push((slot.env.clone(), value)),
                 Err(e) => errors.push(e),
             }
         }
         match errors.len() {
-            0 => Ok(ResolvedTokens { env, injected }),
+            0 => Ok(ResolvedTokens { env }),
             1 => Err(errors.remove(0)),
             _ => Err(TokenError::Several(errors)),
         }

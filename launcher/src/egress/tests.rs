@@ -69,15 +69,15 @@ fn lookup(name: &str) -> Option<String> {
     }
 }
 
-fn yaml(routes: &[Route], approved: &[String], exemptions: &DlpExemptions) -> String {
+fn yaml(routes: &[Route], approved: &[String], private: &[String]) -> String {
     let (cert, key) = pipelock::default_ca_paths();
     pipelock_yaml(&PipelockInput {
         slug: "dev",
         routes,
         approved_hosts: approved,
-        dlp_exemptions: exemptions,
         ca_cert_path: &cert,
         ca_key_path: &key,
+        allow_private_cidrs: private,
     })
 }
 
@@ -85,7 +85,20 @@ fn yaml(routes: &[Route], approved: &[String], exemptions: &DlpExemptions) -> St
 fn routes_json_names_slots_never_values() {
     let egress = EgressRoutes::from_routes(&plan_routes());
     let json = egress.routes_json();
-    insta::assert_snapshot!("egress_proxy_routes_json", json);
+    // The DLP table is the pinned one, whole; the snapshot shows the rest.
+    let mut doc: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let dlp = doc
+        .as_object_mut()
+        .and_then(|o| o.remove("dlp"))
+        .expect("a dlp object");
+    assert_eq!(
+        dlp,
+        serde_json::to_value(dlp_rules()).expect("rules serialize")
+    );
+    insta::assert_snapshot!(
+        "egress_proxy_routes_json",
+        serde_json::to_string_pretty(&doc).expect("json")
+    );
     assert!(!json.contains("ghp_") && !json.contains("GITHUB_TOKEN"));
     let slots: Vec<_> = egress
         .slots
@@ -139,7 +152,6 @@ fn tokens_resolve_from_env_and_file() {
         ("CLAUDE_BOTTLE_TOKEN_0", "sk-ant-api03-0123456789abcdef")
     );
     assert_eq!(env[2], ("CLAUDE_BOTTLE_TOKEN_2", "key-from-file"));
-    assert_eq!(resolved.injected().count(), 4);
     assert!(!format!("{resolved:?}").contains("key-from-file"));
 }
 
@@ -183,61 +195,62 @@ fn token_errors_name_the_ref_never_the_value() {
 #[test]
 fn pipelock_yaml_with_credentialed_routes() {
     let routes = plan_routes();
-    let egress = EgressRoutes::from_routes(&routes[..3]);
-    let resolved = egress.resolve(lookup).expect("resolve");
-    let exemptions = dlp_exemptions(resolved.injected());
     let approved = vec!["pypi.org".to_owned()];
     insta::assert_snapshot!(
         "pipelock_credentialed",
-        yaml(&routes, &approved, &exemptions)
+        yaml(&routes, &approved, &["172.30.0.0/16".to_owned()])
     );
 }
 
 #[test]
 fn pipelock_yaml_bare_passes_only() {
     let routes = vec![bare("example.com", false), bare("sentry.io", true)];
-    insta::assert_snapshot!("pipelock_bare", yaml(&routes, &[], &DlpExemptions::new()));
+    insta::assert_snapshot!("pipelock_bare", yaml(&routes, &[], &[]));
 }
 
 #[test]
-fn request_body_scanning_always_blocks_and_anthropic_passes_through() {
+fn request_body_scanning_always_blocks_and_credentialed_hosts_pass_through() {
     let doc = pipelock::build(&PipelockInput {
         slug: "x",
         routes: &plan_routes(),
         approved_hosts: &[],
-        dlp_exemptions: &DlpExemptions::new(),
         ca_cert_path: "/c",
         ca_key_path: "/k",
+        allow_private_cidrs: &[],
     });
     assert_eq!(doc.mode, "strict");
     assert_eq!(doc.request_body_scanning.action, "block");
     assert!(doc.request_body_scanning.scan_headers);
     assert_eq!(
         doc.tls_interception.passthrough_domains,
-        ["api.anthropic.com"]
+        [
+            "api.anthropic.com",
+            "api.github.com",
+            "key.example",
+            "uploads.github.com"
+        ]
     );
     assert!(doc.api_allowlist.contains(&"api.anthropic.com".to_owned()));
+    assert!(doc.ssrf.is_none(), "pipelock's SSRF protection stays whole");
 }
 
 /// Every key the generator writes is a key of the pinned pipelock's schema.
 #[test]
 fn validate_against_schema() {
-    let known: BTreeSet<&str> = include_str!("testdata/pipelock-v2.1.2-keys.txt")
+    let known: BTreeSet<&str> = include_str!("testdata/pipelock-2.3.0-keys.txt")
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .collect();
     let routes = plan_routes();
-    let resolved = EgressRoutes::from_routes(&routes[..3]).resolve(lookup);
-    let mut exemptions = dlp_exemptions(resolved.expect("resolve").injected());
-    exemptions
-        .entry("Bitcoin WIF Private Key")
-        .or_default()
-        .insert("x.example".into());
-    let text = yaml(&routes, &["pypi.org".to_owned()], &exemptions);
+    let text = yaml(
+        &routes,
+        &["pypi.org".to_owned()],
+        &["10.1.0.0/16".to_owned()],
+    );
     let value: serde_json::Value = serde_saphyr::from_str(&text).expect("generated YAML parses");
     let mut keys = Vec::new();
     collect_keys(&value, "", &mut keys);
-    assert!(keys.len() > 15, "{keys:?}");
+    assert!(keys.len() > 18, "{keys:?}");
     for key in &keys {
         assert!(
             known.contains(key.as_str()),
@@ -246,7 +259,17 @@ fn validate_against_schema() {
     }
     // And it reads back into the typed (deny_unknown_fields) form unchanged.
     let typed: PipelockConfig = serde_saphyr::from_str(&text).expect("typed");
-    assert_eq!(typed.dlp.patterns.len(), 3);
+    assert_eq!(
+        typed,
+        pipelock::build(&PipelockInput {
+            slug: "dev",
+            routes: &routes,
+            approved_hosts: &["pypi.org".to_owned()],
+            ca_cert_path: &pipelock::default_ca_paths().0,
+            ca_key_path: &pipelock::default_ca_paths().1,
+            allow_private_cidrs: &["10.1.0.0/16".to_owned()],
+        })
+    );
 }
 
 fn collect_keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
@@ -276,7 +299,7 @@ fn secrets_stay_out_of_generated_files() {
     let routes = plan_routes();
     let egress = EgressRoutes::from_routes(&routes[..3]);
     let resolved = egress.resolve(lookup).expect("resolve");
-    let text = yaml(&routes, &[], &dlp_exemptions(resolved.injected()));
+    let text = yaml(&routes, &[], &[]);
     for (_, v) in &resolved.env {
         assert!(!text.contains(v.expose()));
         assert!(!egress.routes_json().contains(v.expose()));

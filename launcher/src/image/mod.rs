@@ -37,8 +37,9 @@ pub use context::{ContextBuilder, FIXED_MTIME};
 pub use digest::{digest_of, file_digest};
 pub use dockerignore::{DockerIgnore, PatternError};
 pub use recipes::{
-    AgentSource, BASH_ENV_PATH, BUILD_CA_IN_CONTEXT, BASH_ENV_SCRIPT, ENTRYPOINT_SCRIPT, InheritedCommand, Sidecar,
-    agent_base, is_static_elf, sidecar_scratch, sidecar_scratch_tag, workspace_copy,
+    AgentSource, BASH_ENV_PATH, BASH_ENV_SCRIPT, BUILD_CA_IN_CONTEXT, ENTRYPOINT_SCRIPT,
+    InheritedCommand, Sidecar, agent_base, is_static_elf, sidecar_scratch, sidecar_scratch_tag,
+    workspace_copy,
 };
 
 /// Where the Dockerfile sits inside every recipe's context (the build API's `dockerfile`).

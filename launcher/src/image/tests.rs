@@ -239,7 +239,10 @@ fn agent_base_embedded_passes_the_base_image() {
         "ARG BASE_IMAGE",
         "FROM ${BASE_IMAGE}",
         "apt-get update",
-        "@anthropic-ai/claude-code",
+        "claude-agent-sdk==%s",
+        "--require-hashes",
+        "claude_agent_sdk/_bundled/claude",
+        "COPY build-ca.pem",
         "--uid 1000",
         "/home/agent",
         "USER agent",
@@ -247,8 +250,13 @@ fn agent_base_embedded_passes_the_base_image() {
     ] {
         assert!(DEFAULT_AGENT_DOCKERFILE.contains(needle), "{needle}");
     }
-    let other =
-        agent_base("my-bottle", &AgentSource::Embedded, "debian:bookworm-slim", "").expect("recipe");
+    let other = agent_base(
+        "my-bottle",
+        &AgentSource::Embedded,
+        "debian:bookworm-slim",
+        "",
+    )
+    .expect("recipe");
     assert_ne!(other.tag, recipe.tag, "the base image is part of the tag");
 }
 
