@@ -1,6 +1,7 @@
 //! The shim's verbs: `relay` (TCP↔Unix forwarding), `daemon`, the agent-facing CLI
 //! (`request`, `status`, `config`, `report`) and the `mcp` stdio server.
 
+pub mod claude_setup;
 pub mod cli;
 pub mod client;
 pub mod daemon;
@@ -66,6 +67,13 @@ pub enum Command {
     Mcp,
     /// Forward connections between TCP and Unix sockets, byte for byte.
     Relay(RelayArgs),
+    /// Merge what Claude Code needs to start without a prompt into ~/.claude.json and
+    /// ~/.claude/settings.json (the entrypoint runs it when Claude Code is installed).
+    ClaudeSetup {
+        /// The folder Claude Code starts in, trusted without asking (default: the current one).
+        #[arg(long)]
+        workdir: Option<PathBuf>,
+    },
 }
 
 /// `request …`
@@ -161,6 +169,33 @@ pub fn init_tracing(default_level: &str) {
         .try_init();
 }
 
+/// `claude-setup`: the agent's environment decides what is merged (see [`claude_setup`]).
+fn claude_setup(workdir: Option<PathBuf>) -> Result<ExitCode, String> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .ok_or("claude-setup: $HOME is not set")?;
+    let workdir = match workdir {
+        Some(dir) => dir,
+        None => std::env::current_dir().map_err(|e| format!("claude-setup: {e}"))?,
+    };
+    let supervised =
+        std::env::var_os("CLAUDE_BOTTLE_SUPERVISE_SOCKET").is_some_and(|v| !v.is_empty());
+    let shim = std::env::current_exe()
+        .map_err(|e| format!("claude-setup: {e}"))?
+        .to_string_lossy()
+        .into_owned();
+    claude_setup::Setup {
+        home,
+        workdir,
+        api_key: std::env::var("ANTHROPIC_API_KEY").ok(),
+        mcp_command: supervised.then_some(shim),
+    }
+    .apply()
+    .map(|_| ExitCode::SUCCESS)
+    .map_err(|e| e.to_string())
+}
+
 /// Runs one verb to completion and maps its outcome to an exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -223,6 +258,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             }
         }
         Command::Mcp => mcp::serve(target).await.map(|()| ExitCode::SUCCESS),
+        Command::ClaudeSetup { workdir } => claude_setup(workdir),
         Command::Relay(args) => {
             let relays = relay::run(args.listen, args.connect, args.max_connections);
             tokio::select! {

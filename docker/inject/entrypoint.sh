@@ -56,6 +56,12 @@ if [ -s "$prompt" ] && [ -n "${HOME:-}" ] && [ ! -e "$HOME/.claude/CLAUDE.md" ];
     mkdir -p "$HOME/.claude" 2>/dev/null && cp "$prompt" "$HOME/.claude/CLAUDE.md" 2>/dev/null || true
 fi
 
+# Claude Code, when the image has it: no first-run screen (onboarding, the placeholder key, the
+# folder trust, the bypass warning), merged into its own state files (see the shim's claude-setup).
+if [ -n "${HOME:-}" ] && command -v claude >/dev/null 2>&1; then
+    "$shim" claude-setup || echo "claude-bottle: Claude Code may ask its first-run questions (the error is above)" >&2
+fi
+
 # With supervise on, the shim daemon holds the connection to supervise for the agent's tools
 # (buffering while supervise restarts); the CLI falls back to supervise directly without it.
 if [ -n "${CLAUDE_BOTTLE_SUPERVISE_SOCKET:-}" ]; then

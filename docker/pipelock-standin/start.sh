@@ -23,7 +23,7 @@ for key in ("ca_key", "ca_cert"):
 PY
 { read -r key; read -r cert; } < "$work/ca-paths"
 # As pipelock: the CA key must be SEC1 PEM (x509.ParseECPrivateKey) and no looser than 0640.
-if [ "$(head -n 1 "$key")" != "-----BEGIN EC PRIVATE KEY-----" ]; then
+if [ "$(head -n 1 "$key" | tr -d '\r')" != "-----BEGIN EC PRIVATE KEY-----" ]; then
     echo "load TLS CA: parse CA key: x509: failed to parse private key (use ParsePKCS8PrivateKey instead for this key format)" >&2
     exit 1
 fi

@@ -155,10 +155,7 @@ mod tests {
         }
         let allow =
             std::fs::read_to_string(stage.current_config.join("allowlist")).expect("allowlist");
-        assert_eq!(
-            allow,
-            "api.anthropic.com\nsentry.io\nstatsig.anthropic.com\n"
-        );
+        assert_eq!(allow, "api.anthropic.com\n");
         let routes =
             std::fs::read_to_string(stage.current_config.join("routes.json")).expect("routes");
         assert!(

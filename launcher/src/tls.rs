@@ -244,10 +244,11 @@ fn sec1_pem(key: &KeyPair) -> Result<Secret, rcgen::Error> {
     let der = ec
         .to_der()
         .map_err(|_| rcgen::Error::CouldNotParseKeyPair)?;
-    Ok(Secret::new(::pem::encode(&::pem::Pem::new(
-        "EC PRIVATE KEY",
-        der,
-    ))))
+    let config = ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF);
+    Ok(Secret::new(::pem::encode_config(
+        &::pem::Pem::new("EC PRIVATE KEY", der),
+        config,
+    )))
 }
 
 fn fingerprint_der(der: &[u8]) -> String {
@@ -340,6 +341,10 @@ mod tests {
                 .expose()
                 .starts_with("-----BEGIN EC PRIVATE KEY-----"),
             "pipelock loads SEC1 keys only"
+        );
+        assert!(
+            !ca.key_pem.expose().contains('\r'),
+            "LF line ends, like every other PEM we write"
         );
         // The curve is named inside the key (Go's ParseECPrivateKey needs it without a PKCS#8 wrapper).
         let der = parse(ca.key_pem.expose());

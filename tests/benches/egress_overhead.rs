@@ -75,6 +75,10 @@ fn main() {
     let mut child = bottle
         .command(&["start", "--yes", &bottle.name])
         .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
+        .env(
+            claude_bottle::config::ENV_ALLOW_PRIVATE_CIDRS,
+            claude_bottle_e2e::TEST_INTERNET_CIDRS,
+        )
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&err_file).expect("err"))
         .spawn()

@@ -27,7 +27,7 @@ async fn keystrokes_window_size_and_exit_code_cross_the_terminal() {
         .env("CLAUDE_BOTTLE_BIN_DIR", claude_bottle_e2e::bin_dir())
         .env(
             claude_bottle::config::ENV_PIPELOCK_IMAGE,
-            claude_bottle_e2e::standin_image(),
+            claude_bottle_e2e::pipelock_image(),
         )
         .env(
             claude_bottle::config::ENV_BASE_IMAGE,

@@ -179,14 +179,15 @@ impl TestBottle {
         std::fs::write(dir.join(file), content).expect("write skill");
     }
 
-    /// `claude-bottle <args>` with this home, the cargo-built binaries, the pipelock stand-in (the
-    /// real image cannot be pulled here), the offline base image, and no terminal.
+    /// `claude-bottle <args>` with this home, the cargo-built binaries, the tests' pipelock
+    /// ([`pipelock_image`]: the stand-in unless a real image is named), the offline base image, and
+    /// no terminal.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(launcher());
         c.args(args)
             .env("CLAUDE_BOTTLE_HOME", self.path())
             .env("CLAUDE_BOTTLE_BIN_DIR", bin_dir())
-            .env(claude_bottle::config::ENV_PIPELOCK_IMAGE, standin_image())
+            .env(claude_bottle::config::ENV_PIPELOCK_IMAGE, pipelock_image())
             .env(claude_bottle::config::ENV_BASE_IMAGE, BASE_IMAGE)
             .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::null());
@@ -199,7 +200,7 @@ impl TestBottle {
         let bins = bin_dir();
         claude_bottle::config::Config::load_with_env(self.path(), |name| match name {
             ENV_BIN_DIR => Some(bins.clone().into_os_string()),
-            ENV_PIPELOCK_IMAGE => Some(standin_image().into()),
+            ENV_PIPELOCK_IMAGE => Some(pipelock_image().into()),
             ENV_BASE_IMAGE => Some(BASE_IMAGE.into()),
             _ => None,
         })
@@ -376,6 +377,27 @@ pub async fn wait_for_proposal(bottle: &TestBottle, needle: &str) -> String {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Names a real pipelock image (built by hand from pipelock's sources; it cannot be pulled here)
+/// that every end-to-end test then runs against instead of the stand-in.
+pub const E2E_PIPELOCK_IMAGE_ENV: &str = "CLAUDE_BOTTLE_E2E_PIPELOCK_IMAGE";
+
+/// Private ranges the test internet may live in (Docker's default address pools): pipelock's SSRF
+/// protection refuses them otherwise. Only the tests that serve a test internet set it.
+pub const TEST_INTERNET_CIDRS: &str = "172.16.0.0/12,192.168.0.0/16";
+
+/// The pipelock every test launches: `$CLAUDE_BOTTLE_E2E_PIPELOCK_IMAGE` when set, else the stand-in.
+pub fn pipelock_image() -> String {
+    match std::env::var(E2E_PIPELOCK_IMAGE_ENV) {
+        Ok(image) if !image.is_empty() => image,
+        _ => standin_image(),
+    }
+}
+
+/// Whether the tests run against a real pipelock image.
+pub fn real_pipelock() -> bool {
+    std::env::var(E2E_PIPELOCK_IMAGE_ENV).is_ok_and(|v| !v.is_empty())
 }
 
 /// The pipelock STAND-IN's tag (built by [`ensure_egress_test_images`], which [`docker`] calls);

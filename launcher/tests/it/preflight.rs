@@ -71,17 +71,18 @@ fn default_hosts_fold_into_routes_unless_routed() {
         &Default::default(),
         |_| None,
     );
-    let sentry: Vec<_> = p.routes.iter().filter(|r| r.host == "sentry.io").collect();
+    let api: Vec<_> = p
+        .routes
+        .iter()
+        .filter(|r| r.host == "api.anthropic.com")
+        .collect();
     assert_eq!(
-        sentry.len(),
+        api.len(),
         1,
-        "the bottle's own sentry.io route replaces the default"
+        "the bottle's own api.anthropic.com route replaces the default"
     );
-    assert!(sentry[0].auth.is_some() && !sentry[0].default);
-    assert_eq!(
-        p.allowlist,
-        ["api.anthropic.com", "sentry.io", "statsig.anthropic.com"]
-    );
+    assert!(api[0].auth.is_some() && !api[0].default);
+    assert_eq!(p.allowlist, ["api.anthropic.com", "example.com"]);
 }
 
 #[test]
