@@ -8,13 +8,28 @@ a JSON echo of what arrived, so a test can see which headers (an injected creden
     {"method": "GET", "path": "/repos/acme/x", "sni": "api.github.com", "tls": true,
      "headers": [["Host", "api.github.com"], ["Authorization", "token …"]]}
 
+For api.anthropic.com it is a fake Anthropic Messages API instead (`POST /v1/messages`, streaming SSE
+or plain JSON), scripted by the words in the newest user turn, so the real Claude Code CLI can run a
+whole session against it:
+
+    E2E-CAPABILITY  answer with a tool_use of mcp__claude-bottle__request_capability (once per
+                    conversation: not when the history already holds a tool result)
+    E2E-BASH        answer with a tool_use of Bash running `e2e-missing-tool --version`
+    otherwise       text: "E2E-ANSWER messages=<n> tool-results=<k>"; right after a tool result,
+                    "E2E-AFTER-TOOL <the result's first words>"
+
+Each call is logged on stderr as `fake-api: {json}` with the SHA-256 of the x-api-key header (never
+the value), the message count, whether the history holds a tool result, and the user texts.
+
 Environment: TEST_INTERNET_CERT / TEST_INTERNET_KEY (PEM; default /etc/test-internet/cert.pem and
 key.pem), TEST_INTERNET_HTTPS_PORT (443), TEST_INTERNET_HTTP_PORT (80; 0 turns it off). Prints
 "test-internet: ready" on stderr once both ports listen.
 """
 
+import hashlib
 import http.server
 import json
+import uuid
 import os
 import ssl
 import sys
@@ -30,9 +45,10 @@ class Echo(http.server.BaseHTTPRequestHandler):
 
     def _answer(self):
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        raw = self.rfile.read(length) if length else b""
         sni = getattr(self.connection, "test_internet_sni", None)
+        if (sni or self.headers.get("Host", "")).split(":")[0] == FAKE_API_HOST:
+            return self._fake_api(raw)
         body = json.dumps({
             "method": self.command,
             "path": self.path,
@@ -48,8 +64,109 @@ class Echo(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _answer
 
+    def _send(self, status, content_type, body):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("request-id", "req_e2e")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _fake_api(self, raw):
+        path = self.path.split("?", 1)[0]
+        if self.command != "POST" or path not in ("/v1/messages", "/v1/messages/count_tokens"):
+            error = {"type": "error", "error": {"type": "not_found_error", "message": "fake API: no such path"}}
+            return self._send(404, "application/json", json.dumps(error).encode())
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return self._send(400, "application/json", b'{"type":"error","error":{"type":"invalid_request_error"}}')
+        if path.endswith("count_tokens"):
+            return self._send(200, "application/json", b'{"input_tokens": 42}')
+        key = self.headers.get("x-api-key")
+        messages = body.get("messages") or []
+        record = {
+            "key_sha256": hashlib.sha256(key.encode()).hexdigest() if key else None,
+            "messages": len(messages),
+            "tool_results": sum(len(tool_results(m)) for m in messages),
+            "user_texts": [t[:200] for m in messages if m.get("role") == "user" for t in texts(m)],
+            "stream": bool(body.get("stream")),
+        }
+        sys.stderr.write("fake-api: %s\n" % json.dumps(record))
+        sys.stderr.flush()
+        blocks, stop = fake_reply(messages)
+        if not body.get("stream"):
+            reply = {"id": "msg_e2e", "type": "message", "role": "assistant", "model": body.get("model", "fake"),
+                     "content": blocks, "stop_reason": stop, "stop_sequence": None,
+                     "usage": {"input_tokens": 10, "output_tokens": 5}}
+            return self._send(200, "application/json", json.dumps(reply).encode())
+        return self._send(200, "text/event-stream; charset=utf-8", sse(body.get("model", "fake"), blocks, stop))
+
     def log_message(self, fmt, *args):
         sys.stderr.write("test-internet: %s %s\n" % (self.address_string(), fmt % args))
+
+
+FAKE_API_HOST = "api.anthropic.com"
+
+
+def texts(message):
+    content = message.get("content")
+    if isinstance(content, str):
+        return [content]
+    return [b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"]
+
+
+def tool_results(message):
+    content = message.get("content")
+    if message.get("role") != "user" or not isinstance(content, list):
+        return []
+    return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_result"]
+
+
+def result_text(block):
+    content = block.get("content")
+    if isinstance(content, list):
+        return " ".join(c.get("text", "") for c in content if isinstance(c, dict))
+    return str(content or "")
+
+
+def fake_reply(messages):
+    """(content blocks, stop_reason) for a conversation."""
+    last = messages[-1] if messages else {}
+    results = tool_results(last)
+    if results:
+        words = " ".join(result_text(results[-1]).split())[:160]
+        return [{"type": "text", "text": "E2E-AFTER-TOOL " + words}], "end_turn"
+    said = " ".join(texts(last))
+    seen_results = sum(len(tool_results(m)) for m in messages)
+    tool_id = "toolu_" + uuid.uuid4().hex[:20]
+    if "E2E-CAPABILITY" in said and not seen_results:
+        return [{"type": "tool_use", "id": tool_id, "name": "mcp__claude-bottle__request_capability",
+                 "input": {"dockerfile_lines": ["RUN touch /usr/local/share/e2e-approved"],
+                           "reason": "e2e: the fake model asks for a marker file"}}], "tool_use"
+    if "E2E-BASH" in said and not seen_results:
+        return [{"type": "tool_use", "id": tool_id, "name": "Bash",
+                 "input": {"command": "e2e-missing-tool --version", "description": "Run the e2e tool"}}], "tool_use"
+    return [{"type": "text", "text": "E2E-ANSWER messages=%d tool-results=%d" % (len(messages), seen_results)}], "end_turn"
+
+
+def sse(model, blocks, stop):
+    usage = {"input_tokens": 10, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+    events = [{"type": "message_start", "message": {"id": "msg_e2e", "type": "message", "role": "assistant",
+               "model": model, "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage}}]
+    for i, block in enumerate(blocks):
+        if block["type"] == "text":
+            events.append({"type": "content_block_start", "index": i, "content_block": {"type": "text", "text": ""}})
+            events.append({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": block["text"]}})
+        else:
+            start = dict(block, input={})
+            events.append({"type": "content_block_start", "index": i, "content_block": start})
+            events.append({"type": "content_block_delta", "index": i,
+                           "delta": {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}})
+        events.append({"type": "content_block_stop", "index": i})
+    events.append({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": 5}})
+    events.append({"type": "message_stop"})
+    return "".join("event: %s\ndata: %s\n\n" % (e["type"], json.dumps(e)) for e in events).encode()
 
 
 class Server(http.server.ThreadingHTTPServer):
