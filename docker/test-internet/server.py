@@ -12,6 +12,8 @@ For api.anthropic.com it is a fake Anthropic Messages API instead (`POST /v1/mes
 or plain JSON), scripted by the words in the newest user turn, so the real Claude Code CLI can run a
 whole session against it:
 
+    (the newest user turn is the last message of role user; Claude Code sends its prompt there
+    after system reminders, as text blocks)
     E2E-CAPABILITY  answer with a tool_use of mcp__claude-bottle__request_capability (once per
                     conversation: not when the history already holds a tool result)
     E2E-BASH        answer with a tool_use of Bash running `e2e-missing-tool --version`
@@ -131,8 +133,8 @@ def result_text(block):
 
 
 def fake_reply(messages):
-    """(content blocks, stop_reason) for a conversation."""
-    last = messages[-1] if messages else {}
+    """(content blocks, stop_reason) for a conversation: decided by its newest user turn."""
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
     results = tool_results(last)
     if results:
         words = " ".join(result_text(results[-1]).split())[:160]

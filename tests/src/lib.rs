@@ -143,6 +143,34 @@ impl TestBottle {
         bottle
     }
 
+    /// A bottle on the **embedded** agent image (the real Claude Code CLI) with `yaml` as the rest
+    /// of its front matter. Its agent is the embedded `claude`, or with `own_agent` an agent file
+    /// named after the bottle (write it with [`TestBottle::write_agent_resuming`]). The image's
+    /// download stage trusts the host's roots ([`TestBottle::claude_command`]).
+    pub fn embedded(tag: &str, own_agent: bool, yaml: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let name = format!("e2e-{tag}-{}-{n}", std::process::id());
+        let home = tempfile::tempdir().expect("tempdir");
+        for dir in ["bottles", "agents", "skills"] {
+            std::fs::create_dir_all(home.path().join(dir)).expect("mkdir");
+        }
+        let agent = if own_agent { name.as_str() } else { "claude" };
+        std::fs::write(
+            home.path().join(format!("bottles/{name}.md")),
+            format!("---\nagent: {agent}\n{yaml}---\n"),
+        )
+        .expect("write bottle");
+        Self { home, name }
+    }
+
+    /// [`TestBottle::command`] for bottles on the embedded image: its build downloads Claude Code
+    /// from the Python package index, trusting the host's roots too (a TLS-inspecting proxy here).
+    pub fn claude_command(&self, args: &[&str]) -> Command {
+        let mut c = self.command(args);
+        c.env(claude_bottle::config::ENV_BUILD_CA, HOST_ROOTS);
+        c
+    }
+
     pub fn path(&self) -> &Path {
         self.home.path()
     }
@@ -378,6 +406,9 @@ pub async fn wait_for_proposal(bottle: &TestBottle, needle: &str) -> String {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// The host's trust bundle (Debian's path), given to the embedded image's build as `build_ca`.
+pub const HOST_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Names a real pipelock image (built by hand from pipelock's sources; it cannot be pulled here)
 /// that every end-to-end test then runs against instead of the stand-in.
