@@ -135,7 +135,10 @@ async fn the_real_claude_code_answers_through_the_chain_and_the_model_drives_the
     let inspected =
         serde_json::to_string(&d.inspect_container(&agent, None).await.expect("inspect"))
             .expect("json");
-    assert!(!inspected.contains(&key), "docker inspect of the agent holds the key");
+    assert!(
+        !inspected.contains(&key),
+        "docker inspect of the agent holds the key"
+    );
     assert!(
         !agent_files_hold(&agent, &key),
         "the agent's files hold the key"
@@ -144,10 +147,17 @@ async fn the_real_claude_code_answers_through_the_chain_and_the_model_drives_the
     assert!(calls.len() >= 5, "{calls:?}");
     let want = sha256_hex(&key);
     for call in &calls {
-        assert_eq!(call["key_sha256"], want.as_str(), "every call carries the operator's key: {call}");
+        assert_eq!(
+            call["key_sha256"],
+            want.as_str(),
+            "every call carries the operator's key: {call}"
+        );
     }
 
-    let approve = bottle.command(&["approve", &cap]).output().expect("approve");
+    let approve = bottle
+        .command(&["approve", &cap])
+        .output()
+        .expect("approve");
     assert!(
         approve.status.success(),
         "{}",
@@ -173,20 +183,27 @@ async fn the_real_claude_code_answers_through_the_chain_and_the_model_drives_the
         line(&out, "CAPABILITY").contains("E2E-AFTER-TOOL"),
         "the MCP tool's result went back to the model: {out}"
     );
-    assert_eq!(line(&out, "RESUMED"), "marker=yes", "rebuilt with the approved step");
+    assert_eq!(
+        line(&out, "RESUMED"),
+        "marker=yes",
+        "rebuilt with the approved step"
+    );
     assert!(
         line(&out, "CONTINUE").contains("tool-results=1"),
         "--continue sent the earlier conversation with its tool result: {out}"
     );
     assert!(last["tool_results"].as_u64() >= Some(1), "{last}");
     assert!(
-        last["user_texts"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|t| t.as_str().is_some_and(|t| t.contains("E2E-CAPABILITY")))),
+        last["user_texts"].as_array().is_some_and(|t| t
+            .iter()
+            .any(|t| t.as_str().is_some_and(|t| t.contains("E2E-CAPABILITY")))),
         "{last}"
     );
     assert_eq!(last["key_sha256"], want.as_str());
-    assert!(!out.contains(&key) && !err.contains(&key), "the key leaked into output");
+    assert!(
+        !out.contains(&key) && !err.contains(&key),
+        "the key leaked into output"
+    );
     drop(internet);
     assert_clean(&d, &slug).await;
 }
@@ -232,12 +249,25 @@ async fn the_embedded_agent_starts_interactively_and_answers_a_typed_prompt() {
             .output()
             .expect("tmux (Debian's tmux) runs the launcher under a terminal")
     };
-    let started = tmux(&["new-session", "-d", "-s", &session, "-x", "120", "-y", "40", &inner]);
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &inner,
+    ]);
     assert!(started.status.success(), "{started:?}");
     let _kill = KillSession(session.clone());
     // A stand-in child for attach(): it only polls whether the launcher exited.
     let mut watcher = Command::new("sh")
-        .args(["-c", &format!("while tmux has-session -t {session} 2>/dev/null; do sleep 0.2; done")])
+        .args([
+            "-c",
+            &format!("while tmux has-session -t {session} 2>/dev/null; do sleep 0.2; done"),
+        ])
         .spawn()
         .expect("watcher");
     let internet =
@@ -253,15 +283,35 @@ async fn the_embedded_agent_starts_interactively_and_answers_a_typed_prompt() {
         if s.contains("bypass permissions") || s.contains('>') && s.contains("for shortcuts") {
             break;
         }
-        for blocker in ["Do you trust", "Detected a custom API key", "Choose the text style", "WARNING"] {
-            assert!(!s.contains(blocker), "a first-run screen waits for a key:\n{s}");
+        for blocker in [
+            "Do you trust",
+            "Detected a custom API key",
+            "Choose the text style",
+            "WARNING",
+        ] {
+            assert!(
+                !s.contains(blocker),
+                "a first-run screen waits for a key:\n{s}"
+            );
         }
-        assert!(Instant::now() < deadline, "Claude Code never showed its prompt:\n{s}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "Claude Code never showed its prompt:\n{s}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(tmux(&["send-keys", "-t", &session, "-l", "E2E-HELLO"]).status.success());
+    assert!(
+        tmux(&["send-keys", "-t", &session, "-l", "E2E-HELLO"])
+            .status
+            .success()
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(tmux(&["send-keys", "-t", &session, "Enter"]).status.success());
+    assert!(
+        tmux(&["send-keys", "-t", &session, "Enter"])
+            .status
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(120);
     let answered = loop {
         let s = screen(&session);
@@ -274,8 +324,10 @@ async fn the_embedded_agent_starts_interactively_and_answers_a_typed_prompt() {
     assert!(!answered.contains(&key), "the key on the agent's screen");
     let calls = api_calls(&d, &internet).await;
     assert!(
-        calls.iter().any(|c| c["user_texts"].to_string().contains("E2E-HELLO")
-            && c["key_sha256"] == sha256_hex(&key).as_str()),
+        calls
+            .iter()
+            .any(|c| c["user_texts"].to_string().contains("E2E-HELLO")
+                && c["key_sha256"] == sha256_hex(&key).as_str()),
         "{calls:?}"
     );
     // Ctrl-C twice leaves Claude Code; the launcher then removes the bottle.
@@ -285,7 +337,11 @@ async fn the_embedded_agent_starts_interactively_and_answers_a_typed_prompt() {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while watcher.try_wait().expect("wait").is_none() {
-        assert!(Instant::now() < deadline, "the launcher did not exit:\n{}", screen(&session));
+        assert!(
+            Instant::now() < deadline,
+            "the launcher did not exit:\n{}",
+            screen(&session)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(internet);

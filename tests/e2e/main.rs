@@ -1,5 +1,6 @@
 //! End-to-end tests against the real Docker engine (see `claude_bottle_e2e` for the helpers).
 
+mod addon;
 mod claude;
 mod cleanup;
 mod egress;
