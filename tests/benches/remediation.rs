@@ -55,6 +55,12 @@ fn main() {
                 "--yes",
                 &bottle.name,
             ])
+            // The stand-in whatever the tests run against: the bench waits for its ready line,
+            // and measures the rebuild, not the last hop.
+            .env(
+                claude_bottle::config::ENV_PIPELOCK_IMAGE,
+                claude_bottle_e2e::standin_image(),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -2,7 +2,8 @@
 //! `docker run` of the same image, measured in one run; target ratio ≤ 1.5.
 //!
 //! Run with `cargo bench -p claude-bottle-e2e --bench warm_start` (needs the engine and the base
-//! image, like the end-to-end tests). Prints the medians and the ratio.
+//! image, like the end-to-end tests). Prints the medians and the ratio, for the pipelock stand-in
+//! and, when `CLAUDE_BOTTLE_E2E_PIPELOCK_IMAGE` names one, a real pipelock image, in one run.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -50,13 +51,17 @@ fn main() {
         return;
     };
     let bottle = TestBottle::new("bench", "", &["/bin/sh", "-c", "echo AGENT-READY"]);
-    let launcher = || {
+    let launcher = |pipelock: &str| {
         let mut c = bottle.command(&["start", "--yes", &bottle.name]);
-        c.stdin(Stdio::null());
+        c.env(claude_bottle::config::ENV_PIPELOCK_IMAGE, pipelock)
+            .stdin(Stdio::null());
         c
     };
+    let pipelocks = claude_bottle_e2e::bench_pipelocks();
     // Warm-up: builds and caches the images.
-    time_to_ready(launcher());
+    for (_, image) in &pipelocks {
+        time_to_ready(launcher(image));
+    }
     let image = rt.block_on(async {
         let filters = std::collections::HashMap::from([(
             "label".to_string(),
@@ -94,15 +99,34 @@ fn main() {
     };
     time_to_ready(bare());
 
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut ours = vec![Vec::new(); pipelocks.len()];
+    let mut theirs = Vec::new();
     for _ in 0..ROUNDS {
-        ours.push(time_to_ready(launcher()));
+        for (i, (_, image)) in pipelocks.iter().enumerate() {
+            ours[i].push(time_to_ready(launcher(image)));
+        }
         theirs.push(time_to_ready(bare()));
     }
-    let (o, t) = (median(ours), median(theirs));
-    let ratio = o.as_secs_f64() / t.as_secs_f64();
-    println!("warm start until the agent runs ({ROUNDS} rounds, medians):");
-    println!("  claude-bottle start   {:>8.1} ms", o.as_secs_f64() * 1e3);
-    println!("  docker run (bare)     {:>8.1} ms", t.as_secs_f64() * 1e3);
-    println!("  ratio                 {ratio:>8.2}  (target <= 1.50)");
+    let spread = |v: &[Duration]| {
+        let ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        let lo = ms.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ms.iter().copied().fold(0.0, f64::max);
+        format!("{lo:.0}-{hi:.0} ms")
+    };
+    let t = median(theirs.clone());
+    println!("warm start until the agent runs ({ROUNDS} rounds, medians, spread):");
+    println!(
+        "  docker run (bare)                 {:>8.1} ms  ({})",
+        t.as_secs_f64() * 1e3,
+        spread(&theirs)
+    );
+    for ((label, _), times) in pipelocks.iter().zip(&ours) {
+        let o = median(times.clone());
+        let ratio = o.as_secs_f64() / t.as_secs_f64();
+        println!(
+            "  claude-bottle start, {label}: {:>8.1} ms  ({}), ratio {ratio:.2} (target <= 1.25)",
+            o.as_secs_f64() * 1e3,
+            spread(times)
+        );
+    }
 }

@@ -426,6 +426,17 @@ pub fn pipelock_image() -> String {
     }
 }
 
+/// The pipelocks a benchmark measures in one run, `(label, image)`: the stand-in, and the real image
+/// when `$CLAUDE_BOTTLE_E2E_PIPELOCK_IMAGE` names one.
+pub fn bench_pipelocks() -> Vec<(String, String)> {
+    let mut out = vec![("stand-in".to_owned(), standin_image())];
+    if real_pipelock() {
+        let image = pipelock_image();
+        out.push((format!("pipelock {image}"), image));
+    }
+    out
+}
+
 /// Whether the tests run against a real pipelock image.
 pub fn real_pipelock() -> bool {
     std::env::var(E2E_PIPELOCK_IMAGE_ENV).is_ok_and(|v| !v.is_empty())
