@@ -11,6 +11,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+if ! command -v tmux >/dev/null; then
+  echo "error: tmux is not installed (the interactive Claude Code test drives a terminal with it)" >&2
+  echo "hint: apt-get install -y tmux" >&2
+  exit 1
+fi
 if ! docker info >/dev/null 2>&1; then
   echo "error: the Docker engine is not reachable (docker info failed)" >&2
   echo "hint: start dockerd, or point DOCKER_HOST at a running engine" >&2
