@@ -125,7 +125,8 @@ pub fn stage(
         std::fs::remove_dir_all(&extra).map_err(io_at(&extra))?;
     }
     // The operator's upstream roots also go to whoever checks a certificate pipelock passes
-    // through untouched (api.anthropic.com): the egress-proxy, or the agent without one.
+    // through untouched (every credentialed host): the egress-proxy, which exists exactly when
+    // there is such a host.
     let mut upstream_pem = String::new();
     if let Some(path) = upstream_ca {
         upstream_pem = read_upstream_ca(path)?;

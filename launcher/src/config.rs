@@ -33,7 +33,8 @@ pub const DEFAULT_BASE_IMAGE: &str = "debian:bookworm-slim";
 /// schema version the generated config is written for).
 pub const DEFAULT_PIPELOCK_IMAGE: &str = crate::egress::pipelock::PIPELOCK_IMAGE;
 
-/// Default memory limit of the agent container: Claude Code (node) plus a build or two.
+/// Default memory limit of the agent container: Claude Code (a 400 MB native binary) plus a build or
+/// two.
 pub const DEFAULT_AGENT_MEMORY_BYTES: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Default process limit of the agent container: generous for builds, fatal for fork bombs.
