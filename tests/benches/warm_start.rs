@@ -1,5 +1,5 @@
 //! Warm start: `claude-bottle start` (images cached) until the agent process runs, against a bare
-//! `docker run` of the same image, measured in one run; target ratio ≤ 1.5.
+//! `docker run` of the same image, measured in one run; target ratio ≤ 1.25.
 //!
 //! Run with `cargo bench -p claude-bottle-e2e --bench warm_start` (needs the engine and the base
 //! image, like the end-to-end tests). Prints the medians and the ratio, for the pipelock stand-in
