@@ -59,6 +59,24 @@ q = lambda f: times[int(f * (len(times) - 1))] * 1e3
 print(f"{label} p50={q(0.5):.3f} p90={q(0.9):.3f} p99={q(0.99):.3f} reconnects={reconnects}", flush=True)
 "#;
 
+/// The same loop with curl, which negotiates HTTP/2 where the hop offers it (pipelock does; its
+/// HTTP/1.1 interception closes the connection after each request): one curl, `n + warm` URLs on
+/// one connection; prints `<label> p50=… p90=… p99=… connects=<new connections>`.
+const MEASURE_CURL: &str = r#"
+import subprocess, sys
+label, host, n, warm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+cmd = ["curl", "-s", "-w", "%{time_total} %{num_connects}\\n"]
+if len(sys.argv) > 5:
+    cmd += ["--cacert", sys.argv[5]]
+cmd += ["-o", "/dev/null", "https://%s/bench" % host] * (warm + n)
+out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split("\n")
+rows = [l.split() for l in out if l.strip()][warm:]
+times = sorted(float(t) for t, _ in rows)
+connects = sum(int(c) for _, c in rows)
+q = lambda f: times[int(f * (len(times) - 1))] * 1e3
+print(f"{label} p50={q(0.5):.3f} p90={q(0.9):.3f} p99={q(0.99):.3f} connects={connects}", flush=True)
+"#;
+
 fn field(line: &str, key: &str) -> f64 {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(key))
@@ -75,36 +93,52 @@ fn main() {
         "egress chain per-request latency, keep-alive, {REQUESTS} requests after {WARMUP} warm-up:"
     );
     for (label, image) in claude_bottle_e2e::bench_pipelocks() {
-        let (chain, direct_out) = measure(&rt, &d, &image);
-        let direct_line = direct_out
-            .lines()
-            .find(|l| l.starts_with("direct "))
-            .expect("figure");
+        let (chains, direct_out) = measure(&rt, &d, &image);
         println!("  with the {label}:");
-        println!("    {chain}");
-        println!("    {direct_line}");
-        for q in ["p50=", "p90=", "p99="] {
-            let overhead = field(&chain, q) - field(direct_line, q);
-            let target = if q == "p50=" {
-                "  (target <= 3.000)"
+        for (client, chain) in [
+            ("python http.client, HTTP/1.1", &chains[0]),
+            ("curl", &chains[1]),
+        ] {
+            let key = if client == "curl" {
+                "direct-curl "
             } else {
-                ""
+                "direct "
             };
-            println!(
-                "    overhead {}  {overhead:>7.3} ms{target}",
-                q.trim_end_matches('=')
-            );
+            let direct_line = direct_out
+                .lines()
+                .find(|l| l.starts_with(key))
+                .expect("figure");
+            println!("   {client}:");
+            println!("    {chain}");
+            println!("    {direct_line}");
+            for q in ["p50=", "p90=", "p99="] {
+                let overhead = field(chain, q) - field(direct_line, q);
+                let target = if q == "p50=" {
+                    "  (target <= 3.000)"
+                } else {
+                    ""
+                };
+                println!(
+                    "    overhead {}  {overhead:>7.3} ms{target}",
+                    q.trim_end_matches('=')
+                );
+            }
         }
     }
 }
 
 /// One bottle with `pipelock` as its last hop: the chain's figure line and the baseline's output.
-fn measure(rt: &tokio::runtime::Runtime, d: &bollard::Docker, pipelock: &str) -> (String, String) {
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    d: &bollard::Docker,
+    pipelock: &str,
+) -> (Vec<String>, String) {
     let yaml = format!("egress_proxy:\n  routes:\n    - host: {HOST}\n");
     // The agent measures, then idles until the bench has taken its baseline and stops the launcher.
     let script = format!(
-        "python3 -c '{}' chain {HOST} {REQUESTS} {WARMUP}; sleep 120",
-        MEASURE.replace('\'', "'\\''")
+        "python3 -c '{}' chain {HOST} {REQUESTS} {WARMUP}; python3 -c '{}' chain-curl {HOST} {REQUESTS} {WARMUP}; sleep 120",
+        MEASURE.replace('\'', "'\\''"),
+        MEASURE_CURL.replace('\'', "'\\''")
     );
     let bottle = TestBottle::new("overhead", &yaml, &["/bin/sh", "-c", &script]);
     let slug = bottle.slug();
@@ -132,16 +166,17 @@ fn measure(rt: &tokio::runtime::Runtime, d: &bollard::Docker, pipelock: &str) ->
         ca_file.clone(),
         &leaf,
     ));
-    let chain = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| l.starts_with("chain "))
-        .unwrap_or_else(|| {
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let mut chains = Vec::new();
+    for prefix in ["chain ", "chain-curl "] {
+        let found = lines.find(|l| l.starts_with(prefix)).unwrap_or_else(|| {
             panic!(
-                "the agent printed no figure:\n{}",
+                "the agent printed no {prefix}figure:\n{}",
                 std::fs::read_to_string(&err_file).unwrap_or_default()
             )
         });
+        chains.push(found);
+    }
 
     // The baseline: the same loop from the egress network, no proxy, trusting the test CA.
     let network = claude_bottle::backend::docker::network_name(
@@ -151,35 +186,38 @@ fn measure(rt: &tokio::runtime::Runtime, d: &bollard::Docker, pipelock: &str) ->
     let image = claude_bottle::egress::images::test_internet(claude_bottle_e2e::BASE_IMAGE)
         .expect("recipe")
         .tag;
-    let direct = Command::new("docker")
-        .args([
-            "run",
-            "--rm",
-            "--network",
-            &network,
-            "--label",
-            &format!("{}={slug}", claude_bottle::plan::LABEL_BOTTLE),
-            "-v",
-            &format!("{}:/ca.pem:ro", ca_file.display()),
-            "--entrypoint",
-            "python3",
-            &image,
-            "-c",
-            MEASURE,
-            "direct",
-            HOST,
-            &REQUESTS.to_string(),
-            &WARMUP.to_string(),
-            "/ca.pem",
-        ])
-        .output()
-        .expect("docker run");
-    let direct_out = String::from_utf8_lossy(&direct.stdout).to_string();
-    assert!(
-        direct.status.success(),
-        "baseline failed: {}",
-        String::from_utf8_lossy(&direct.stderr)
-    );
+    let mut direct_out = String::new();
+    for (script, label) in [(MEASURE, "direct"), (MEASURE_CURL, "direct-curl")] {
+        let direct = Command::new("docker")
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                &network,
+                "--label",
+                &format!("{}={slug}", claude_bottle::plan::LABEL_BOTTLE),
+                "-v",
+                &format!("{}:/ca.pem:ro", ca_file.display()),
+                "--entrypoint",
+                "python3",
+                &image,
+                "-c",
+                script,
+                label,
+                HOST,
+                &REQUESTS.to_string(),
+                &WARMUP.to_string(),
+                "/ca.pem",
+            ])
+            .output()
+            .expect("docker run");
+        assert!(
+            direct.status.success(),
+            "baseline failed: {}",
+            String::from_utf8_lossy(&direct.stderr)
+        );
+        direct_out.push_str(&String::from_utf8_lossy(&direct.stdout));
+    }
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
         nix::sys::signal::Signal::SIGTERM,
@@ -187,5 +225,5 @@ fn measure(rt: &tokio::runtime::Runtime, d: &bollard::Docker, pipelock: &str) ->
     let _ = child.wait();
     drop(internet);
 
-    (chain, direct_out)
+    (chains, direct_out)
 }
