@@ -378,3 +378,63 @@ sleep 2
     drop(internet);
     assert_clean(&d, &slug).await;
 }
+
+/// Early requests wait on every hop: with a pipelock that takes seconds to listen (the stand-in
+/// behind a 12 s sleep) and an egress-proxy in front of it, the agent's very first request, made at
+/// once and never retried, is held by the relays and the egress-proxy's wait for its upstream, and
+/// succeeds once the chain is up.
+#[tokio::test]
+async fn an_early_request_waits_for_a_slow_pipelock_and_succeeds() {
+    let Some(d) = docker().await else { return };
+    let standin = claude_bottle_e2e::standin_image();
+    let slow = claude_bottle::image::ImageRecipe::new(
+        "test-pipelock-slow",
+        format!(
+            "FROM {standin}\nENTRYPOINT [\"/bin/sh\", \"-c\", \"sleep 12; exec /usr/local/lib/claude-bottle/pipelock-standin/start.sh \\\"$@\\\"\", \"start\"]\n"
+        ),
+        claude_bottle::image::ContextBuilder::new(),
+        std::collections::BTreeMap::new(),
+        std::collections::BTreeMap::new(),
+    )
+    .expect("recipe");
+    claude_bottle::backend::docker::ensure_image(&d, &slow)
+        .await
+        .expect("slow pipelock image");
+    let yaml = format!(
+        "egress_proxy:\n  routes:\n    - host: {ROUTED}\n      auth_scheme: bearer\n      token_ref: env:E2E_EGRESS_TOKEN\n    - host: {OPEN}\n"
+    );
+    let agent = "echo \"FIRST $(curl -s -o /dev/null -w '%{http_code}' --max-time 90 https://open.internet.test/first)\"";
+    let bottle = TestBottle::new("egress-early", &yaml, &["/bin/sh", "-c", agent]);
+    let slug = bottle.slug();
+    let (ca_file, leaf) = TestInternet::prepare(&bottle.path().join("ca"), &[OPEN]);
+    let out_file = bottle.path().join("launcher.out");
+    let err_file = bottle.path().join("launcher.err");
+    let started = Instant::now();
+    let mut child = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .env(claude_bottle::config::ENV_PIPELOCK_IMAGE, &slow.tag)
+        .env("E2E_EGRESS_TOKEN", "e2e-early-token")
+        .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
+        .env(
+            claude_bottle::config::ENV_ALLOW_PRIVATE_CIDRS,
+            claude_bottle_e2e::TEST_INTERNET_CIDRS,
+        )
+        .stdout(std::fs::File::create(&out_file).expect("out"))
+        .stderr(std::fs::File::create(&err_file).expect("err"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn launcher");
+    let internet =
+        TestInternet::attach(&d, &bottle, &mut child, &err_file, &[OPEN], ca_file, &leaf).await;
+    let status = child.wait().expect("wait");
+    let out = std::fs::read_to_string(&out_file).expect("out");
+    let err = std::fs::read_to_string(&err_file).expect("err");
+    assert!(status.success(), "launcher failed: {status}\n{out}\n{err}");
+    assert_eq!(line(&out, "FIRST"), "200", "{out}\n{err}");
+    assert!(
+        started.elapsed() > Duration::from_secs(12),
+        "pipelock was slow, so the request waited"
+    );
+    drop(internet);
+    assert_clean(&d, &slug).await;
+}
