@@ -196,6 +196,14 @@ def test_the_agents_secret_in_url_or_body_is_refused_on_any_host(proxy):
         assert blocked(f), value
 
 
+def test_lookalike_and_invisible_characters_do_not_hide_a_secret():
+    patterns, _ = dlp.load_patterns(DLP)
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) for c in GH_OTHER)
+    assert dlp.scan_text(patterns, "token " + fullwidth) == "GitHub Token"
+    assert dlp.scan_text(patterns, AWS_KEY[:4] + "\u200b" + AWS_KEY[4:]) == "AWS Access ID"
+    assert dlp.scan_text(patterns, "an ordinary sentence about tokens") is None
+
+
 def test_compressed_or_oversized_bodies_are_refused(proxy):
     f = flow("open.example", "/x")
     f.request.headers["content-encoding"] = "gzip"

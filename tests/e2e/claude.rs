@@ -3,10 +3,13 @@
 //! the operator's key injected, the MCP server connected, the whole proposal loop driven by the
 //! model, the bash hook, and the embedded agent as it really starts, under a pseudo-terminal.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use claude_bottle_e2e::{TestBottle, TestInternet, assert_clean, docker, wait_for_proposal};
+use claude_bottle_e2e::{
+    InternetLaunch, TestBottle, TestInternet, assert_clean, docker, start_with_internet,
+    wait_for_proposal,
+};
 
 const API: &str = "api.anthropic.com";
 
@@ -106,24 +109,14 @@ async fn the_real_claude_code_answers_through_the_chain_and_the_model_drives_the
     bottle.write_agent_resuming(&["/bin/sh", "-c", AGENT, "agent"], &["resumed"]);
     let slug = bottle.slug();
     let key = unique_key();
-    let (ca_file, leaf) = TestInternet::prepare(&bottle.path().join("ca"), &[API]);
-    let out_file = bottle.path().join("launcher.out");
-    let err_file = bottle.path().join("launcher.err");
-    let mut child = bottle
-        .claude_command(&["start", "--yes", &bottle.name])
-        .env("ANTHROPIC_API_KEY", &key)
-        .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
-        .env(
-            claude_bottle::config::ENV_ALLOW_PRIVATE_CIDRS,
-            claude_bottle_e2e::TEST_INTERNET_CIDRS,
-        )
-        .stdout(std::fs::File::create(&out_file).expect("out"))
-        .stderr(std::fs::File::create(&err_file).expect("err"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn launcher");
-    let internet =
-        TestInternet::attach(&d, &bottle, &mut child, &err_file, &[API], ca_file, &leaf).await;
+    let mut launcher = bottle.claude_command(&["start", "--yes", &bottle.name]);
+    launcher.env("ANTHROPIC_API_KEY", &key);
+    let InternetLaunch {
+        mut child,
+        internet,
+        out: out_file,
+        err: err_file,
+    } = start_with_internet(&d, &bottle, launcher, &[API]).await;
 
     // The model asked for a capability through our MCP tool; the bash hook filed the missing
     // command before that.

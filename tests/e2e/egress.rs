@@ -2,10 +2,11 @@
 //! with our addon) → pipelock STAND-IN (enforces the generated allowlist) → a test "internet" on the
 //! bottle's egress network. The agent holds a placeholder; only the egress-proxy holds the token.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use claude_bottle_e2e::{TestBottle, TestInternet, assert_clean, docker, wait_for_proposal};
+use claude_bottle_e2e::{
+    InternetLaunch, TestBottle, assert_clean, docker, start_with_internet, wait_for_proposal,
+};
 
 const OPEN: &str = "open.internet.test";
 const ROUTED: &str = "routed.internet.test";
@@ -89,7 +90,6 @@ async fn the_chain_allows_injects_refuses_and_reloads_without_the_agent_seeing_a
     let bottle = TestBottle::new("egress", &yaml, &["/bin/sh", "-c", AGENT]);
     let slug = bottle.slug();
     let hosts = [OPEN, ROUTED, DENIED, APPROVED];
-    let (ca_file, leaf) = TestInternet::prepare(&bottle.path().join("ca"), &hosts);
     let token = format!(
         "e2e-token-{}-{}",
         std::process::id(),
@@ -98,24 +98,16 @@ async fn the_chain_allows_injects_refuses_and_reloads_without_the_agent_seeing_a
             .map(|t| t.as_nanos())
             .unwrap_or(0)
     );
-    let out_file = bottle.path().join("launcher.out");
-    let err_file = bottle.path().join("launcher.err");
-    let mut child = bottle
-        .command(&["start", "--yes", &bottle.name])
+    let mut launcher = bottle.command(&["start", "--yes", &bottle.name]);
+    launcher
         .env("E2E_EGRESS_TOKEN", &token)
-        .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
-        .env(
-            claude_bottle::config::ENV_ALLOW_PRIVATE_CIDRS,
-            claude_bottle_e2e::TEST_INTERNET_CIDRS,
-        )
-        .env("RUST_LOG", "debug")
-        .stdout(std::fs::File::create(&out_file).expect("out"))
-        .stderr(std::fs::File::create(&err_file).expect("err"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn launcher");
-    let internet =
-        TestInternet::attach(&d, &bottle, &mut child, &err_file, &hosts, ca_file, &leaf).await;
+        .env("RUST_LOG", "debug");
+    let InternetLaunch {
+        mut child,
+        internet,
+        out: out_file,
+        err: err_file,
+    } = start_with_internet(&d, &bottle, launcher, &hosts).await;
 
     // The agent asks for the approved host only after the other checks, so by then it has run them.
     let id = wait_for_proposal(&bottle, APPROVED).await;
@@ -333,23 +325,13 @@ sleep 2
 "#;
     let bottle = TestBottle::new("egress-dlp", &yaml, &["/bin/sh", "-c", agent]);
     let slug = bottle.slug();
-    let (ca_file, leaf) = TestInternet::prepare(&bottle.path().join("ca"), &[OPEN]);
-    let out_file = bottle.path().join("launcher.out");
-    let err_file = bottle.path().join("launcher.err");
-    let mut child = bottle
-        .command(&["start", "--yes", &bottle.name])
-        .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
-        .env(
-            claude_bottle::config::ENV_ALLOW_PRIVATE_CIDRS,
-            claude_bottle_e2e::TEST_INTERNET_CIDRS,
-        )
-        .stdout(std::fs::File::create(&out_file).expect("out"))
-        .stderr(std::fs::File::create(&err_file).expect("err"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn launcher");
-    let internet =
-        TestInternet::attach(&d, &bottle, &mut child, &err_file, &[OPEN], ca_file, &leaf).await;
+    let launcher = bottle.command(&["start", "--yes", &bottle.name]);
+    let InternetLaunch {
+        mut child,
+        internet,
+        out: out_file,
+        err: err_file,
+    } = start_with_internet(&d, &bottle, launcher, &[OPEN]).await;
     // Read pipelock's log while it runs (the agent sleeps after its requests).
     let pipelock = format!("{slug}-pipelock");
     let deadline = Instant::now() + Duration::from_secs(180);
@@ -406,26 +388,17 @@ async fn an_early_request_waits_for_a_slow_pipelock_and_succeeds() {
     let agent = "echo \"FIRST $(curl -s -o /dev/null -w '%{http_code}' --max-time 90 https://open.internet.test/first)\"";
     let bottle = TestBottle::new("egress-early", &yaml, &["/bin/sh", "-c", agent]);
     let slug = bottle.slug();
-    let (ca_file, leaf) = TestInternet::prepare(&bottle.path().join("ca"), &[OPEN]);
-    let out_file = bottle.path().join("launcher.out");
-    let err_file = bottle.path().join("launcher.err");
     let started = Instant::now();
-    let mut child = bottle
-        .command(&["start", "--yes", &bottle.name])
+    let mut launcher = bottle.command(&["start", "--yes", &bottle.name]);
+    launcher
         .env(claude_bottle::config::ENV_PIPELOCK_IMAGE, &slow.tag)
-        .env("E2E_EGRESS_TOKEN", "e2e-early-token")
-        .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
-        .env(
-            claude_bottle::config::ENV_ALLOW_PRIVATE_CIDRS,
-            claude_bottle_e2e::TEST_INTERNET_CIDRS,
-        )
-        .stdout(std::fs::File::create(&out_file).expect("out"))
-        .stderr(std::fs::File::create(&err_file).expect("err"))
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("spawn launcher");
-    let internet =
-        TestInternet::attach(&d, &bottle, &mut child, &err_file, &[OPEN], ca_file, &leaf).await;
+        .env("E2E_EGRESS_TOKEN", "e2e-early-token");
+    let InternetLaunch {
+        mut child,
+        internet,
+        out: out_file,
+        err: err_file,
+    } = start_with_internet(&d, &bottle, launcher, &[OPEN]).await;
     let status = child.wait().expect("wait");
     let out = std::fs::read_to_string(&out_file).expect("out");
     let err = std::fs::read_to_string(&err_file).expect("err");

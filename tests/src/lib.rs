@@ -592,6 +592,49 @@ impl TestInternet {
     }
 }
 
+/// A launcher running beside a test internet ([`start_with_internet`]).
+#[derive(Debug)]
+pub struct InternetLaunch {
+    pub child: std::process::Child,
+    pub internet: TestInternet,
+    /// The launcher's (and the agent's) stdout.
+    pub out: PathBuf,
+    /// The launcher's stderr.
+    pub err: PathBuf,
+}
+
+/// Spawn `launcher` (a [`TestBottle::command`] with any extra environment) with a test internet
+/// serving `hosts`: the internet's CA as `upstream_ca`, its private ranges allowed past pipelock's
+/// SSRF protection, stdout and stderr to files in the bottle's home; returns once it serves.
+pub async fn start_with_internet(
+    d: &Docker,
+    bottle: &TestBottle,
+    mut launcher: Command,
+    hosts: &[&str],
+) -> InternetLaunch {
+    let (ca_file, leaf) = TestInternet::prepare(&bottle.path().join("ca"), hosts);
+    let out = bottle.path().join("launcher.out");
+    let err = bottle.path().join("launcher.err");
+    let mut child = launcher
+        .env(claude_bottle::config::ENV_UPSTREAM_CA, &ca_file)
+        .env(
+            claude_bottle::config::ENV_ALLOW_PRIVATE_CIDRS,
+            TEST_INTERNET_CIDRS,
+        )
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(std::fs::File::create(&err).expect("err"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn launcher");
+    let internet = TestInternet::attach(d, bottle, &mut child, &err, hosts, ca_file, &leaf).await;
+    InternetLaunch {
+        child,
+        internet,
+        out,
+        err,
+    }
+}
+
 /// Wait until the launcher has built its image's `USER root` step ahead (`<agent image>-root`).
 pub async fn wait_for_root_step(d: &Docker, bottle: &TestBottle) {
     let reference = format!("claude-bottle/{}:*-root", bottle.slug());
