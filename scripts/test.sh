@@ -31,4 +31,7 @@ export CLAUDE_BOTTLE_BIN_DIR="$target_dir/static"
 # One test at a time: on Docker 20.10 with fuse-overlayfs, two bottles whose sidecars and agents
 # start at the same moment have stalled an agent's `runc init` for minutes (see docs/egress.md).
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"
+# The end-to-end tests run the launcher binary; `cargo test -p claude-bottle-e2e` alone would not
+# rebuild it.
+cargo build -p claude-bottle --bin claude-bottle
 cargo test --workspace "$@"

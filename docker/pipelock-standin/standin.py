@@ -16,12 +16,15 @@ and behaves like pipelock 2.3.0 wherever a difference could hide a defect of the
   the URL of every request, the headers of pipelock's default `sensitive` list, and the body
   (refused when compressed or over max_body_bytes), of intercepted requests; for a passthrough host
   only the CONNECT request. A match is answered 403 `blocked: …` and logged;
+- an intercepted response over tls_interception.max_response_bytes is refused (403), as pipelock
+  buffers and scans each one;
 - `GET /health` on its port answers JSON with "status": "healthy";
 - reload: re-reads the file when it changes (checked on every connection) and on SIGHUP; an invalid
   file keeps the old config, and, as pipelock in strict mode, so does one that adds passthrough
   domains or ssrf.ip_allowlist ranges.
 
-Not implemented: rate limits, entropy checks, response scanning, seed phrases, the data budget.
+Not implemented: rate limits, entropy checks, response content scanning, seed phrases, the data
+budget, and closing intercepted HTTP/1.1 connections after each request.
 Never use it in production. Works on mitmproxy 8.1.1 and 12.x.
 """
 
@@ -104,6 +107,8 @@ class Policy:
         self.ip_allowlist = [ipaddress.ip_network(str(n)) for n in ssrf.get("ip_allowlist") or []]
         body = doc.get("request_body_scanning") or {}
         self.max_body = int(body.get("max_body_bytes") or dlp.DEFAULT_MAX_BODY_BYTES)
+        # pipelock buffers an intercepted response to scan it and refuses one over this (5 MiB).
+        self.max_response = int(tls.get("max_response_bytes") or 5 * 1024 * 1024)
 
     def allows(self, host):
         return any(match_domain(host, p) for p in self.allowlist)
@@ -248,6 +253,13 @@ class PipelockStandin:
                 reason = "%s (%s)" % (reason, finding)
         if reason:
             self._refuse(flow, req.host, reason)
+
+    def response(self, flow):
+        resp = flow.response
+        if resp is None or self._is_health(flow) or not flow.client_conn.tls_established:
+            return
+        if len(resp.raw_content or b"") > self.policy.max_response:
+            self._refuse(flow, flow.request.host, "response exceeds max_response_bytes (%d)" % self.policy.max_response)
 
 
 addons = [PipelockStandin()]

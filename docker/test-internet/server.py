@@ -2,7 +2,7 @@
 
 The end-to-end tests give this container network aliases such as api.github.com and example.com and
 mount a certificate for all of them, issued by a test CA they mint. Every request is answered 200 with
-a JSON echo of what arrived, so a test can see which headers (an injected credential, or none) reached
+a JSON echo of what arrived (`GET /bytes/N` answers N bytes instead), so a test can see which headers (an injected credential, or none) reached
 "the internet":
 
     {"method": "GET", "path": "/repos/acme/x", "sni": "api.github.com", "tls": true,
@@ -51,6 +51,9 @@ class Echo(http.server.BaseHTTPRequestHandler):
         sni = getattr(self.connection, "test_internet_sni", None)
         if (sni or self.headers.get("Host", "")).split(":")[0] == FAKE_API_HOST:
             return self._fake_api(raw)
+        if self.path.startswith("/bytes/") and self.path[7:].isdigit():
+            # A download of that many bytes (size limits of the chain).
+            return self._send(200, "application/octet-stream", b"x" * min(int(self.path[7:]), 128 << 20))
         body = json.dumps({
             "method": self.command,
             "path": self.path,

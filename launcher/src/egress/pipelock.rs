@@ -59,6 +59,10 @@ pub const MAX_REQUESTS_PER_MINUTE: u32 = 3000;
 /// pipelock cuts a tunnel after 300 s by default; an agent keeps one connection to its model API for
 /// a whole session and streams long answers over it.
 pub const MAX_TUNNEL_SECONDS: u32 = 3600;
+/// pipelock buffers each intercepted response whole to scan it before sending (and refuses one
+/// over the limit): its 5 MiB default refuses ordinary package downloads; 64 MiB still bounds what
+/// one response costs its memory.
+pub const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The generated document: only keys of the pinned schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +113,7 @@ pub(super) struct TlsInterception {
     pub ca_key: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub passthrough_domains: Vec<String>,
+    pub max_response_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -159,6 +164,7 @@ pub(super) fn build(input: &PipelockInput<'_>) -> PipelockConfig {
             ca_cert: input.ca_cert_path.to_owned(),
             ca_key: input.ca_key_path.to_owned(),
             passthrough_domains,
+            max_response_bytes: MAX_RESPONSE_BYTES,
         },
         request_body_scanning: RequestBodyScanning {
             enabled: true,
