@@ -97,6 +97,32 @@ def normalise_path(raw):
     return path
 
 
+def segment_path(raw):
+    """The path as a server that splits on `/` *before* percent-decoding routes it: each segment
+    decoded on its own (an encoded slash stays inside its segment), `.`/`..` segments resolved,
+    empty segments dropped. None when a segment's decoding does not settle."""
+    path = raw.split("?", 1)[0].split("#", 1)[0]
+    out = []
+    for segment in path.split("/"):
+        for _ in range(MAX_DECODE_ROUNDS):
+            decoded = urllib.parse.unquote(segment, errors="strict") if "%" in segment else segment
+            if decoded == segment:
+                break
+            segment = decoded
+        else:
+            return None
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if out:
+                out.pop()
+            continue
+        # An encoded separator stays part of the segment, re-encoded so it cannot join two.
+        out.append(segment.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C"))
+    trailing = path.endswith("/") and len(out) > 0
+    return "/" + "/".join(out) + ("/" if trailing else "")
+
+
 def prefix_matches(prefix, path):
     """Segment-aware: /repos/acme matches /repos/acme and /repos/acme/x, not /repos/acmecorp."""
     if prefix is None or prefix == "/":
@@ -220,9 +246,15 @@ class EgressProxy:
         host = connection_host(flow)
         if host is None:
             return None
+        # Servers differ on whether an encoded slash separates segments: a credential goes only where
+        # both readings put the request under the route's prefix (`/user/..%2Frepos/acme/x` is
+        # /repos/acme/x to one and under /user/ to the other, so it gets no /repos/acme/ token).
         path = normalise_path(flow.request.path)
+        split = segment_path(flow.request.path)
         for route in self.routes:
-            if route.host == host and prefix_matches(route.path_prefix, path):
+            if route.host != host:
+                continue
+            if prefix_matches(route.path_prefix, path) and prefix_matches(route.path_prefix, split):
                 return route
         return None
 

@@ -79,6 +79,27 @@ def test_not_outside_the_prefix(proxy):
         assert auth(f) == [], path
 
 
+def test_an_encoded_slash_that_reads_two_ways_gets_no_credential(proxy):
+    # Decoded first, this is /repos/acme/x; split first, it is under /user/ (GitHub routes it so).
+    for path in ["/user/..%2Frepos/acme/x", "/user/..%2frepos/acme/x", "/x/..%5Crepos/acme/y",
+                 "/user/%2e%2e%2Frepos/acme/x"]:
+        f = flow("api.github.com", path)
+        proxy.request(f)
+        assert auth(f) == [], path
+    # An encoded slash inside a name under the prefix reads the same both ways: the token goes.
+    f = flow("api.github.com", "/repos/acme/app/git/refs/heads/feature%2Fx")
+    proxy.request(f)
+    assert auth(f) == ["token " + TOKEN]
+
+
+def test_segment_path():
+    s = addon.segment_path
+    assert s("/user/..%2Frepos/acme/x") == "/user/..%2Frepos/acme/x"
+    assert s("/a/%2e%2e/b") == "/b"
+    assert s("/a//b/./c/?q=/..") == "/a/b/c/"
+    assert s("/") == "/"
+
+
 def test_normalised_paths_inside_the_prefix_match(proxy):
     for path in ["/repos//acme/app", "/repos/./acme/app", "/repos/x/../acme/app", "/repos/%61cme/app",
                  "/repos/acme"]:
