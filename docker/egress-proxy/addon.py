@@ -34,6 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dlp  # noqa: E402 - beside this file in the image
 
 ROUTES_VERSION = 2
+# What an echoed credential becomes in a response.
+REDACTED = "[credential removed by claude-bottle]"
 DEFAULT_ROUTES_FILE = "/etc/claude-bottle/egress-proxy/routes.json"
 ROUTES_ENV = "CLAUDE_BOTTLE_ROUTES"
 # Decoding stops after this many rounds; a path still changing then is not trusted with a credential.
@@ -78,7 +80,10 @@ def normalise_path(raw):
     settle (deliberately ambiguous input gets no credential)."""
     path = raw.split("?", 1)[0].split("#", 1)[0]
     for _ in range(MAX_DECODE_ROUNDS):
-        decoded = urllib.parse.unquote(path, errors="strict") if "%" in path else path
+        try:
+            decoded = urllib.parse.unquote(path, errors="strict") if "%" in path else path
+        except UnicodeDecodeError:
+            return None  # not UTF-8 once decoded: ambiguous, no credential
         if decoded == path:
             break
         path = decoded
@@ -105,7 +110,10 @@ def segment_path(raw):
     out = []
     for segment in path.split("/"):
         for _ in range(MAX_DECODE_ROUNDS):
-            decoded = urllib.parse.unquote(segment, errors="strict") if "%" in segment else segment
+            try:
+                decoded = urllib.parse.unquote(segment, errors="strict") if "%" in segment else segment
+            except UnicodeDecodeError:
+                return None
             if decoded == segment:
                 break
             segment = decoded
@@ -149,6 +157,7 @@ class Route:
         if any(c in token for c in "\r\n\0"):
             raise RouteError("route %s: token slot %s holds a control character" % (self.host, self.token_env))
         self.header, self._value = credential_header(self.scheme, token)
+        self.token = token
 
     def describe(self):
         return "%s%s [auth:%s]" % (self.host, self.path_prefix or "", self.scheme)
@@ -273,34 +282,74 @@ class EgressProxy:
             skip_headers=(route.header,) if route else (),
         )
 
+    def _refuse(self, flow, reason, kind):
+        """403 to the agent, one log line naming method, host and why (never a path or a value:
+        the secret may be in the path)."""
+        from mitmproxy import http
+
+        host = connection_host(flow) or flow.request.host
+        log("warning", "egress-proxy: blocked %s %s: request %s", flow.request.method, host, reason)
+        flow.response = http.Response.make(
+            403,
+            ("blocked by claude-bottle's egress-proxy: request %s (%s)\n" % (reason, kind)).encode(),
+            {"Content-Type": "text/plain", "X-Claude-Bottle-Blocked": kind},
+        )
+
     def request(self, flow):
+        # Fail closed: mitmproxy forwards a flow whose hook raised, unscanned, so any error here
+        # becomes a refusal instead.
+        try:
+            self._request(flow)
+        except Exception as e:  # noqa: BLE001
+            flow.metadata.pop("claude_bottle_route", None)
+            self._refuse(flow, "could not be checked (%s)" % type(e).__name__, "error")
+
+    def _request(self, flow):
         route = self.route_for(flow)
+        req = flow.request
+        if req.method.upper() == "TRACE":
+            # TRACE echoes the request, injected credential included, back to the agent.
+            return self._refuse(flow, "uses TRACE", "method")
+        if route is not None and "upgrade" in (req.headers.get("connection", "").lower()):
+            # What flows after an upgrade (WebSocket, raw TCP) is not scanned: no credential for it.
+            return self._refuse(flow, "asks for a protocol upgrade on a credentialed route", "upgrade")
         finding = self.scan(flow, route)
         if finding is not None:
-            from mitmproxy import http
-
-            host = connection_host(flow) or flow.request.host
-            log(
-                "warning",
-                "egress-proxy: blocked %s %s%s: request %s",
-                flow.request.method,
-                host,
-                flow.request.path.split("?", 1)[0][:200],
-                finding,
-            )
-            flow.response = http.Response.make(
-                403,
-                ("blocked by claude-bottle's egress-proxy: request %s (DLP)\n" % finding).encode(),
-                {"Content-Type": "text/plain", "X-Claude-Bottle-Blocked": "dlp"},
-            )
-            return
+            return self._refuse(flow, str(finding), "dlp")
         if route is None:
             return
         # Whatever the agent put there is replaced, never merged.
-        while route.header in flow.request.headers:
-            del flow.request.headers[route.header]
-        flow.request.headers[route.header] = route._value
+        while route.header in req.headers:
+            del req.headers[route.header]
+        req.headers[route.header] = route._value
+        flow.metadata["claude_bottle_route"] = route
         log("info", "egress-proxy: injected %s for %s", route.header, route.describe())
+
+    def response(self, flow):
+        """An upstream that echoes the injected credential (a debug endpoint, an error page) must
+        not hand it to the agent: it is replaced in the response's headers and body."""
+        route = flow.metadata.get("claude_bottle_route")
+        resp = flow.response
+        if route is None or resp is None:
+            return
+        try:
+            secrets = {route._value, route.token}
+            for key, value in list(resp.headers.items(multi=True)):
+                if any(sec in value for sec in secrets):
+                    resp.headers[key] = REDACTED
+            content = resp.content
+            if content and any(sec.encode() in content for sec in secrets):
+                for sec in sorted(secrets, key=len, reverse=True):
+                    content = content.replace(sec.encode(), REDACTED.encode())
+                resp.content = content
+                log("warning", "egress-proxy: the response of %s echoed the credential; removed", route.describe())
+        except Exception as e:  # noqa: BLE001 - never hand over what could not be checked
+            from mitmproxy import http
+
+            flow.response = http.Response.make(
+                502, ("claude-bottle's egress-proxy could not check the response (%s)\n" % type(e).__name__).encode(),
+                {"Content-Type": "text/plain"},
+            )
 
 
 addons = [EgressProxy()]

@@ -88,7 +88,8 @@ class Pattern:
             raise PatternError("a DLP pattern lacks %s" % e)
         try:
             # pipelock prefixes (?i); Python wants global flags first, which IGNORECASE gives.
-            self.regex = re.compile(regex, re.IGNORECASE)
+            # ASCII: Go's \b \d \s are ASCII-only, Python's Unicode ones would miss `é4111…`.
+            self.regex = re.compile(regex, re.IGNORECASE | re.ASCII)
         except re.error as e:
             raise PatternError("DLP pattern %r does not compile: %s" % (self.name, e))
         if validator is not None and validator not in VALIDATORS:
@@ -174,6 +175,8 @@ def scan_text(patterns, text):
 def _json_strings(value, out):
     if isinstance(value, str):
         out.append(value)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        out.append(repr(value))  # a card number can travel as a JSON number
     elif isinstance(value, dict):
         for k, v in value.items():
             out.append(str(k))
@@ -187,13 +190,23 @@ def body_texts(body, content_type):
     """Texts of a body as pipelock extracts them; raises ValueError for a body it would refuse."""
     media = (content_type or "").split(";", 1)[0].strip().lower()
     text = body.decode("utf-8", "replace")
-    if media == "application/json" or media.endswith("+json"):
+    declared = media == "application/json" or media.endswith("+json")
+    if declared or text.lstrip()[:1] in ("{", "["):
+        # Servers parse JSON whatever the Content-Type says: escapes (\u0067hp_…) are decoded
+        # for any body that parses as JSON, and the raw text is scanned beside the strings.
         try:
             doc = json.loads(text)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply to check")
         except ValueError:
-            raise ValueError("invalid JSON body")
-        out = []
-        _json_strings(doc, out)
+            if declared:
+                raise ValueError("invalid JSON body")
+            return [text]
+        out = [] if declared else [text]
+        try:
+            _json_strings(doc, out)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply to check")
         return out
     if media == "application/x-www-form-urlencoded":
         out = []

@@ -273,3 +273,77 @@ def test_normalise_path():
     assert n("/a/b/") == "/a/b/"
     assert n("//x") == "/x"
     assert n("/%2525252e") is None  # still decoding after the last round
+
+
+def test_a_path_that_is_not_utf8_gets_no_credential_and_no_crash(proxy):
+    f = flow("api.github.com", "/repos/acme/%ff/x")
+    proxy.request(f)
+    assert auth(f) == [] and not blocked(f)
+
+
+def test_any_error_while_checking_fails_closed(proxy, monkeypatch):
+    def boom(*_):
+        raise RuntimeError("scanner broke")
+
+    monkeypatch.setattr(proxy, "scan", boom)
+    f = flow("api.github.com", "/repos/acme/app")
+    proxy.request(f)
+    assert blocked(f) and auth(f) == []
+
+
+def test_deep_json_is_refused_not_skipped(proxy):
+    f = flow("open.example", "/x")
+    f.request.headers["content-type"] = "application/json"
+    f.request.content = ('{"a": "%s", "b": ' % GH_OTHER + "[" * 5000 + "]" * 5000 + "}").encode()
+    proxy.request(f)
+    assert blocked(f)
+
+
+def test_json_escapes_are_decoded_whatever_the_content_type(proxy):
+    f = flow("open.example", "/x")
+    f.request.headers["content-type"] = "text/plain"
+    f.request.content = ('{"body": "\\u0067hp_%s"}' % ("y" * 36)).encode()
+    proxy.request(f)
+    assert blocked(f)
+    f = flow("open.example", "/x")
+    f.request.headers["content-type"] = "application/json"
+    f.request.content = b'{"card": 4111111111111111}'
+    proxy.request(f)
+    assert blocked(f)
+
+
+def test_unicode_next_to_a_secret_does_not_hide_it():
+    patterns, _ = dlp.load_patterns(DLP)
+    assert dlp.scan_text(patterns, "\u00e94111111111111111") == "Credit Card Number"
+
+
+def test_a_secret_in_the_path_is_not_logged(proxy, caplog):
+    caplog.set_level("DEBUG")
+    f = flow("open.example", "/upload/" + GH_OTHER)
+    proxy.request(f)
+    assert blocked(f)
+    assert GH_OTHER not in caplog.text
+
+
+def test_trace_and_upgrades_on_credentialed_routes_are_refused(proxy):
+    f = flow("api.github.com", "/repos/acme/app")
+    f.request.method = "TRACE"
+    proxy.request(f)
+    assert blocked(f)
+    f = flow("api.github.com", "/repos/acme/app")
+    f.request.headers["Connection"] = "Upgrade"
+    f.request.headers["Upgrade"] = "websocket"
+    proxy.request(f)
+    assert blocked(f) and auth(f) == []
+
+
+def test_an_echoed_credential_never_reaches_the_agent(proxy):
+    from mitmproxy import http
+
+    f = flow("api.github.com", "/repos/acme/app")
+    proxy.request(f)
+    assert auth(f) == ["token " + TOKEN]
+    f.response = http.Response.make(200, ("you sent: token " + TOKEN).encode(), {"X-Echo": "token " + TOKEN})
+    proxy.response(f)
+    assert TOKEN.encode() not in f.response.content
+    assert TOKEN not in f.response.headers["X-Echo"]

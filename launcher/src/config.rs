@@ -403,8 +403,10 @@ pub fn check_cidr(text: &str) -> Result<(), String> {
         .parse()
         .map_err(|_| format!("{text:?}: {addr:?} is not an IP address: {hint}"))?;
     let bits: u32 = if addr.is_ipv4() { 32 } else { 128 };
+    // Digits only: Rust's integer parser takes a leading `+`, pipelock's does not.
+    let digits = !len.is_empty() && len.bytes().all(|b| b.is_ascii_digit());
     let len: u32 = match len.parse() {
-        Ok(n) if (1..=bits).contains(&n) => n,
+        Ok(n) if digits && (1..=bits).contains(&n) => n,
         _ => return Err(format!("{text:?}: the length must be 1 to {bits}: {hint}")),
     };
     let value: u128 = match addr {
