@@ -7,8 +7,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use claude_bottle_e2e::{
-    InternetLaunch, TestBottle, TestInternet, assert_clean, docker, start_with_internet,
-    wait_for_proposal,
+    InternetLaunch, TestBottle, TestInternet, assert_clean, docker, line, sha256_hex,
+    start_with_internet, wait_for_proposal,
 };
 
 const API: &str = "api.anthropic.com";
@@ -38,23 +38,6 @@ echo "BASH $(claude --dangerously-skip-permissions -p 'E2E-BASH' 2>&1 | one)"
 echo "CAPABILITY $(claude --dangerously-skip-permissions -p 'E2E-CAPABILITY' 2>&1 | one)"
 sleep 600
 "#;
-
-fn line<'a>(out: &'a str, key: &str) -> &'a str {
-    out.lines()
-        .find_map(|l| l.strip_prefix(key).map(str::trim))
-        .unwrap_or_else(|| panic!("no {key} line in the agent's output:\n{out}"))
-}
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest as _;
-    use std::fmt::Write as _;
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .fold(String::new(), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
-}
 
 fn unique_key() -> String {
     let nanos = std::time::SystemTime::now()

@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use claude_bottle_e2e::{
-    InternetLaunch, TestBottle, assert_clean, docker, start_with_internet, wait_for_proposal,
+    InternetLaunch, TestBottle, assert_clean, docker, line, sha256_hex, start_with_internet,
+    wait_for_proposal,
 };
 
 const OPEN: &str = "open.internet.test";
@@ -64,22 +65,6 @@ for i in $(seq 1 100); do
 done
 echo "AFTER-APPROVAL $code"
 "#;
-
-fn sha256_hex(s: &str) -> String {
-    use sha2::Digest as _;
-    use std::fmt::Write as _;
-    let digest = sha2::Sha256::digest(s.as_bytes());
-    digest.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
-}
-
-fn line<'a>(out: &'a str, key: &str) -> &'a str {
-    out.lines()
-        .find_map(|l| l.strip_prefix(key).map(str::trim))
-        .unwrap_or_else(|| panic!("no {key} line in the agent's output:\n{out}"))
-}
 
 #[tokio::test]
 async fn the_chain_allows_injects_refuses_and_reloads_without_the_agent_seeing_a_token() {

@@ -592,6 +592,18 @@ impl TestInternet {
     }
 }
 
+/// The value of the agent's `KEY value` output line `key` (the scripted agents print one per check).
+pub fn line<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key).map(str::trim))
+        .unwrap_or_else(|| panic!("no {key} line in the agent's output:\n{out}"))
+}
+
+/// SHA-256 (hex) of a string, as the agents and the fake API print it instead of a secret.
+pub fn sha256_hex(s: &str) -> String {
+    claude_bottle::image::digest_of(s.as_bytes())
+}
+
 /// A launcher running beside a test internet ([`start_with_internet`]).
 #[derive(Debug)]
 pub struct InternetLaunch {
