@@ -185,17 +185,19 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         live: Option<&Live>,
     ) -> Option<Applied> {
         let id = proposal.id.clone();
-        let applied = match decision.effective_kind(&proposal.kind) {
-            Err(e) => Applied::failed(
-                id,
-                &format!("the operator's edit cannot apply: {e}"),
-                audit::now(),
-            ),
-            Ok(ProposalKind::Egress(e)) => {
-                self.apply_egress(&id, &e.host.to_string(), e.port, live)
-                    .await
+        // The proposal is read again here, and its folder is writable to supervise: apply only
+        // what the operator decided on. A mismatch is refused and, as every outcome, audited.
+        let applied = match decision.check_bound_to(proposal) {
+            Err(why) => {
+                tracing::warn!(id = %id, "refusing an approval: {why}");
+                eprint!("\r\nclaude-bottle: refused to apply {id}: {why}\r\n");
+                Applied::failed(
+                    id,
+                    &format!("refused, nothing applied: {why}"),
+                    audit::now(),
+                )
             }
-            Ok(ProposalKind::Capability(cap)) => self.apply_capability(proposal, &cap, live).await,
+            Ok(()) => self.apply_change(proposal, decision, live).await,
         };
         match self.queue.record_applied(&applied) {
             Ok(()) => {
@@ -209,6 +211,28 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
                 );
                 None
             }
+        }
+    }
+
+    /// The approved change (the operator's edit, else the proposal's own), made.
+    async fn apply_change(
+        &mut self,
+        proposal: &Proposal,
+        decision: &Decision,
+        live: Option<&Live>,
+    ) -> Applied {
+        let id = proposal.id.clone();
+        match decision.effective_kind(&proposal.kind) {
+            Err(e) => Applied::failed(
+                id,
+                &format!("the operator's edit cannot apply: {e}"),
+                audit::now(),
+            ),
+            Ok(ProposalKind::Egress(e)) => {
+                self.apply_egress(&id, &e.host.to_string(), e.port, live)
+                    .await
+            }
+            Ok(ProposalKind::Capability(cap)) => self.apply_capability(proposal, &cap, live).await,
         }
     }
 

@@ -2,8 +2,26 @@
 //! and the state a proposal is in given those two files.
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
-use crate::{PROTOCOL_VERSION, ProposalId, ProposalKind, ProtocolError, UnixTime, Versioned};
+use crate::{
+    PROTOCOL_VERSION, Proposal, ProposalId, ProposalKind, ProtocolError, UnixTime, Versioned,
+};
+
+/// The SHA-256 (lowercase hex) of a proposal's content, as an approval binds to it.
+///
+/// Computed over the proposal's compact JSON as this crate serializes it (fields in declaration
+/// order), not over the file's bytes: a rewrite that changes only spacing keeps the digest, any
+/// change to what the operator was shown changes it. Fields a newer writer added and this reader
+/// does not know are not part of it; they cannot change what this launcher applies.
+pub fn proposal_digest(proposal: &Proposal) -> String {
+    // Protocol types have string keys and infallible Serialize impls.
+    let json = serde_json::to_vec(proposal).unwrap_or_default();
+    Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// Approve or reject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,6 +52,16 @@ pub struct Decision {
     /// When; may be left out when written by hand.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<UnixTime>,
+    /// The [`proposal_digest`] of the proposal the operator decided. The launcher applies an
+    /// approval only while the proposal file still has this digest: a proposal replaced after
+    /// it was shown is refused, never applied. Required for an approval to be applied (a
+    /// hand-written one copies it from `claude-bottle show`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal_sha256: Option<String>,
+    /// The operator approved an egress host that needs an explicit flag (an IP literal, a
+    /// single-label or internal name, a private address): `approve --allow-internal-host`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_internal_host: bool,
 }
 
 impl Decision {
@@ -47,6 +75,35 @@ impl Decision {
             edit: None,
             by: Some(by.to_owned()),
             at: Some(at),
+            proposal_sha256: None,
+            allow_internal_host: false,
+        }
+    }
+
+    /// An approval bound to `proposal` as it is now (see [`proposal_digest`]).
+    pub fn approve_bound(proposal: &Proposal, reason: &str, by: &str, at: UnixTime) -> Self {
+        Self {
+            proposal_sha256: Some(proposal_digest(proposal)),
+            ..Self::approve(proposal.id.clone(), reason, by, at)
+        }
+    }
+
+    /// Whether this decision was made on `proposal` as it is now: its digest is recorded and
+    /// equal. `Err` says why not, in words for the operator and the audit log.
+    pub fn check_bound_to(&self, proposal: &Proposal) -> Result<(), String> {
+        let now = proposal_digest(proposal);
+        match &self.proposal_sha256 {
+            Some(d) if d.eq_ignore_ascii_case(&now) => Ok(()),
+            Some(d) => Err(format!(
+                "proposal {} changed after the decision: decided on sha256 {d}, the file now has {now}",
+                self.id
+            )),
+            None => Err(format!(
+                "the decision on {} does not name the proposal it approves (no proposal_sha256); \
+                 approve it with `claude-bottle approve`, or add \"proposal_sha256\": \"{now}\" \
+                 after checking `claude-bottle show {}`",
+                self.id, self.id
+            )),
         }
     }
 
@@ -90,6 +147,14 @@ impl Versioned for Decision {
         }
         if let Some(edit) = &self.edit {
             edit.validate()?;
+        }
+        if let Some(d) = &self.proposal_sha256
+            && !(d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ProtocolError::invalid(
+                "proposal_sha256",
+                "must be 64 hex digits, as `claude-bottle show` prints it",
+            ));
         }
         Ok(())
     }
@@ -246,6 +311,39 @@ mod tests {
         d.edit = Some(cap.clone());
         assert!(d.effective_kind(&egress).is_err());
         assert_eq!(d.effective_kind(&cap).ok(), Some(cap));
+    }
+
+    #[test]
+    fn an_approval_binds_to_the_proposals_content() {
+        let asked = Proposal::new(
+            id(),
+            crate::BottleName::new("app").expect("bottle"),
+            ProposalKind::Capability(Capability {
+                apt: vec!["jq".into()],
+                dockerfile_lines: vec![],
+            }),
+            "needs jq".into(),
+            vec![],
+            7,
+        );
+        let d = Decision::approve_bound(&asked, "", "op", 8);
+        assert_eq!(d.check_bound_to(&asked), Ok(()));
+        // Any change of content, even of the reason alone, breaks the binding.
+        let mut other = asked.clone();
+        other.reason = "needs jq!".into();
+        let why = d.check_bound_to(&other).expect_err("changed");
+        assert!(why.contains("changed after the decision"), "{why}");
+        // Spacing does not: the digest is over the parsed content.
+        let spaced = serde_json::to_string_pretty(&asked).expect("json");
+        let reparsed: Proposal = from_json(spaced.as_bytes()).expect("parse");
+        assert_eq!(d.check_bound_to(&reparsed), Ok(()));
+        // An unbound approval is refused with the digest to add.
+        let unbound = Decision::approve(id(), "", "op", 8);
+        let why = unbound.check_bound_to(&asked).expect_err("unbound");
+        assert!(why.contains(&proposal_digest(&asked)), "{why}");
+        // A malformed digest is refused when the decision is read.
+        let bad = br#"{"version":1,"id":"p1","decision":"approve","proposal_sha256":"abc"}"#;
+        assert!(from_json::<Decision>(bad).is_err());
     }
 
     #[test]

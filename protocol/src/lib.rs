@@ -16,7 +16,7 @@ pub mod queue;
 mod version;
 pub mod wire;
 
-pub use decision::{Applied, Decision, Outcome, ProposalState, Verdict};
+pub use decision::{Applied, Decision, Outcome, ProposalState, Verdict, proposal_digest};
 pub use error::ProtocolError;
 pub use id::{BottleName, ProposalId};
 pub use proposal::{Capability, Egress, HostName, Proposal, ProposalKind, limits};

@@ -250,3 +250,76 @@ async fn an_approval_made_while_no_launcher_ran_is_applied_once_at_the_next_star
     );
     assert_clean(&d, &bottle.slug()).await;
 }
+
+#[tokio::test]
+async fn a_proposal_replaced_after_its_approval_is_refused_and_audited() {
+    let Some(d) = docker().await else { return };
+    let script = r#"claude-bottle-shim request capability --dockerfile-line "RUN touch /asked-marker" --reason "x"; sleep 300"#;
+    let bottle = TestBottle::new("swapped", "supervise: true\n", &["/bin/sh", "-c", script]);
+    let mut child = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn launcher");
+    let id = wait_for_proposal(&bottle, "asked-marker").await;
+    child.kill().expect("kill launcher");
+    let _ = child.wait();
+    let out = bottle.command(&["approve", &id]).output().expect("approve");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The proposals folder is writable to supervise: the approved proposal is replaced by
+    // another change before the launcher applies it.
+    let file = state(&bottle)
+        .join("queue/proposals")
+        .join(format!("{id}.json"));
+    let text = std::fs::read_to_string(&file).expect("proposal");
+    assert!(text.contains("/asked-marker"), "{text}");
+    std::fs::write(&file, text.replace("/asked-marker", "/swapped-marker")).expect("replace");
+
+    bottle.write_agent(&[
+        "/bin/sh",
+        "-c",
+        "ls /asked-marker /swapped-marker 2>&1; echo AGENT-RAN",
+    ]);
+    let run = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .output()
+        .expect("start");
+    let (o, e) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(o.contains("AGENT-RAN"), "{o}\n{e}");
+    assert!(!o.contains("/swapped-marker\n"), "the swapped change ran:\n{o}");
+    assert!(!o.contains("/asked-marker\n"), "{o}");
+    assert!(e.contains(&format!("refused to apply {id}")), "{e}");
+    let applied = std::fs::read_to_string(
+        state(&bottle)
+            .join("queue/applied")
+            .join(format!("{id}.json")),
+    )
+    .expect("applied record");
+    assert!(
+        applied.contains("\"failed\"") && applied.contains("changed after the decision"),
+        "{applied}"
+    );
+    let audit = std::fs::read_to_string(state(&bottle).join("audit.jsonl")).expect("audit");
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("\"applied\"") && l.contains("changed after the decision")),
+        "{audit}"
+    );
+    assert!(
+        !state(&bottle).join("Dockerfile").exists()
+            || !std::fs::read_to_string(state(&bottle).join("Dockerfile"))
+                .expect("read")
+                .contains("swapped-marker")
+    );
+    assert_clean(&d, &bottle.slug()).await;
+}

@@ -1,9 +1,10 @@
-//! `claude-bottle approve ID [--edit-apt PKG…] [--edit-dockerfile-line LINE…] [--reason TEXT]`:
-//! write the approval into the bottle's queue and the audit log.
+//! `claude-bottle approve ID [--sha256 HEX] [--edit-apt PKG…] [--edit-dockerfile-line LINE…]
+//! [--reason TEXT]`: write the approval into the bottle's queue and the audit log, bound to the
+//! proposal's content (its SHA-256) so that a proposal replaced afterwards is never applied.
 
 use std::process::ExitCode;
 
-use claude_bottle_protocol::{Capability, Decision, ProposalKind};
+use claude_bottle_protocol::{Capability, Decision, ProposalKind, proposal_digest};
 
 use super::queue::{error, locate, operator, summary};
 use crate::home::Home;
@@ -22,12 +23,44 @@ pub struct Args {
     /// Why (the agent reads it).
     #[arg(long)]
     reason: Option<String>,
+    /// Approve only if the proposal's digest starts with HEX (at least 12 digits), as `show`
+    /// printed it: what is approved is then exactly what was read.
+    #[arg(long = "sha256", value_name = "HEX")]
+    sha256: Option<String>,
 }
+
+/// Fewest hex digits `--sha256` takes: 48 bits, beyond an agent's reach to collide with.
+const MIN_DIGEST_PREFIX: usize = 12;
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     let (q, p) = locate(home, &args.id)?;
-    let mut decision = Decision::approve(
-        p.id.clone(),
+    let digest = proposal_digest(&p);
+    if let Some(expected) = &args.sha256 {
+        let expected = expected.trim().to_ascii_lowercase();
+        if expected.len() < MIN_DIGEST_PREFIX || !expected.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(super::Error::usage(
+                format!(
+                    "failed to approve {}: --sha256 {expected:?} is not a digest",
+                    p.id
+                ),
+                format!(
+                    "give at least {MIN_DIGEST_PREFIX} hex digits of the `sha256` line `claude-bottle show {}` prints",
+                    p.id
+                ),
+            ));
+        }
+        if !digest.starts_with(&expected) {
+            return Err(super::Error::usage(
+                format!(
+                    "failed to approve {}: the proposal's sha256 is {digest}, not {expected}…: it is not the text you read",
+                    p.id
+                ),
+                format!("read it again with `claude-bottle show {}`", p.id),
+            ));
+        }
+    }
+    let mut decision = Decision::approve_bound(
+        &p,
         args.reason.as_deref().unwrap_or_default(),
         &operator(),
         audit::now(),

@@ -179,6 +179,7 @@ pub(super) fn error(e: QueueError) -> super::Error {
         | QueueError::Ambiguous { .. }
         | QueueError::AlreadyDecided { .. }
         | QueueError::InvalidDecision { .. }
+        | QueueError::Changed { .. }
         | QueueError::Fs(AtomicError::Symlink { .. }) => {
             let text = e.to_string();
             let (message, hint) = match text.split_once("\nhint: ") {

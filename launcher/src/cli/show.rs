@@ -50,6 +50,8 @@ fn render(
         let _ = writeln!(out, "{label:<10}{value}");
     };
     field("proposal", p.id.as_str());
+    // What an approval binds to; `approve ID --sha256 <prefix>` approves only this text.
+    field("sha256", &claude_bottle_protocol::proposal_digest(p));
     field("bottle", &format!("{} (state/{})", p.bottle, q.slug()));
     field("state", &ProposalState::of(decision, applied).to_string());
     field("kind", kind_name(&p.kind));

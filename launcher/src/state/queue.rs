@@ -53,6 +53,10 @@ pub enum QueueError {
     NotApproved { id: ProposalId },
     #[error("failed to record the outcome of {id}: it already has one")]
     AlreadyApplied { id: ProposalId },
+    #[error(
+        "failed to approve {id}: {why}\nhint: read it again with `claude-bottle show {id}` before approving"
+    )]
+    Changed { id: ProposalId, why: String },
     #[error("failed to decide {id}: {source}")]
     InvalidDecision {
         id: ProposalId,
@@ -188,8 +192,9 @@ impl Queue {
 
     /// Writes `decision` as `decisions/<id>.json` (atomically, never over an existing file) and
     /// appends the proposal (if not logged yet) and the decision to the audit log (a failure to
-    /// log is a warning: the decision stands). Fails for an
-    /// unknown or already decided id, and for an edit of another kind than the proposal.
+    /// log is a warning: the decision stands). Fails for an unknown or already decided id, for
+    /// an edit of another kind than the proposal, and for an approval whose `proposal_sha256`
+    /// is missing or is not the proposal's as read now.
     pub fn decide(&self, decision: &Decision) -> Result<Proposal, QueueError> {
         let id = &decision.id;
         let proposal = self
@@ -205,6 +210,16 @@ impl Queue {
         };
         decision.validate().map_err(invalid)?;
         decision.effective_kind(&proposal.kind).map_err(invalid)?;
+        // An approval names the proposal it was made on; one the file no longer matches (it
+        // was replaced between `show` and now) is refused rather than bound to the new text.
+        if decision.decision == Verdict::Approve {
+            decision
+                .check_bound_to(&proposal)
+                .map_err(|why| QueueError::Changed {
+                    id: id.clone(),
+                    why,
+                })?;
+        }
         let path = self.path(Folder::Decisions, id);
         match atomic::write_atomic_in(
             &self.state_dir,

@@ -58,7 +58,7 @@ fn open_creates_the_folders_and_lists_pending_oldest_first() {
 fn decide_writes_once_and_logs() {
     let (_tmp, q) = setup();
     file(&q, &proposal("p1", 1));
-    let d = Decision::approve(id("p1"), "fine", "alice", 5);
+    let d = Decision::approve_bound(&proposal("p1", 1), "fine", "alice", 5);
     q.decide(&d).expect("first decision");
     assert_eq!(q.decision(&id("p1")).expect("read"), Some(d.clone()));
     assert_eq!(q.state(&id("p1")).expect("state"), ProposalState::Approved);
@@ -88,7 +88,7 @@ fn unknown_ids_and_wrong_edits_are_refused() {
         .expect_err("unknown");
     assert!(matches!(err, QueueError::Unknown { .. }), "{err}");
     file(&q, &proposal("p1", 1));
-    let mut d = Decision::approve(id("p1"), "", "op", 1);
+    let mut d = Decision::approve_bound(&proposal("p1", 1), "", "op", 1);
     d.edit = Some(ProposalKind::Egress(Egress {
         host: HostName::new("packages.example.org").expect("host"),
         port: None,
@@ -184,7 +184,7 @@ fn outcomes_are_recorded_once_and_only_for_approvals() {
         q.record_applied(&ok),
         Err(QueueError::NotApproved { .. })
     ));
-    q.decide(&Decision::approve(id("p1"), "", "op", 2))
+    q.decide(&Decision::approve_bound(&proposal("p1", 1), "", "op", 2))
         .expect("approve");
     q.decide(&Decision::reject(id("p2"), "no", "op", 2))
         .expect("reject");
@@ -203,4 +203,33 @@ fn outcomes_are_recorded_once_and_only_for_approvals() {
     ));
     let last = audit::read(q.state_dir()).expect("audit");
     assert_eq!(last.last().map(|e| e.event.as_str()), Some("applied"));
+}
+
+#[test]
+fn an_approval_binds_to_the_proposal_it_was_made_on() {
+    let (_tmp, q) = setup();
+    let shown = proposal("p1", 1);
+    file(&q, &shown);
+    // The proposal file is replaced after the operator read it (the folder is writable to
+    // supervise): an approval made on what was shown no longer matches and is refused.
+    let mut swapped = shown.clone();
+    swapped.reason = "something else entirely".into();
+    file(&q, &swapped);
+    let err = q
+        .decide(&Decision::approve_bound(&shown, "", "op", 1))
+        .expect_err("approval of a replaced proposal");
+    assert!(matches!(err, QueueError::Changed { .. }), "{err}");
+    assert!(
+        err.to_string().contains("changed after the decision"),
+        "{err}"
+    );
+    assert!(!q.has(Folder::Decisions, &id("p1")).expect("stat"));
+    // An approval that names no proposal at all is refused the same way.
+    let err = q
+        .decide(&Decision::approve(id("p1"), "", "op", 1))
+        .expect_err("unbound approval");
+    assert!(err.to_string().contains("no proposal_sha256"), "{err}");
+    // A rejection needs no binding: it changes nothing.
+    q.decide(&Decision::reject(id("p1"), "no", "op", 1))
+        .expect("reject");
 }

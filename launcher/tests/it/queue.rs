@@ -157,6 +157,8 @@ fn show_filters() -> insta::Settings {
         "created   [time] ([age] ago)",
     );
     s.add_filter(r" at \d+", " at [time]");
+    // The digest covers `created`, which is relative to now here.
+    s.add_filter(r"sha256    [0-9a-f]{64}", "sha256    [digest]");
     s.add_filter(r"against /\S+/bottles/", "against [home]/bottles/");
     s.add_filter(r"against /\S+/state/", "against [home]/state/");
     s
@@ -349,4 +351,42 @@ fn a_symlink_planted_as_the_decision_is_refused_not_followed() {
             .is_symlink()
     );
     assert!(home.audit("app").iter().all(|e| e["event"] != "decision"));
+}
+
+/// The proposal's digest, as `show` prints it on its `sha256` line.
+fn shown_digest(home: &Home, id: &str) -> String {
+    let o = home.run(&["show", id]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    out(&o)
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256"))
+        .map(|d| d.trim().to_owned())
+        .expect("a sha256 line")
+}
+
+#[test]
+fn an_approval_is_bound_to_the_proposal_text_the_operator_read() {
+    let home = Home::new();
+    home.propose("app", "100-a", apt(&["ripgrep"]), 30);
+    let read = shown_digest(&home, "100-a");
+    assert_eq!(read.len(), 64);
+    // The proposal is replaced after the operator read it: approving what was read is refused.
+    home.propose("app", "100-a", apt(&["ripgrep", "netcat-openbsd"]), 30);
+    let o = home.run(&["approve", "100-a", "--sha256", &read[..12]]);
+    assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+    assert!(err(&o).contains("it is not the text you read"), "{}", err(&o));
+    assert!(!home.queue("app", "decisions").join("100-a.json").exists());
+    // Too short a prefix is a usage error, not a weak check.
+    let now = shown_digest(&home, "100-a");
+    let o = home.run(&["approve", "100-a", "--sha256", &now[..6]]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("at least 12 hex digits"), "{}", err(&o));
+    // Approving the text now shown works, and the decision names its digest.
+    let o = home.run(&["approve", "100-a", "--sha256", &now[..12]]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let d: Value = serde_json::from_slice(
+        &std::fs::read(home.queue("app", "decisions").join("100-a.json")).expect("decision"),
+    )
+    .expect("json");
+    assert_eq!(d["proposal_sha256"], json!(now));
 }
