@@ -28,6 +28,14 @@ pub enum ProtocolError {
         field: &'static str,
         problem: String,
     },
+    /// Content that would be read or applied as something other than it looks (a control
+    /// character, a heredoc, a package name apt reads as a pattern, a port nothing enforces).
+    #[error("invalid {field}: {problem}\nhint: {hint}")]
+    Refused {
+        field: &'static str,
+        problem: String,
+        hint: &'static str,
+    },
 }
 
 impl ProtocolError {
@@ -36,6 +44,15 @@ impl ProtocolError {
         ProtocolError::Invalid {
             field,
             problem: problem.into(),
+        }
+    }
+
+    /// A validation failure with a hint on how to ask instead.
+    pub fn refused(field: &'static str, problem: impl Into<String>, hint: &'static str) -> Self {
+        ProtocolError::Refused {
+            field,
+            problem: problem.into(),
+            hint,
         }
     }
 }

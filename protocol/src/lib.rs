@@ -13,13 +13,18 @@ mod error;
 mod id;
 mod proposal;
 pub mod queue;
+pub mod text;
 mod version;
 pub mod wire;
 
 pub use decision::{Applied, Decision, Outcome, ProposalState, Verdict, proposal_digest};
 pub use error::ProtocolError;
 pub use id::{BottleName, ProposalId};
-pub use proposal::{Capability, Egress, HostName, Proposal, ProposalKind, limits};
+pub use proposal::{
+    Capability, Egress, HostName, Proposal, ProposalKind, limits, validate_apt_package,
+    validate_dockerfile_line,
+};
+pub use text::{check_plain, escape, escape_line};
 pub use version::{PROTOCOL_VERSION, Versioned, from_json, to_json, to_json_pretty};
 
 /// Seconds since the Unix epoch (UTC). Written by supervise and the launcher; `date +%s` by hand.

@@ -219,7 +219,9 @@ impl ErrorCode {
             ProtocolError::TooNew { .. } | ProtocolError::ZeroVersion { .. } => {
                 ErrorCode::UnsupportedVersion
             }
-            ProtocolError::Json { .. } | ProtocolError::Invalid { .. } => ErrorCode::BadRequest,
+            ProtocolError::Json { .. }
+            | ProtocolError::Invalid { .. }
+            | ProtocolError::Refused { .. } => ErrorCode::BadRequest,
         }
     }
 
