@@ -93,34 +93,27 @@ pub fn check_plain(field: &'static str, s: &str) -> Result<(), ProtocolError> {
 /// escape (`\x1b`, `\r`, `\t`, `\u{202e}`); line feeds are kept. Letters, marks, emoji and CJK
 /// are kept.
 ///
-/// Text with nothing to escape is returned as it is, backslashes included, so a Dockerfile line
-/// or a path reads exactly as written. Text with something to escape has every backslash doubled
+/// A line with nothing to escape is kept as it is, backslashes included, so a Dockerfile line or
+/// a path reads exactly as written. A line with something to escape has every backslash doubled
 /// too, so its escapes are unambiguous. Escaping escaped text changes nothing.
 pub fn escape(s: &str) -> Cow<'_, str> {
-    escape_with(s, false)
+    if !needs_escape(s, false) {
+        return Cow::Borrowed(s);
+    }
+    let lines: Vec<Cow<'_, str>> = s.split('\n').map(escape_line).collect();
+    Cow::Owned(lines.join("\n"))
 }
 
 /// Like [`escape`], and line feeds become `\n` too: for a value that must stay on one line (a
-/// table cell, a log field).
+/// table cell, a log field). The whole text is one line: one escape doubles every backslash.
 pub fn escape_line(s: &str) -> Cow<'_, str> {
-    escape_with(s, true)
-}
-
-/// Whether [`escape`] (or, with `newlines`, [`escape_line`]) would change `s`.
-fn needs_escape(s: &str, newlines: bool) -> bool {
-    s.chars()
-        .any(|c| hidden(c).is_some() && (newlines || c != '\n'))
-}
-
-fn escape_with(s: &str, newlines: bool) -> Cow<'_, str> {
-    if !needs_escape(s, newlines) {
+    if !needs_escape(s, true) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
-            '\n' if !newlines => out.push('\n'),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
@@ -134,6 +127,12 @@ fn escape_with(s: &str, newlines: bool) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// Whether [`escape`] (or, with `newlines`, [`escape_line`]) would change `s`.
+fn needs_escape(s: &str, newlines: bool) -> bool {
+    s.chars()
+        .any(|c| hidden(c).is_some() && (newlines || c != '\n'))
 }
 
 #[cfg(test)]
@@ -241,6 +240,11 @@ mod tests {
         assert!(matches!(escape("one\ntwo"), Cow::Borrowed(_)));
         assert_eq!(escape_line("one\ntwo"), "one\\ntwo");
         assert_eq!(escape("one\ntwo\u{1b}"), "one\ntwo\\x1b");
+        // Each line on its own: a hostile line leaves the backslashes of the others alone.
+        assert_eq!(
+            escape("RUN printf 'a\\n'\nRUN \\\u{1b}"),
+            "RUN printf 'a\\n'\nRUN \\\\\\x1b"
+        );
     }
 
     #[test]

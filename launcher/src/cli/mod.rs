@@ -118,7 +118,8 @@ pub fn run() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{}", e.report());
+            // Errors quote file names and contents from the queue, which supervise writes.
+            eprintln!("{}", claude_bottle_protocol::escape(&e.report()));
             e.failure().into()
         }
     }

@@ -3,7 +3,9 @@
 
 use std::process::ExitCode;
 
-use claude_bottle_protocol::{Egress, Proposal, ProposalId, ProposalKind, UnixTime};
+use claude_bottle_protocol::{
+    Egress, Proposal, ProposalId, ProposalKind, UnixTime, escape, escape_line,
+};
 
 use crate::home::Home;
 use crate::state::queue::{self, Queue, QueueError};
@@ -35,7 +37,7 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
         None => {
             let (queues, problems) = queue::all(&home.root().join("state")).map_err(error)?;
             for problem in &problems {
-                eprintln!("warning: {problem}");
+                warn(problem);
             }
             queues
         }
@@ -45,7 +47,7 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     for q in &queues {
         let pending = q.pending().map_err(error)?;
         for problem in &pending.problems {
-            eprintln!("warning: {problem}");
+            warn(problem);
         }
         if let Err(e) = audit::note_proposals(q.state_dir(), &pending.proposals) {
             eprintln!("warning: {e}");
@@ -69,6 +71,12 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
         table(&["ID", "AGE", "BOTTLE", "KIND", "SUMMARY"], &rows)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// A problem with a queue file: its message quotes the file's name and text, which supervise (or
+/// whoever wrote the file) chose.
+fn warn(problem: &impl std::fmt::Display) {
+    eprintln!("warning: {}", escape(&problem.to_string()));
 }
 
 /// Columns separated by two spaces, each as wide as its widest cell (the last not padded).
@@ -117,7 +125,8 @@ pub(super) fn kind_name(kind: &ProposalKind) -> &'static str {
     }
 }
 
-/// What is asked for, on one line of at most 80 characters.
+/// What is asked for, on one line of at most 80 characters, escaped: validation keeps controls
+/// out of these fields, and this keeps them off the terminal should a file slip past it.
 pub(super) fn summary(kind: &ProposalKind) -> String {
     let full = match kind {
         ProposalKind::Capability(c) => {
@@ -130,6 +139,7 @@ pub(super) fn summary(kind: &ProposalKind) -> String {
         }
         ProposalKind::Egress(e) => host_port(e),
     };
+    let full = escape_line(&full).into_owned();
     if full.chars().count() > 80 {
         let cut: String = full.chars().take(79).collect();
         format!("{cut}…")

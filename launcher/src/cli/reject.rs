@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use claude_bottle_protocol::Decision;
+use claude_bottle_protocol::{Decision, escape_line};
 
 use super::queue::{error, locate, operator};
 use crate::home::Home;
@@ -28,6 +28,12 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     let (q, p) = locate(home, &args.id)?;
     let decision = Decision::reject(p.id.clone(), &args.reason, &operator(), audit::now());
     q.decide(&decision).map_err(error)?;
-    println!("rejected {} ({}): {}", p.id, q.slug(), args.reason);
+    // Echoed as the operator will read it back (pasted text can carry controls too).
+    println!(
+        "rejected {} ({}): {}",
+        p.id,
+        q.slug(),
+        escape_line(&args.reason)
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, ProposalState};
+use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, ProposalState, escape};
 
 use super::queue::{age, host_port, kind_name, locate, summary};
 use crate::home::Home;
@@ -32,7 +32,9 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
         None => (p.kind.clone(), false),
     };
     out.push('\n');
-    out.push_str(&change(home, &q, &p, &kind, edited));
+    // The diff quotes approved lines and errors that quote the proposal: escaped line by line,
+    // so a plain line (backslashes and all) reads exactly as it will be written.
+    out.push_str(&escape(&change(home, &q, &p, &kind, edited)));
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
@@ -46,8 +48,15 @@ fn render(
     now: u64,
 ) -> String {
     let mut out = String::new();
+    // Every value may hold the agent's text (or a build's): escaped, and each further line of it
+    // indented past the labels, so that no line of it can pass for a field of its own.
     let mut field = |label: &str, value: &str| {
-        let _ = writeln!(out, "{label:<10}{value}");
+        let value = escape(value);
+        let mut lines = value.split('\n');
+        let _ = writeln!(out, "{label:<10}{}", lines.next().unwrap_or_default());
+        for line in lines {
+            let _ = writeln!(out, "{:<10}  {line}", "");
+        }
     };
     field("proposal", p.id.as_str());
     // What an approval binds to; `approve ID --sha256 <prefix>` approves only this text.
@@ -83,7 +92,13 @@ fn render(
     if let Some(a) = applied {
         field(
             "applied",
-            &format!("{:?} at {}: {}", a.outcome, a.at, a.detail).to_lowercase(),
+            // Only the outcome is lowercased: the detail is quoted as it was recorded.
+            &format!(
+                "{} at {}: {}",
+                format!("{:?}", a.outcome).to_lowercase(),
+                a.at,
+                a.detail
+            ),
         );
     }
     out

