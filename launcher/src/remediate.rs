@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use claude_bottle_protocol::queue::Folder;
-use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, Verdict};
+use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, Verdict, escape_line};
 use notify::Watcher as _;
 use tokio::sync::{mpsc, oneshot};
 
@@ -201,7 +201,9 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         };
         match self.queue.record_applied(&applied) {
             Ok(()) => {
-                tracing::info!(id = %applied.id, outcome = ?applied.outcome, detail = %applied.detail, "applied");
+                // The detail may quote a failed build's output: one escaped line in the log.
+                let detail = escape_line(&applied.detail);
+                tracing::info!(id = %applied.id, outcome = ?applied.outcome, %detail, "applied");
                 Some(applied)
             }
             Err(e) => {
@@ -285,6 +287,7 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
             } else {
                 "approved; this bottle had no egress chain, it applies at the next start"
             };
+            let entry = escape_line(&entry);
             eprint!("\r\nclaude-bottle: egress to {entry} {note}\r\n");
         }
         Applied::ok(

@@ -188,9 +188,11 @@ where
     let mut remediator = Remediator::new(backend.clone(), plan, opts.workspace.clone())
         .map_err(|e| BackendError::Stage(e.to_string()))?;
     for applied in remediator.apply_pending().await {
+        // The detail may quote a failed build's output.
         eprintln!(
             "claude-bottle: applied {} before launch: {}",
-            applied.id, applied.detail
+            applied.id,
+            claude_bottle_protocol::escape(&applied.detail)
         );
     }
     let plan = remediator.plan().clone();
@@ -329,7 +331,8 @@ where
                 launched = new;
                 set_current(&current, &launched);
                 spec.agent = next.agent;
-                eprint!("\r\nclaude-bottle: {}\r\n", next.note);
+                let note = claude_bottle_protocol::escape_line(&next.note);
+                eprint!("\r\nclaude-bottle: {note}\r\n");
                 let _ = next.done.send(Ok(()));
             }
             Err(e) => {
@@ -423,6 +426,8 @@ fn load_snapshot(plan: &BottlePlan) -> Result<Option<Snapshot>, BackendError> {
 
 fn save_snapshot(plan: &BottlePlan, snap: &Snapshot) {
     if let Err(e) = snapshot::save(&plan.state_dir, snap) {
+        // The error may name a file the agent created.
+        let e = claude_bottle_protocol::escape(&e.to_string()).into_owned();
         eprintln!("claude-bottle: failed to save the agent's snapshot: {e}");
     }
 }

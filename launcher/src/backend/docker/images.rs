@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::BuildImageOptions;
+use claude_bottle_protocol::{escape, escape_line};
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -94,6 +95,10 @@ async fn build_with(
                 }
                 if let Some(text) = info.stream {
                     for line in text.lines().map(str::trim_end).filter(|l| !l.is_empty()) {
+                        // A build step prints what it likes (an approved RUN line, a package's
+                        // scripts): escaped before it reaches a log, the progress or the tail.
+                        let escaped = escape_line(line);
+                        let line = escaped.as_ref();
                         tracing::debug!(ms = started.elapsed().as_millis(), line, "build output");
                         if line.starts_with("Step ") {
                             report.steps += 1;
@@ -122,7 +127,11 @@ async fn build_with(
         let lines: Vec<String> = tail.into_iter().collect();
         return Err(BackendError::Build {
             tag: recipe.tag.clone(),
-            detail: format!("{reason}\n--- last build output ---\n{}", lines.join("\n")),
+            detail: format!(
+                "{}\n--- last build output ---\n{}",
+                escape(&reason),
+                lines.join("\n")
+            ),
         });
     }
     Ok(report)
