@@ -120,6 +120,7 @@ fn change(home: &Home, q: &Queue, p: &Proposal, kind: &ProposalKind, edited: boo
                     // Without the base the diff cannot be drawn; still show what is appended.
                     let lines = dockerfile::capability_lines(cap)
                         .map(|ls| ls.iter().map(|l| format!("+{l}\n")).collect::<String>())
+                        .map(|ls| dockerfile::flag_outside_context(&ls))
                         .unwrap_or_else(|e| format!("error: {e}\n"));
                     return format!(
                         "Dockerfile change{whose}: appended as the final step\n\
@@ -131,7 +132,13 @@ fn change(home: &Home, q: &Queue, p: &Proposal, kind: &ProposalKind, edited: boo
                 Ok(new) => format!(
                     "Dockerfile change{whose} against {}:\n{}",
                     current.origin(),
-                    dockerfile::unified_diff(current.text(), &new, "a/Dockerfile", "b/Dockerfile")
+                    // A `!` line under each added line that reads from outside the context.
+                    dockerfile::flag_outside_context(&dockerfile::unified_diff(
+                        current.text(),
+                        &new,
+                        "a/Dockerfile",
+                        "b/Dockerfile"
+                    ))
                 ),
                 Err(e) => format!("Dockerfile change{whose}: cannot be applied: {e}\n"),
             }

@@ -9,7 +9,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use claude_bottle_protocol::limits;
-use claude_bottle_protocol::{Capability, ProposalId};
+use claude_bottle_protocol::{
+    Capability, ProposalId, ProtocolError, escape_line, validate_dockerfile_line,
+};
+
+pub mod syntax;
 
 /// The per-bottle Dockerfile's name in the state folder.
 pub const PER_BOTTLE_DOCKERFILE: &str = "Dockerfile";
@@ -80,8 +84,18 @@ pub enum DockerfileError {
         "invalid apt package {0:?}: expected a Debian package name [a-z0-9][a-z0-9+.-]*, optionally =version"
     )]
     AptPackage(String),
-    #[error("invalid Dockerfile line {line:?}: {problem}")]
+    #[error("invalid Dockerfile line \"{}\": {problem}", escape_line(.line))]
     Line { line: String, problem: &'static str },
+    /// What the protocol refuses in a proposal, checked again for decisions written by hand and
+    /// files written by older versions.
+    #[error("invalid Dockerfile line \"{}\": {problem}", escape_line(.line))]
+    Refused { line: String, problem: String },
+    #[error(
+        "the Dockerfile ends in a line continuation: its last instruction line ends in `\\` or \
+         its escape character, so an appended step would join that instruction\n\
+         hint: end the last instruction of the bottle's Dockerfile (or of state/<slug>/Dockerfile)"
+    )]
+    OpenContinuation,
     #[error("the capability asks for nothing: no apt package and no Dockerfile line")]
     Empty,
 }
@@ -91,15 +105,22 @@ pub enum DockerfileError {
 /// as root (`USER root` before it, the text's last `USER` restored after it), since an image that
 /// ends as the agent's user could not install anything. Applying the same proposal twice changes
 /// nothing: the marker is found and the text returned as it is. The result ends with a newline.
+///
+/// Each appended line stays one instruction: a line ending in `\` or in the escape character a
+/// `# escape=` directive of `dockerfile` sets is refused, and so is a `dockerfile` that itself
+/// ends in a continuation ([`syntax`]).
 pub fn with_capability(
     dockerfile: &str,
     id: &ProposalId,
     cap: &Capability,
 ) -> Result<String, DockerfileError> {
-    let lines = capability_lines(cap)?;
+    let lines = lines_for(cap, syntax::escape_token(dockerfile))?;
     let marker = marker(id);
     if dockerfile.lines().any(|l| l.trim_end() == marker) {
         return Ok(dockerfile.to_owned());
+    }
+    if syntax::ends_in_continuation(dockerfile) {
+        return Err(DockerfileError::OpenContinuation);
     }
     // The step runs as root: the image may end as another user, set here or in its FROM image,
     // which the text does not show. Only a numeric USER is restored afterwards: the launcher runs
@@ -169,8 +190,14 @@ fn is_root(user: &str) -> bool {
     name == "root" || name == "0"
 }
 
-/// The Dockerfile lines a capability becomes, validated.
+/// The Dockerfile lines a capability becomes, validated for a Dockerfile without a `# escape=`
+/// directive ([`with_capability`] checks them again against the real one).
 pub fn capability_lines(cap: &Capability) -> Result<Vec<String>, DockerfileError> {
+    lines_for(cap, syntax::DEFAULT_ESCAPE)
+}
+
+/// [`capability_lines`] for a Dockerfile whose escape character is `escape`.
+fn lines_for(cap: &Capability, escape: char) -> Result<Vec<String>, DockerfileError> {
     if cap.apt.is_empty() && cap.dockerfile_lines.is_empty() {
         return Err(DockerfileError::Empty);
     }
@@ -185,7 +212,7 @@ pub fn capability_lines(cap: &Capability) -> Result<Vec<String>, DockerfileError
         ));
     }
     for l in &cap.dockerfile_lines {
-        check_line(l)?;
+        check_line(l, escape)?;
         lines.push(l.clone());
     }
     Ok(lines)
@@ -222,7 +249,7 @@ pub fn check_apt_package(spec: &str) -> Result<(), DockerfileError> {
     }
 }
 
-fn check_line(line: &str) -> Result<(), DockerfileError> {
+fn check_line(line: &str, escape: char) -> Result<(), DockerfileError> {
     let bad = |problem| DockerfileError::Line {
         line: line.to_owned(),
         problem,
@@ -236,11 +263,128 @@ fn check_line(line: &str) -> Result<(), DockerfileError> {
     if line.len() > limits::MAX_DOCKERFILE_LINE {
         return Err(bad("it is too long"));
     }
-    // A trailing backslash would swallow whatever the next approval appends.
-    if line.trim_end().ends_with('\\') {
+    // A trailing escape character would swallow whatever the next approval appends. `\` is
+    // refused whatever the directives say: a parser that reads them differently (Docker 20.10
+    // stops at a `# check=` it does not know) keeps `\` as the escape character.
+    if syntax::continues(line, syntax::DEFAULT_ESCAPE) || syntax::continues(line, escape) {
         return Err(bad("it ends with a line continuation"));
     }
-    Ok(())
+    // The protocol's rules (heredocs, RUN flags, control characters, …) hold also for a line
+    // that never was a proposal: a decision edited by hand, a file of an older version.
+    validate_dockerfile_line(line).map_err(|e| DockerfileError::Refused {
+        line: line.to_owned(),
+        problem: match e {
+            ProtocolError::Invalid { problem, .. } => problem,
+            ProtocolError::Refused { problem, hint, .. } => format!("{problem}\nhint: {hint}"),
+            other => other.to_string(),
+        },
+    })
+}
+
+/// How `show` marks an added line that reads from outside the build context.
+pub const OUTSIDE_CONTEXT_MARK: &str = "! reads outside the build context: ";
+
+/// Why the instruction `line` reads from outside the build context, if it does: another image
+/// (`FROM`, `--from`), the network (`ADD` of a URL or git repository), a cache, secret or SSH
+/// agent (`--mount`), also behind `ONBUILD`. The build context is all that `show` lets the
+/// operator see of what a step takes in; these reach further. Keywords and flags are matched
+/// case-insensitively, more loosely than the builder does, so that a doubt marks the line.
+pub fn reads_outside_context(line: &str) -> Option<&'static str> {
+    let mut words = line
+        .split(is_word_break)
+        .filter(|w| !w.is_empty())
+        .peekable();
+    // ONBUILD's instruction runs in every build FROM this image; a loop, not recursion, since
+    // the line may be long.
+    while words
+        .peek()
+        .is_some_and(|w| w.eq_ignore_ascii_case("ONBUILD"))
+    {
+        words.next();
+    }
+    let keyword = words.next()?;
+    if keyword.eq_ignore_ascii_case("FROM") {
+        return Some("FROM starts a stage from another image, which the engine pulls or has");
+    }
+    // The builder's flags are the leading words that start with `--`.
+    let mut flags: Vec<String> = Vec::new();
+    let mut args: Vec<&str> = Vec::new();
+    for w in words {
+        if args.is_empty() && w.starts_with("--") {
+            flags.push(w.to_ascii_lowercase());
+        } else {
+            args.push(w);
+        }
+    }
+    for f in &flags {
+        if f.contains("--from") {
+            return Some("--from takes files from another image or build stage");
+        }
+        if f.contains("--mount") {
+            return Some("--mount reaches a cache, a secret, the SSH agent or another image");
+        }
+    }
+    if !keyword.eq_ignore_ascii_case("ADD") {
+        return None;
+    }
+    if flags
+        .iter()
+        .any(|f| f.starts_with("--checksum") || f.starts_with("--keep-git-dir"))
+    {
+        return Some("ADD fetches a URL or git repository");
+    }
+    // The sources: every argument but the destination (all of them when there is one).
+    let sources = match args.len() {
+        0 | 1 => &args[..],
+        n => &args[..n - 1],
+    };
+    for src in sources {
+        let src = src.trim_matches(['[', ']', '"', ',', '\'']);
+        let lower = src.to_ascii_lowercase();
+        if lower.contains("://") || lower.starts_with("git@") {
+            return Some("ADD fetches a URL or git repository");
+        }
+        if src.contains(['$', '\\', '`', ':', '@']) {
+            return Some("ADD's source expands variables or escapes and may name a URL");
+        }
+    }
+    None
+}
+
+/// Where [`reads_outside_context`] splits words: whitespace, and also a character whose UTF-8
+/// form holds byte 0x85 or 0xA0, since the builder's flag parser tests single bytes with Go's
+/// `unicode.IsSpace` (which takes those bytes for NEL and NO-BREAK SPACE): `--chown=Š--from=x`
+/// is two flags to it.
+fn is_word_break(c: char) -> bool {
+    let mut buf = [0u8; 4];
+    c.is_whitespace()
+        || c.encode_utf8(&mut buf)
+            .bytes()
+            .any(|b| b == 0x85 || b == 0xa0)
+}
+
+/// `diff` (a [`unified_diff`], or `+` lines alone) with an [`OUTSIDE_CONTEXT_MARK`] line under
+/// each added line that [`reads_outside_context`].
+pub fn flag_outside_context(diff: &str) -> String {
+    let mut out = String::with_capacity(diff.len());
+    // A diff's `+++` header names a file; every later `+` line is an added line, even one that
+    // starts with `++`.
+    let header = if diff.starts_with("--- ") { 2 } else { 0 };
+    for (n, line) in diff.split_inclusive('\n').enumerate() {
+        out.push_str(line);
+        let Some(added) = line.strip_prefix('+').filter(|_| n >= header) else {
+            continue;
+        };
+        if let Some(why) = reads_outside_context(added) {
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(OUTSIDE_CONTEXT_MARK);
+            out.push_str(why);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A unified diff (`---`/`+++`/`@@` hunks, 3 lines of context) from `old` to `new`, line based
@@ -472,6 +616,197 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_line_ending_in_the_escape_directives_character_is_refused() {
+        // With `# escape=`` ` ``, a line ending in a backtick would join the next approved line
+        // (or the restoring USER) to itself: `RUN curl x | sh `` ` `` + `USER 1001` runs as root.
+        for text in [
+            "# escape=`\nFROM x\nUSER 1001\n",
+            "#escape=`\nFROM x\n",
+            "  # ESCAPE = `\r\nFROM x\n",
+            "\u{feff}# syntax=docker/dockerfile:1\n# escape=`\nFROM x\n",
+            "# check=skip=all\n# escape=`\nFROM x\n",
+        ] {
+            for line in ["RUN echo a `", "RUN echo a `  \t", "`"] {
+                assert!(
+                    matches!(
+                        with_capability(text, &id("p"), &cap(&[], &[line])),
+                        Err(DockerfileError::Line { .. })
+                    ),
+                    "{text:?} + {line:?}"
+                );
+            }
+            // A backslash is refused whatever the directives say.
+            assert!(
+                with_capability(text, &id("p"), &cap(&[], &["RUN dir C:\\"])).is_err(),
+                "{text:?}"
+            );
+        }
+        // Where the directive does not count (not at the very top), a backtick is only a
+        // backtick: the line is one instruction, and appended as such.
+        for text in [
+            "FROM x\n# escape=`\n",
+            "# a comment\n# escape=`\nFROM x\n",
+            "\n# escape=`\nFROM x\n",
+            "# unknown=1\n# escape=`\nFROM x\n",
+        ] {
+            let out = with_capability(text, &id("p"), &cap(&[], &["RUN echo `date`"]))
+                .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(
+                syntax::instructions(&out).last().map(String::as_str),
+                Some("RUN echo `date`"),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_appended_line_stays_one_instruction() {
+        let text = "# escape=`\nFROM x\nRUN a `\n  b\nUSER 1001\n";
+        let out =
+            with_capability(text, &id("p"), &cap(&["jq"], &["RUN c", "ENV D=1"])).expect("valid");
+        let before = syntax::instructions(text);
+        let after = syntax::instructions(&out);
+        assert_eq!(before, ["FROM x", "RUN a   b", "USER 1001"]);
+        assert_eq!(&after[..before.len()], &before[..]);
+        assert_eq!(
+            &after[before.len()..],
+            [
+                "USER root",
+                "RUN apt-get update && apt-get install -y --no-install-recommends jq \
+                 && rm -rf /var/lib/apt/lists/*",
+                "RUN c",
+                "ENV D=1",
+                "USER 1001"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_dockerfile_that_ends_in_a_continuation_takes_no_step() {
+        // The marker is a comment, skipped inside a continuation: `USER root` (or the approved
+        // line) would become part of the text's last RUN.
+        for text in [
+            "FROM x\nRUN a \\\n",
+            "FROM x\nRUN a \\\n# a comment\n\n",
+            "# escape=`\nFROM x\nRUN a `\n",
+            "# escape=`\nFROM x\nRUN a \\\n",
+        ] {
+            assert_eq!(
+                with_capability(text, &id("p"), &cap(&[], &["RUN b"])),
+                Err(DockerfileError::OpenContinuation),
+                "{text:?}"
+            );
+        }
+        // A backtick ends nothing without the directive.
+        assert!(
+            with_capability("FROM x\nRUN echo `date`\n", &id("p"), &cap(&[], &["RUN b"])).is_ok()
+        );
+    }
+
+    #[test]
+    fn the_protocols_refusals_hold_for_lines_that_were_never_proposals() {
+        // A decision's edit written by hand, or a per-bottle file of an older version, reaches
+        // with_capability without the protocol's validation.
+        let long = format!("RUN {}", "a".repeat(limits::MAX_DOCKERFILE_LINE));
+        assert!(matches!(
+            with_capability("FROM x\n", &id("p"), &cap(&[], &[&long])),
+            Err(DockerfileError::Line { .. } | DockerfileError::Refused { .. })
+        ));
+        for line in [
+            "RUN <<EOF",
+            "RUN cat <<-END > /etc/x",
+            "COPY <<EOF /etc/x",
+            "RUN --mount=type=secret,id=x cat /run/secrets/x",
+            "RUN --network=host curl x",
+            "RUN --security=insecure true",
+            "RUN echo \u{1b}[2K",
+            "RUN echo \u{202e}hs.x",
+        ] {
+            assert!(
+                matches!(
+                    with_capability("FROM x\n", &id("p"), &cap(&[], &[line])),
+                    Err(DockerfileError::Refused { .. })
+                ),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn lines_that_read_outside_the_build_context_are_named() {
+        for (line, outside) in [
+            ("COPY --from=builder /x /y", true),
+            ("copy --FROM=evil/image:1 / /", true),
+            ("COPY --chown=1:1 --from=0 /a /b", true),
+            ("COPY --chown=\u{160}--from=evil /a /b", true),
+            ("COPY\u{a0}--from=evil /a /b", true),
+            ("ADD https://example.com/x.tgz /opt/", true),
+            ("ADD http://example.com/x /x", true),
+            ("ADD git@github.com:acme/x.git /src", true),
+            (
+                "ADD --keep-git-dir=true https://github.com/acme/x.git /src",
+                true,
+            ),
+            ("ADD --checksum=sha256:abc https://x/y /y", true),
+            ("ADD [\"https://example.com/x\", \"/x\"]", true),
+            ("ADD $URL /x", true),
+            ("ADD http:\\/\\/example.com/x /x", true),
+            ("FROM debian:bookworm", true),
+            ("  from scratch AS x", true),
+            ("ONBUILD COPY --from=x /a /b", true),
+            ("ONBUILD ADD https://x/y /y", true),
+            ("onbuild onbuild FROM x", true),
+            ("RUN --mount=type=cache,target=/x true", true),
+            ("COPY ./a /b", false),
+            ("ADD ./vendor.tar.gz /opt/", false),
+            ("ADD a b /dest/", false),
+            ("RUN curl https://example.com", false),
+            ("ENV FROM=1", false),
+            ("RUN echo --from", false),
+            ("# FROM x", false),
+            ("ONBUILD RUN true", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                reads_outside_context(line).is_some(),
+                outside,
+                "{line:?}: {:?}",
+                reads_outside_context(line)
+            );
+        }
+    }
+
+    #[test]
+    fn show_marks_each_added_line_that_reads_outside_the_context() {
+        let old = "FROM x\nUSER root\n";
+        let new = with_capability(
+            old,
+            &id("p"),
+            &cap(
+                &[],
+                &["COPY --from=evil /x /y", "RUN true", "ADD https://x/y /y"],
+            ),
+        )
+        .expect("valid");
+        let diff = unified_diff(old, &new, "a/Dockerfile", "b/Dockerfile");
+        assert_eq!(
+            flag_outside_context(&diff),
+            "--- a/Dockerfile\n+++ b/Dockerfile\n@@ -1,2 +1,6 @@\n FROM x\n USER root\n\
+             +# claude-bottle: approved proposal p\n+COPY --from=evil /x /y\n\
+             ! reads outside the build context: --from takes files from another image or build stage\n\
+             +RUN true\n+ADD https://x/y /y\n\
+             ! reads outside the build context: ADD fetches a URL or git repository\n"
+        );
+        // The +++ header names a file, not a line; a context line is not marked.
+        assert_eq!(
+            flag_outside_context("--- a\n+++ FROM x\n@@ -1 +1 @@\n FROM x\n"),
+            "--- a\n+++ FROM x\n@@ -1 +1 @@\n FROM x\n"
+        );
+        // `+` lines without a diff header (show's fallback) are marked too.
+        assert!(flag_outside_context("+FROM x\n").contains(OUTSIDE_CONTEXT_MARK));
     }
 
     #[test]

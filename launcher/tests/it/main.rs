@@ -1,6 +1,7 @@
 //! Integration tests of the launcher crate (one test binary; modules by concern).
 
 mod cli;
+mod dockerfile_syntax;
 mod image_build;
 mod manifest;
 mod preflight;

@@ -490,7 +490,11 @@ fn an_approval_is_bound_to_the_proposal_text_the_operator_read() {
     home.propose("app", "100-a", apt(&["ripgrep", "netcat-openbsd"]), 30);
     let o = home.run(&["approve", "100-a", "--sha256", &read[..12]]);
     assert_eq!(o.status.code(), Some(2), "{}", out(&o));
-    assert!(err(&o).contains("it is not the text you read"), "{}", err(&o));
+    assert!(
+        err(&o).contains("it is not the text you read"),
+        "{}",
+        err(&o)
+    );
     assert!(!home.queue("app", "decisions").join("100-a.json").exists());
     // Too short a prefix is a usage error, not a weak check.
     let now = shown_digest(&home, "100-a");
@@ -505,4 +509,52 @@ fn an_approval_is_bound_to_the_proposal_text_the_operator_read() {
     )
     .expect("json");
     assert_eq!(d["proposal_sha256"], json!(now));
+}
+
+#[test]
+fn show_marks_each_added_line_that_reads_outside_the_build_context() {
+    let home = Home::new();
+    let lines = ["COPY --from=evil/image:1 /etc/shadow /x", "RUN true"];
+    home.propose(
+        "app",
+        "300-c",
+        json!({"type": "capability", "dockerfile_lines": lines}),
+        60,
+    );
+    let o = home.run(&["show", "300-c"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let shown = out(&o);
+    assert!(
+        shown.contains(
+            "+COPY --from=evil/image:1 /etc/shadow /x\n\
+             ! reads outside the build context: --from takes files from another image or build stage\n\
+             +RUN true\n"
+        ),
+        "{shown}"
+    );
+    assert_eq!(shown.matches("! reads outside").count(), 1, "{shown}");
+}
+
+#[test]
+fn show_refuses_a_line_that_continues_under_the_dockerfiles_escape_directive() {
+    let home = Home::new();
+    home.propose(
+        "app",
+        "400-d",
+        json!({"type": "capability", "dockerfile_lines": ["RUN curl -o /x http://h `"]}),
+        60,
+    );
+    std::fs::write(
+        home.state("app").join("Dockerfile"),
+        "# escape=`\nFROM per-bottle\nUSER 1001\n",
+    )
+    .expect("write");
+    let o = home.run(&["show", "400-d"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert!(
+        out(&o).contains("cannot be applied: invalid Dockerfile line")
+            && out(&o).contains("it ends with a line continuation"),
+        "{}",
+        out(&o)
+    );
 }

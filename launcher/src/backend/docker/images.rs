@@ -5,7 +5,7 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use bollard::Docker;
-use bollard::query_parameters::BuildImageOptions;
+use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use claude_bottle_protocol::{escape, escape_line};
 use futures_util::StreamExt as _;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -60,22 +60,7 @@ async fn build_with(
     recipe: &ImageRecipe,
     progress: Progress,
 ) -> Result<BuildReport, BackendError> {
-    let options = BuildImageOptions {
-        dockerfile: DOCKERFILE_IN_CONTEXT.to_string(),
-        t: Some(recipe.tag.clone()),
-        rm: true,
-        forcerm: true,
-        buildargs: Some(
-            recipe
-                .build_args
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<HashMap<_, _>>(),
-        ),
-        // The labels are a LABEL line of the recipe's Dockerfile (one step, not one per label).
-        labels: None,
-        ..Default::default()
-    };
+    let options = build_options(recipe);
     let body = bollard::body_full(recipe.context.clone().into());
     let mut stream = docker.build_image(options, None, Some(body));
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
@@ -135,6 +120,31 @@ async fn build_with(
         });
     }
     Ok(report)
+}
+
+/// The build request's options. The builder is named, never left to the engine: the classic
+/// builder (API `version=1`), whatever `DOCKER_BUILDKIT` or the daemon's `features.buildkit`
+/// say, since those choose for the docker CLI, not for an API client. Its output is what the
+/// progress display reads (`Step n/m`, `Using cache`), it needs no BuildKit session (bollard
+/// would need one), and an approved line is then read by the same builder on every engine.
+fn build_options(recipe: &ImageRecipe) -> BuildImageOptions {
+    BuildImageOptions {
+        dockerfile: DOCKERFILE_IN_CONTEXT.to_string(),
+        t: Some(recipe.tag.clone()),
+        rm: true,
+        forcerm: true,
+        buildargs: Some(
+            recipe
+                .build_args
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        ),
+        // The labels are a LABEL line of the recipe's Dockerfile (one step, not one per label).
+        labels: None,
+        version: BuilderVersion::BuilderV1,
+        ..Default::default()
+    }
 }
 
 /// Build steps on a spinner (terminal), as plain stderr lines (logs, CI), or not at all (a build
@@ -236,5 +246,31 @@ pub async fn ensure_pulled(docker: &Docker, image: &str, what: &str) -> Result<(
             image: image.to_string(),
             detail: "the pull finished but the image is not on the engine".into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_build_names_the_classic_builder_whatever_the_engine_defaults_to() {
+        let recipe = ImageRecipe {
+            tag: "claude-bottle/t:0".into(),
+            dockerfile: "FROM scratch\n".into(),
+            context: Vec::new(),
+            labels: Default::default(),
+            build_args: [("BASE_IMAGE".to_string(), "debian".to_string())].into(),
+        };
+        let options = build_options(&recipe);
+        assert_eq!(options.version, BuilderVersion::BuilderV1);
+        // As the request carries it: the query parameter `version=1`, never left out.
+        let query = serde_json::to_value(&options).expect("options serialize");
+        assert_eq!(query["version"], serde_json::json!(1), "{query}");
+        assert_eq!(query["t"], serde_json::json!("claude-bottle/t:0"));
+        assert_eq!(
+            query["dockerfile"],
+            serde_json::json!(DOCKERFILE_IN_CONTEXT)
+        );
     }
 }
