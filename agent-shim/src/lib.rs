@@ -90,10 +90,11 @@ pub enum RequestCmd {
         #[command(flatten)]
         common: RequestCommon,
     },
-    /// A host (HOST or HOST:PORT) to allow through the egress proxy.
+    /// A host to allow through the egress proxy (on every port it serves).
     Egress {
-        /// HOST or HOST:PORT.
-        #[arg(value_name = "HOST[:PORT]", value_parser = parse_egress)]
+        /// HOST. A HOST:PORT is parsed only to be refused with the reason: ports are not
+        /// enforced, so a proposal cannot ask for one.
+        #[arg(value_name = "HOST", value_parser = parse_egress)]
         host: claude_bottle_protocol::Egress,
         #[command(flatten)]
         common: RequestCommon,

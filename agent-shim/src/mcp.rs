@@ -36,7 +36,8 @@ pub struct CapabilityArgs {
 pub struct EgressArgs {
     /// Host name to allow through the egress proxy (e.g. "packages.example.org").
     pub host: String,
-    /// A single port, if only one is needed.
+    /// Leave out: ports are not enforced (an allowed host is reachable on every port the egress
+    /// proxy serves), so a proposal with a port is refused.
     pub port: Option<u16>,
     /// Why the agent needs it.
     pub reason: String,

@@ -15,7 +15,7 @@ const AGENT: &str = r#"
 shim=claude-bottle-shim
 $shim request capability --dockerfile-line "RUN touch /marker" --reason "need a marker" --wait --timeout 120
 echo "WAIT-EXIT $?"
-id=$($shim request egress packages.example.org:443 --reason "need packages" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+id=$($shim request egress packages.example.org --reason "need packages" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "EGRESS-ID $id"
 for i in $(seq 1 600); do
   state=$($shim status "$id" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["state"])')
