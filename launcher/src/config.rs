@@ -11,6 +11,7 @@
 //! upstream_ca = "/etc/ssl/corp-proxy.pem"  # extra roots pipelock's outbound leg trusts
 //! build_ca = "/etc/ssl/corp-proxy.pem"     # extra roots the agent image's download step trusts
 //! allow_private_cidrs = ["10.20.0.0/16"]   # private ranges pipelock may reach (SSRF allowlist)
+//! snapshot_max_bytes = "8g"                 # largest snapshot of the agent's home and workspace
 //!
 //! [agent]
 //! memory = "4g"                             # bytes, or with a k/m/g/t suffix (powers of 1024)
@@ -52,6 +53,11 @@ pub const ENV_UPSTREAM_CA: &str = "CLAUDE_BOTTLE_UPSTREAM_CA";
 pub const ENV_BUILD_CA: &str = "CLAUDE_BOTTLE_BUILD_CA";
 /// Overrides [`Config::allow_private_cidrs`] (comma-separated).
 pub const ENV_ALLOW_PRIVATE_CIDRS: &str = "CLAUDE_BOTTLE_ALLOW_PRIVATE_CIDRS";
+/// Overrides [`Config::snapshot_max_bytes`].
+pub const ENV_SNAPSHOT_MAX_BYTES: &str = "CLAUDE_BOTTLE_SNAPSHOT_MAX_BYTES";
+
+/// Smallest `snapshot_max_bytes`: below it not even an empty home fits.
+const MIN_SNAPSHOT_BYTES: u64 = 1 << 20;
 
 /// The operator's settings, defaults filled in and environment overrides applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +82,9 @@ pub struct Config {
     pub allow_private_cidrs: Vec<String>,
     /// Resource limits of the agent container unless a bottle sets its own.
     pub agent_limits: ResourceLimits,
+    /// The largest snapshot of the agent's home and workspace, counted on the bytes the engine
+    /// streams; a larger one is refused and the agent's container kept.
+    pub snapshot_max_bytes: u64,
     /// The file the settings came from, when one existed.
     pub source: Option<PathBuf>,
 }
@@ -170,6 +179,7 @@ struct RawConfig {
     upstream_ca: Option<toml::Spanned<String>>,
     build_ca: Option<toml::Spanned<String>>,
     allow_private_cidrs: Option<toml::Spanned<Vec<String>>>,
+    snapshot_max_bytes: Option<toml::Spanned<String>>,
     agent: Option<RawAgent>,
 }
 
@@ -230,6 +240,15 @@ impl Config {
                 cidrs.push(item.to_owned());
             }
             config.allow_private_cidrs = cidrs;
+        }
+        if let Some(value) = env(ENV_SNAPSHOT_MAX_BYTES) {
+            config.snapshot_max_bytes =
+                parse_snapshot_size(&value.to_string_lossy()).map_err(|problem| {
+                    ConfigError::Env {
+                        name: ENV_SNAPSHOT_MAX_BYTES,
+                        problem,
+                    }
+                })?;
         }
         Ok(config)
     }
@@ -297,6 +316,12 @@ impl Config {
                     Ok(()) => config.allow_private_cidrs.push(item.clone()),
                     Err(p) => problem(cidrs.span(), "allow_private_cidrs", p),
                 }
+            }
+        }
+        if let Some(size) = raw.snapshot_max_bytes {
+            match parse_snapshot_size(size.get_ref()) {
+                Ok(bytes) => config.snapshot_max_bytes = bytes,
+                Err(p) => problem(size.span(), "snapshot_max_bytes", p),
             }
         }
         let agent = raw.agent.unwrap_or_default();
@@ -387,6 +412,7 @@ impl Default for Config {
             build_ca: None,
             allow_private_cidrs: Vec::new(),
             agent_limits: ResourceLimits::default(),
+            snapshot_max_bytes: crate::state::snapshot::DEFAULT_MAX_BYTES,
             source: None,
         }
     }
@@ -461,10 +487,37 @@ fn env_image(name: &'static str, value: OsString) -> Result<String, ConfigError>
     Ok(value)
 }
 
-/// Parses `"4g"`, `"512m"`, `"1073741824"` (suffixes are powers of 1024, as `docker run -m`).
+/// Parses a memory limit: a size ([`parse_size`]) of at least 64 MiB.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    // The engine refuses less than 6 MiB; anything near it cannot run node anyway.
+    if bytes < 64 << 20 {
+        return Err(format!(
+            "{text:?} is too small to run the agent (minimum 64m)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A snapshot limit: a size ([`parse_size`]) of at least 1 MiB.
+fn parse_snapshot_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if bytes < MIN_SNAPSHOT_BYTES {
+        return Err(format!(
+            "{text:?} is too small for a snapshot of the agent's home (minimum 1m)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Parses `"4g"`, `"512m"`, `"8GiB"`, `"1073741824"` (suffixes are powers of 1024, as
+/// `docker run -m`; a trailing `b` or `ib` is allowed).
+pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
+    let t = t
+        .strip_suffix("ib")
+        .or_else(|| t.strip_suffix('b'))
+        .unwrap_or(&t);
     let (digits, unit) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
         _ => (t, None),
@@ -485,16 +538,8 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a size; write bytes or e.g. \"512m\", \"4g\""))?;
-    let bytes = n
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))?;
-    // The engine refuses less than 6 MiB; anything near it cannot run node anyway.
-    if bytes < 64 << 20 {
-        return Err(format!(
-            "{text:?} is too small to run the agent (minimum 64m)"
-        ));
-    }
-    Ok(bytes)
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]

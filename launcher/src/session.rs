@@ -4,6 +4,10 @@
 //! session task — every container, network and volume of the bottle is removed before returning.
 //! A launcher killed with SIGKILL leaves objects behind; the next session of that bottle finds them
 //! by label and removes them first (or refuses when their launcher is still alive).
+//!
+//! One exception: an agent whose snapshot failed (too large, the disk full, the engine gone) is
+//! kept, stopped, because its files exist nowhere else. The next session of that bottle saves it
+//! before anything else and removes it only then; `claude-bottle stop` discards it.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,12 +16,12 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::backend::{
-    Backend, BackendError, LaunchSpec, Launched, PrepareOptions, Resource, ResourceKind,
+    Backend, BackendError, LaunchSpec, Launched, PrepareOptions, Removal, Resource, ResourceKind,
 };
 use crate::plan::BottlePlan;
 use crate::remediate::Remediator;
 use crate::stage;
-use crate::state::snapshot::{self, Snapshot};
+use crate::state::snapshot::Store;
 
 /// How a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +50,25 @@ pub enum SessionError {
     Panicked(String),
     #[error("failed to listen for signals: {0}")]
     Signals(std::io::Error),
+    #[error(
+        "{cause}\nkept: the agent's container {container}, stopped, with everything it wrote; the rest of bottle {bottle} was removed\n  look inside:    docker diff {container}; docker cp {container}:/workspace/FILE .\n  save and go on: raise snapshot_max_bytes, then `claude-bottle resume {bottle}` (it saves the kept agent first)\n  discard it:     claude-bottle stop {bottle}"
+    )]
+    Kept {
+        bottle: String,
+        container: String,
+        cause: BackendError,
+    },
+    #[error(
+        "{cause}\nand the agent's container could not be kept either ({keep}): what it wrote since the last snapshot is lost"
+    )]
+    NotKept {
+        cause: BackendError,
+        keep: BackendError,
+    },
 }
 
 /// Options of one session.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionOptions {
     pub workspace: Option<PathBuf>,
     /// Attach the operator's terminal (raw TTY) rather than stream output.
@@ -62,6 +81,22 @@ pub struct SessionOptions {
     pub upstream_ca: Option<PathBuf>,
     /// Private ranges pipelock may reach (`allow_private_cidrs` in config.toml).
     pub allow_private_cidrs: Vec<String>,
+    /// The largest snapshot (`snapshot_max_bytes` in config.toml).
+    pub snapshot_max_bytes: u64,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            workspace: None,
+            tty: false,
+            resume: false,
+            tokens: None,
+            upstream_ca: None,
+            allow_private_cidrs: Vec::new(),
+            snapshot_max_bytes: crate::state::snapshot::DEFAULT_MAX_BYTES,
+        }
+    }
 }
 
 /// Remove what an earlier, dead launcher left of `slug`; refuse when its launcher still runs.
@@ -70,7 +105,13 @@ pub async fn reap_orphans<B: Backend>(
     backend: &B,
     slug: &str,
 ) -> Result<Vec<Resource>, BackendError> {
-    let found = backend.find_orphans(slug).await?;
+    // A kept agent is no orphan: the session saves it (see `save_kept_agent`).
+    let found: Vec<Resource> = backend
+        .find_orphans(slug)
+        .await?
+        .into_iter()
+        .filter(|r| !r.kept)
+        .collect();
     if found.is_empty() {
         return Ok(found);
     }
@@ -88,11 +129,11 @@ pub async fn reap_orphans<B: Backend>(
     for r in &found {
         eprintln!("  {}", describe(r));
     }
-    let mut removed = backend.stop(slug).await?;
+    let mut removed = backend.stop(slug, Removal::KeepKeptAgent).await?;
     // A launcher killed mid-launch can leave engine requests in flight: what they make shows up a
     // moment later, so look once more.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    removed.extend(backend.stop(slug).await?);
+    removed.extend(backend.stop(slug, Removal::KeepKeptAgent).await?);
     eprintln!(
         "removed {} leftover object(s) of bottle {slug}",
         removed.len()
@@ -134,20 +175,24 @@ where
     B: Backend + Clone + Send + Sync + 'static,
 {
     reap_orphans(backend, &plan.slug).await?;
+    let store = Store::new(&plan.state_dir, opts.snapshot_max_bytes);
+    save_kept_agent(backend, plan, &store).await?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(SessionError::Signals)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(SessionError::Signals)?;
 
     let task_backend = backend.clone();
     let task_plan = plan.clone();
+    let task_store = store.clone();
     // The running agent, for a snapshot when a signal ends the session.
     let current: Current = Arc::default();
     let task_current = Arc::clone(&current);
-    let mut task =
-        tokio::spawn(async move { run_session(task_backend, task_plan, opts, task_current).await });
+    let mut task = tokio::spawn(async move {
+        run_session(task_backend, task_plan, opts, task_store, task_current).await
+    });
 
-    let result = tokio::select! {
+    let mut result = tokio::select! {
         joined = &mut task => match joined {
-            Ok(r) => r.map(Outcome::Exited).map_err(SessionError::from),
+            Ok(r) => r.map(Outcome::Exited),
             Err(e) if e.is_panic() => Err(SessionError::Panicked(panic_text(e.into_panic()))),
             Err(e) => Err(SessionError::Panicked(e.to_string())),
         },
@@ -163,13 +208,73 @@ where
         // Keep what the agent did for `claude-bottle resume`.
         let running = current.lock().ok().and_then(|c| c.clone());
         if let Some(launched) = running
-            && let Ok(snap) = backend.snapshot_agent(&launched).await
+            && let Err(e) = backend.snapshot_agent(&launched, &store).await
         {
-            save_snapshot(plan, &snap);
+            let kept = keep(backend, plan, &launched, e).await;
+            // The signal's exit code stands; what happened to the agent's files is said here.
+            eprintln!("claude-bottle: {kept}");
+            if !matches!(kept, SessionError::Kept { .. }) {
+                result = Err(kept);
+            }
         }
     }
     teardown(backend, &plan.slug).await;
     result
+}
+
+/// An agent an earlier session kept (its snapshot failed) holds files newer than the latest
+/// snapshot: save them before this session starts, and remove the container only once they are
+/// saved. Fails, keeping it, when they still cannot be (the limit not raised).
+async fn save_kept_agent<B: Backend>(
+    backend: &B,
+    plan: &BottlePlan,
+    store: &Store,
+) -> Result<(), SessionError> {
+    // The folders `LaunchSpec::new` saves.
+    let paths = [
+        crate::backend::AGENT_HOME.to_owned(),
+        crate::image::WORKSPACE_DIR.to_owned(),
+    ];
+    let Some(kept) = backend.kept_agent(&plan.slug, &paths).await? else {
+        return Ok(());
+    };
+    eprintln!(
+        "claude-bottle: saving the agent an earlier session of {} kept ({}), up to snapshot_max_bytes {}",
+        plan.name,
+        kept.agent,
+        crate::state::snapshot::human(store.max_bytes())
+    );
+    if let Err(cause) = backend.snapshot_agent(&kept, store).await {
+        return Err(SessionError::Kept {
+            bottle: plan.name.clone(),
+            container: kept.agent,
+            cause,
+        });
+    }
+    backend.stop(&plan.slug, Removal::Everything).await?;
+    eprintln!(
+        "claude-bottle: saved it as the latest snapshot and removed {}",
+        kept.agent
+    );
+    Ok(())
+}
+
+/// The agent's snapshot failed: keep its container (its files exist nowhere else) out of the
+/// teardown, and say how to get at them.
+async fn keep<B: Backend>(
+    backend: &B,
+    plan: &BottlePlan,
+    launched: &Launched,
+    cause: BackendError,
+) -> SessionError {
+    match backend.keep_agent(launched).await {
+        Ok(container) => SessionError::Kept {
+            bottle: plan.name.clone(),
+            container,
+            cause,
+        },
+        Err(keep) => SessionError::NotKept { cause, keep },
+    }
 }
 
 /// Everything between the orphan probe and the teardown: approvals made while no launcher ran,
@@ -179,8 +284,9 @@ async fn run_session<B>(
     backend: B,
     plan: BottlePlan,
     opts: SessionOptions,
+    store: Store,
     current: Current,
-) -> Result<i64, BackendError>
+) -> Result<i64, SessionError>
 where
     B: Backend + Clone + Send + Sync + 'static,
 {
@@ -229,7 +335,7 @@ where
     }
     let mut spec = LaunchSpec::new(&plan, &prepared, &stage, opts.tty);
     let restore = if opts.resume {
-        load_snapshot(&plan)?
+        store.load().map_err(BackendError::from)?
     } else {
         None
     };
@@ -238,7 +344,7 @@ where
     }
     let mut launched = backend.launch(&spec).await?;
     if let Some(snap) = &restore {
-        backend.restore_agent(&launched, snap).await?;
+        backend.restore_agent(&launched, &store, snap).await?;
         eprintln!(
             "claude-bottle: resumed {} from its last snapshot",
             plan.name
@@ -275,6 +381,8 @@ where
         chain_up.notify_one();
         Ok(())
     }));
+    // A snapshot that failed while swapping agents: the stopped agent is kept, not copied again.
+    let mut unsaved: Option<BackendError> = None;
     let code = loop {
         let (code, chain_failed) = {
             let run = backend.run_agent(&launched);
@@ -308,17 +416,20 @@ where
             let t = std::time::Instant::now();
             // The successor is created while the stopped agent is copied out.
             let (snap, successor) = tokio::join!(
-                backend.snapshot_agent(&launched),
+                backend.snapshot_agent(&launched, &store),
                 backend.create_successor(&spec, &next.agent)
             );
-            let (snap, successor) = (snap?, successor?);
+            let snap = snap.map_err(|e| (e, true))?;
+            let successor = successor.map_err(|e| (e, false))?;
             tracing::info!(
                 ms = t.elapsed().as_millis(),
                 "agent snapshotted, successor created"
             );
-            save_snapshot(&plan, &snap);
             let t = std::time::Instant::now();
-            let new = backend.swap_in(&launched, successor, Some(&snap)).await;
+            let new = backend
+                .swap_in(&launched, successor, Some((&store, &snap)))
+                .await
+                .map_err(|e| (e, false));
             tracing::info!(
                 ms = t.elapsed().as_millis(),
                 "successor restored and swapped in"
@@ -335,9 +446,13 @@ where
                 eprint!("\r\nclaude-bottle: {note}\r\n");
                 let _ = next.done.send(Ok(()));
             }
-            Err(e) => {
+            Err((e, snapshot_failed)) => {
                 // Record the failure here: the watcher is stopped as the session ends.
-                let detail = format!("rebuilt, but the new agent did not start: {e}");
+                let detail = if snapshot_failed {
+                    format!("rebuilt, but the agent's snapshot failed, so it was not replaced: {e}")
+                } else {
+                    format!("rebuilt, but the new agent did not start: {e}")
+                };
                 let failed = claude_bottle_protocol::Applied::failed(
                     next.id.clone(),
                     &detail,
@@ -352,6 +467,10 @@ where
                     );
                 }
                 let _ = next.done.send(Err(e.to_string()));
+                if snapshot_failed {
+                    unsaved = Some(e);
+                    break Ok(0);
+                }
                 break Err(e);
             }
         }
@@ -371,11 +490,15 @@ where
     if let Some(warm) = warm {
         warm.abort();
     }
-    // Keep the session's state for `claude-bottle resume`.
-    if let Ok(snap) = backend.snapshot_agent(&launched).await {
-        save_snapshot(&plan, &snap);
+    // Keep the session's state for `claude-bottle resume`; without a snapshot, keep the agent.
+    let saved = match unsaved {
+        Some(e) => Err(e),
+        None => backend.snapshot_agent(&launched, &store).await.map(|_| ()),
+    };
+    if let Err(cause) = saved {
+        return Err(keep(&backend, &plan, &launched, cause).await);
     }
-    code
+    Ok(code?)
 }
 
 /// Once the egress chain is up (the launch's own work done), build the step every first approved
@@ -420,22 +543,10 @@ fn set_current(current: &Current, launched: &Launched) {
     }
 }
 
-fn load_snapshot(plan: &BottlePlan) -> Result<Option<Snapshot>, BackendError> {
-    snapshot::load(&plan.state_dir).map_err(|e| BackendError::Stage(e.to_string()))
-}
-
-fn save_snapshot(plan: &BottlePlan, snap: &Snapshot) {
-    if let Err(e) = snapshot::save(&plan.state_dir, snap) {
-        // The error may name a file the agent created.
-        let e = claude_bottle_protocol::escape(&e.to_string()).into_owned();
-        eprintln!("claude-bottle: failed to save the agent's snapshot: {e}");
-    }
-}
-
 /// Remove the bottle, retrying once; a failure is reported, never hidden.
 pub async fn teardown<B: Backend>(backend: &B, slug: &str) {
     for attempt in 1..=2 {
-        match backend.stop(slug).await {
+        match backend.stop(slug, Removal::KeepKeptAgent).await {
             Ok(removed) => {
                 tracing::info!(slug, removed = removed.len(), "bottle removed");
                 return;

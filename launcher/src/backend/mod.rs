@@ -15,7 +15,7 @@ pub use spec::{
 };
 
 use crate::plan::BottlePlan;
-use crate::state::snapshot::Snapshot;
+use crate::state::snapshot::{Snapshot, SnapshotError, Store};
 
 /// What `prepare` made ready: the images a launch uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +102,18 @@ pub struct Resource {
     pub created: i64,
     /// The pid of the launcher that created it (label), when recorded.
     pub launcher_pid: Option<u32>,
+    /// An agent kept by a session whose snapshot failed ([`Backend::keep_agent`]): only
+    /// [`Removal::Everything`] removes it.
+    pub kept: bool,
+}
+
+/// What [`Backend::stop`] removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Every object of the bottle, a kept agent too (`claude-bottle stop`).
+    Everything,
+    /// Every object but a kept agent (a session's teardown, orphans).
+    KeepKeptAgent,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -180,6 +192,16 @@ pub enum BackendError {
     },
     #[error("{0}")]
     Stage(String),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(
+        "failed to read {path} out of image {image}: {problem}\nhint: the agent's trust bundle starts from this file; make it a regular PEM file under 4 MiB, or remove it from the image"
+    )]
+    ImageFile {
+        image: String,
+        path: String,
+        problem: String,
+    },
     #[error("failed to prepare the image of bottle {slug}: {detail}")]
     Image { slug: String, detail: String },
 }
@@ -222,8 +244,13 @@ pub trait Backend {
         launched: &Launched,
     ) -> impl Future<Output = Result<i64, BackendError>> + Send;
 
-    /// Remove every container, network and volume of the bottle; returns what was removed.
-    fn stop(&self, slug: &str) -> impl Future<Output = Result<Vec<Resource>, BackendError>> + Send;
+    /// Remove every container, network and volume of the bottle (but a kept agent, unless
+    /// `removal` says everything); returns what was removed.
+    fn stop(
+        &self,
+        slug: &str,
+        removal: Removal,
+    ) -> impl Future<Output = Result<Vec<Resource>, BackendError>> + Send;
 
     /// Bottles that have objects on the engine.
     fn list(&self) -> impl Future<Output = Result<Vec<BottleStatus>, BackendError>> + Send;
@@ -234,11 +261,29 @@ pub trait Backend {
         launched: &Launched,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
-    /// Copy the agent's home and workspace out of its container (running or stopped).
+    /// Copy the agent's home and workspace out of its container (running or stopped) into a new
+    /// snapshot of `store`, streamed to disk and refused past the store's limit; only a complete
+    /// snapshot replaces the latest one.
     fn snapshot_agent(
         &self,
         launched: &Launched,
+        store: &Store,
     ) -> impl Future<Output = Result<Snapshot, BackendError>> + Send;
+
+    /// Stop the agent and keep its container, under a name of its own, out of the teardown: its
+    /// snapshot failed, so its files exist nowhere else. Returns the container's name.
+    fn keep_agent(
+        &self,
+        launched: &Launched,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
+
+    /// The agent an earlier session of `slug` kept ([`Backend::keep_agent`]), if there is one,
+    /// ready for [`Backend::snapshot_agent`].
+    fn kept_agent(
+        &self,
+        slug: &str,
+        state_paths: &[String],
+    ) -> impl Future<Output = Result<Option<Launched>, BackendError>> + Send;
 
     /// Create (not start) the agent that replaces the running one, from `agent`, under a name of
     /// its own: the session makes it while the running agent is snapshotted.
@@ -254,13 +299,14 @@ pub trait Backend {
         &self,
         old: &Launched,
         successor: Launched,
-        restore: Option<&Snapshot>,
+        restore: Option<(&Store, &Snapshot)>,
     ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
 
-    /// Unpack a snapshot into the created (not yet started) agent.
+    /// Unpack a snapshot of `store` into the created (not yet started) agent, streamed from disk.
     fn restore_agent(
         &self,
         launched: &Launched,
+        store: &Store,
         snap: &Snapshot,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 

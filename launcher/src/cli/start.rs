@@ -117,6 +117,7 @@ fn launch(
     let outcome = super::runtime()?.block_on(async {
         let upstream_ca = config.upstream_ca.clone();
         let allow_private_cidrs = config.allow_private_cidrs.clone();
+        let snapshot_max_bytes = config.snapshot_max_bytes;
         let backend = DockerBackend::connect(config).await?;
         session::run(
             &backend,
@@ -128,6 +129,7 @@ fn launch(
                 tokens,
                 upstream_ca,
                 allow_private_cidrs,
+                snapshot_max_bytes,
             },
         )
         .await

@@ -1,9 +1,10 @@
-//! `claude-bottle stop <bottle>`: remove every container, network and volume of a bottle.
+//! `claude-bottle stop <bottle>`: remove every container, network and volume of a bottle, an agent
+//! kept because its snapshot failed too.
 
 use std::process::ExitCode;
 
-use crate::backend::Backend;
 use crate::backend::docker::DockerBackend;
+use crate::backend::{Backend, Removal};
 use crate::home::Home;
 use crate::session;
 
@@ -24,7 +25,7 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     let config = super::load_config(home)?;
     let removed = super::runtime()?.block_on(async {
         let backend = DockerBackend::connect(config).await?;
-        backend.stop(&slug).await
+        backend.stop(&slug, Removal::Everything).await
     })?;
     if removed.is_empty() {
         println!("bottle {slug}: nothing to remove");

@@ -249,3 +249,40 @@ fn private_cidrs_are_checked_like_pipelock_does() {
     );
     assert!(load(home.path(), &[(ENV_ALLOW_PRIVATE_CIDRS, "nope")]).is_err());
 }
+
+#[test]
+fn snapshot_limit_has_a_default_a_key_and_an_override() {
+    let home = tempfile::tempdir().expect("tempdir");
+    assert_eq!(
+        load(home.path(), &[]).expect("load").snapshot_max_bytes,
+        8 << 30
+    );
+    write(home.path(), "snapshot_max_bytes = \"16GiB\"\n");
+    assert_eq!(
+        load(home.path(), &[]).expect("load").snapshot_max_bytes,
+        16 << 30
+    );
+    let config = load(home.path(), &[(ENV_SNAPSHOT_MAX_BYTES, "64m")]).expect("load");
+    assert_eq!(config.snapshot_max_bytes, 64 << 20);
+    assert_eq!(parse_size("8gib"), Ok(8 << 30));
+    assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+}
+
+#[test]
+fn a_snapshot_limit_too_small_or_unreadable_is_an_error() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = write(home.path(), "snapshot_max_bytes = \"10k\"\n");
+    let msg = load(home.path(), &[]).expect_err("too small").to_string();
+    assert!(
+        msg.contains(&format!("{}:1: snapshot_max_bytes: ", path.display()))
+            && msg.contains("minimum 1m"),
+        "{msg}"
+    );
+    std::fs::remove_file(&path).expect("rm");
+    let err = load(home.path(), &[(ENV_SNAPSHOT_MAX_BYTES, "lots")]).expect_err("not a size");
+    assert!(
+        err.to_string()
+            .starts_with("failed to use $CLAUDE_BOTTLE_SNAPSHOT_MAX_BYTES:"),
+        "{err}"
+    );
+}

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use claude_bottle_protocol::limits;
 use claude_bottle_protocol::{
-    Capability, ProposalId, ProtocolError, escape_line, validate_dockerfile_line,
+    Capability, ProposalId, ProtocolError, escape_line, validate_apt_package,
+    validate_dockerfile_line,
 };
 
 pub mod syntax;
@@ -80,9 +81,8 @@ pub fn effective(
 /// Why a capability cannot be turned into Dockerfile lines.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DockerfileError {
-    #[error(
-        "invalid apt package {0:?}: expected a Debian package name [a-z0-9][a-z0-9+.-]*, optionally =version"
-    )]
+    /// The protocol's refusal, as it says it (the package quoted, a hint).
+    #[error("{0}")]
     AptPackage(String),
     #[error("invalid Dockerfile line \"{}\": {problem}", escape_line(.line))]
     Line { line: String, problem: &'static str },
@@ -206,9 +206,14 @@ fn lines_for(cap: &Capability, escape: char) -> Result<Vec<String>, DockerfileEr
         for p in &cap.apt {
             check_apt_package(p)?;
         }
+        // apt-get installs exactly the packages named: no pattern fallback for a name no
+        // package has (`.` and `+` make a regex otherwise), and no argument that ends in its
+        // `+`/`-` modifiers (`g++` stays `g++`). See protocol's `validate_apt_package`.
+        let args: Vec<String> = cap.apt.iter().map(|p| apt_arg(p)).collect();
         lines.push(format!(
-            "RUN apt-get update && apt-get install -y --no-install-recommends {} && rm -rf /var/lib/apt/lists/*",
-            cap.apt.join(" ")
+            "RUN apt-get update && apt-get install -y --no-install-recommends \
+             -o APT::Cmd::Pattern-Only=true {} && rm -rf /var/lib/apt/lists/*",
+            args.join(" ")
         ));
     }
     for l in &cap.dockerfile_lines {
@@ -218,34 +223,21 @@ fn lines_for(cap: &Capability, escape: char) -> Result<Vec<String>, DockerfileEr
     Ok(lines)
 }
 
-/// A Debian package name `[a-z0-9][a-z0-9+.-]*`, optionally `=version` with a version of
-/// `[0-9][A-Za-z0-9.+~:-]*`: nothing a shell would interpret.
+/// An apt package as the protocol's [`validate_apt_package`] accepts it: one rule for proposals,
+/// decisions written by hand and files of older versions (a Debian package name, optionally
+/// `=version`: nothing a shell interprets, nothing apt-get reads as a removal or a pattern).
 pub fn check_apt_package(spec: &str) -> Result<(), DockerfileError> {
-    let bad = || DockerfileError::AptPackage(spec.to_owned());
-    let (name, version) = match spec.split_once('=') {
-        Some((n, v)) => (n, Some(v)),
-        None => (spec, None),
-    };
-    let nb = name.as_bytes();
-    let name_ok = !nb.is_empty()
-        && nb.len() <= 128
-        && (nb[0].is_ascii_lowercase() || nb[0].is_ascii_digit())
-        && nb
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+.-".contains(c));
-    let version_ok = version.is_none_or(|v| {
-        let vb = v.as_bytes();
-        !vb.is_empty()
-            && vb.len() <= 128
-            && vb[0].is_ascii_digit()
-            && vb
-                .iter()
-                .all(|c| c.is_ascii_alphanumeric() || b".+~:-".contains(c))
-    });
-    if name_ok && version_ok {
-        Ok(())
-    } else {
-        Err(bad())
+    validate_apt_package(spec).map_err(|e| DockerfileError::AptPackage(e.to_string()))
+}
+
+/// The argument apt-get gets for a package: `name:native`, or `name:native=version`. An argument
+/// that ends in `+` or `-` is a modifier when no package has that whole name
+/// (`FromModifierCommandLine` in apt's `apt-pkg/cacheset.cc`); this one never ends in either, and
+/// selects the image's own architecture, as a bare name does.
+fn apt_arg(spec: &str) -> String {
+    match spec.split_once('=') {
+        Some((name, version)) => format!("{name}:native={version}"),
+        None => format!("{spec}:native"),
     }
 }
 
@@ -538,7 +530,8 @@ mod tests {
             out,
             "FROM x\nUSER agent\n# claude-bottle: approved proposal p-1\nUSER root\n\
              RUN apt-get update && apt-get install -y --no-install-recommends \
-             ripgrep jq=1.6-2.1 && rm -rf /var/lib/apt/lists/*\nRUN touch /marker\n"
+             -o APT::Cmd::Pattern-Only=true ripgrep:native jq:native=1.6-2.1 \
+             && rm -rf /var/lib/apt/lists/*\nRUN touch /marker\n"
         );
         // Applying the same proposal again changes nothing.
         let again = with_capability(&out, &id("p-1"), &cap(&["ripgrep"], &[])).expect("valid");
@@ -588,20 +581,68 @@ mod tests {
     #[test]
     fn apt_names_are_strict() {
         for ok in [
-            "a",
+            "jq",
             "g++",
             "python3.11",
             "libc6=2.36-9+deb12u4",
-            "x=1:2.0~rc1",
+            "xz=1:2.0~rc1",
         ] {
             assert_eq!(check_apt_package(ok), Ok(()), "{ok}");
         }
         for bad in [
-            "", "Rg", "-x", "a b", "a;rm", "$(id)", "a=", "a=v1", "=1", "a=1 2", "a=1;x", "../x",
+            "",
+            "Rg",
+            "-x",
+            "a b",
+            "a;rm",
+            "$(id)",
+            "a=",
+            "a=v1",
+            "=1",
+            "a=1 2",
+            "a=1;x",
+            "../x",
+            // What apt-get reads as a removal, another architecture or release, or a pattern.
+            "bash-",
+            "coreutils-",
+            "jq=1.6-",
+            "jq=1.6+",
+            "jq:i386",
+            "jq/sid",
+            "?essential",
+            "lib*",
+            "a",
         ] {
             assert!(check_apt_package(bad).is_err(), "{bad:?}");
         }
         assert!(with_capability("FROM x\n", &id("p"), &cap(&["a&&b"], &[])).is_err());
+        let e = check_apt_package("bash-").expect_err("a removal");
+        assert!(e.to_string().contains("remove"), "{e}");
+    }
+
+    /// apt-get reads an argument ending in `+` or `-` as a modifier when no package has the whole
+    /// name, and a name with `.` or `+` that no package has as a pattern (cacheset.cc): the line
+    /// names each package so that apt-get can install only that one.
+    #[test]
+    fn the_apt_line_names_exactly_the_packages_shown() {
+        let lines = capability_lines(&cap(
+            &["g++", "memtest86+", "python3.11", "jq=1.6-2.1"],
+            &[],
+        ))
+        .expect("valid");
+        assert_eq!(
+            lines,
+            [
+                "RUN apt-get update && apt-get install -y --no-install-recommends \
+                 -o APT::Cmd::Pattern-Only=true g++:native memtest86+:native python3.11:native \
+                 jq:native=1.6-2.1 && rm -rf /var/lib/apt/lists/*"
+            ]
+        );
+        assert!(
+            lines[0].split(' ').all(|w| !w.ends_with(['+', '-'])),
+            "{}",
+            lines[0]
+        );
     }
 
     #[test]
@@ -675,8 +716,8 @@ mod tests {
             &after[before.len()..],
             [
                 "USER root",
-                "RUN apt-get update && apt-get install -y --no-install-recommends jq \
-                 && rm -rf /var/lib/apt/lists/*",
+                "RUN apt-get update && apt-get install -y --no-install-recommends \
+                 -o APT::Cmd::Pattern-Only=true jq:native && rm -rf /var/lib/apt/lists/*",
                 "RUN c",
                 "ENV D=1",
                 "USER 1001"

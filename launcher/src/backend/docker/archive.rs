@@ -1,5 +1,6 @@
 //! Copies in and out of containers through the engine's archive API: the agent's snapshot and
-//! its restore, and one file read out of an image.
+//! its restore, and one file read out of an image. Each is streamed and bounded: what the agent
+//! (or an image it shaped) holds never decides how much memory the launcher takes.
 
 use std::collections::HashMap;
 
@@ -8,15 +9,30 @@ use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
 };
-use futures_util::StreamExt as _;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt as _};
+use tokio::sync::mpsc;
 
 use super::containers::remove;
 use super::engine_err;
 use crate::backend::BackendError;
-use crate::state::snapshot::{Snapshot, SnapshotPart};
+use crate::state::snapshot::scan::{self, Scanner};
+use crate::state::snapshot::{Snapshot, SnapshotError, Store};
+
+/// Largest file [`read_image_file`] reads (the image's trust bundle): Debian's is 210 KiB, the
+/// largest distributions' stay under 1 MiB.
+pub const MAX_IMAGE_FILE: u64 = 4 << 20;
+/// Symlinks [`read_image_file`] follows from the path it was asked for.
+const MAX_LINKS: usize = 8;
+/// Chunks in flight between the engine and the snapshot's file (each at most a read buffer).
+const CHANNEL_CHUNKS: usize = 16;
+/// Bytes per chunk sent to the engine in a restore.
+const UPLOAD_CHUNK: usize = 256 * 1024;
 
 /// The file at `path` in `image` (a created, never started, container is copied from and removed);
-/// `None` when the image has no such file.
+/// `None` when the image has no such file. A symlink is followed (at most [`MAX_LINKS`], resolved
+/// inside the image); anything but a regular file of at most [`MAX_IMAGE_FILE`] bytes is refused,
+/// a larger one at its header, before its data is read.
 pub async fn read_image_file(
     docker: &Docker,
     image: &str,
@@ -34,97 +50,466 @@ pub async fn read_image_file(
         .create_container(None::<CreateContainerOptions>, body)
         .await
         .map_err(|e| engine_err("create a probe container of", image, e))?;
-    let result = download_tar(docker, &created.id, path).await;
+    let result = read_following(docker, &created.id, image, path).await;
     let _ = remove(docker, &created.id).await;
-    let Some(tar) = result? else {
-        return Ok(None);
-    };
-    // One regular file (a symlink's target is followed by the engine's copy API).
-    let mut archive = tar::Archive::new(tar.as_slice());
-    let entries = archive
-        .entries()
-        .map_err(|e| engine_err_text("read the copy of", path, e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| engine_err_text("read the copy of", path, e))?;
-        if entry.header().entry_type().is_file() {
-            let mut out = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut out)
-                .map_err(|e| engine_err_text("read the copy of", path, e))?;
-            return Ok(Some(out));
-        }
-    }
-    Ok(None)
+    result
 }
 
-fn engine_err_text(action: &'static str, object: &str, e: impl std::fmt::Display) -> BackendError {
-    BackendError::Engine {
-        action,
-        object: object.to_string(),
-        detail: e.to_string(),
-    }
-}
-
-/// `path` of container `name` as the engine's tar archive; `None` when it does not exist there.
-async fn download_tar(
+async fn read_following(
     docker: &Docker,
-    name: &str,
+    container: &str,
+    image: &str,
     path: &str,
 ) -> Result<Option<Vec<u8>>, BackendError> {
-    let opts = DownloadFromContainerOptions {
+    let refused = |at: &str, problem: String| BackendError::ImageFile {
+        image: image.to_string(),
         path: path.to_string(),
+        problem: if at == path {
+            problem
+        } else {
+            format!(
+                "{} (reached through a symlink): {problem}",
+                scan::show_path(at.as_bytes())
+            )
+        },
     };
-    let mut stream = docker.download_from_container(name, Some(opts));
-    let mut tar = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(bytes) => tar.extend_from_slice(&bytes),
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => return Ok(None),
-            Err(e) => return Err(engine_err("copy out of", &format!("{name}:{path}"), e)),
+    let mut at = path.to_string();
+    for _ in 0..=MAX_LINKS {
+        let opts = DownloadFromContainerOptions { path: at.clone() };
+        let stream = docker.download_from_container(container, Some(opts));
+        match read_one(stream, MAX_IMAGE_FILE).await {
+            Ok(Found::File(bytes)) => return Ok(Some(bytes)),
+            Ok(Found::Missing) => return Ok(None),
+            Ok(Found::Link(target)) => at = resolve_link(&at, &target),
+            Err(Probe::Engine(e)) => {
+                return Err(engine_err("copy out of", &format!("{image}:{at}"), e));
+            }
+            Err(Probe::Refused(problem)) => return Err(refused(&at, problem)),
         }
     }
-    Ok(Some(tar))
+    Err(refused(
+        &at,
+        format!("more than {MAX_LINKS} symlinks in a row"),
+    ))
 }
 
-/// Copy each of `paths` out of a container as a tar archive; a folder the image lacks is skipped.
+/// What the engine's archive of one path held.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    File(Vec<u8>),
+    /// A symlink, with its target (the engine does not follow the last component).
+    Link(String),
+    Missing,
+}
+
+#[derive(Debug)]
+pub(crate) enum Probe {
+    Engine(bollard::errors::Error),
+    Refused(String),
+}
+
+/// Read the engine's archive of one path: a regular file of at most `max` bytes, or a symlink.
+/// The stream is checked as it arrives ([`Scanner`]) and dropped at the first header that
+/// announces more, so nothing past `max` (plus the archive's own headers) is ever read.
+pub(crate) async fn read_one<S>(stream: S, max: u64) -> Result<Found, Probe>
+where
+    S: Stream<Item = Result<Bytes, bollard::errors::Error>>,
+{
+    // Room for the headers around one file: its own, a PAX record, the end blocks.
+    let mut scanner = Scanner::new(max + 64 * 1024, "");
+    let too_large = |size: u64| {
+        Probe::Refused(format!(
+            "it is {size} bytes, more than the {max} a trust bundle may be"
+        ))
+    };
+    let mut tar = Vec::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                if let Err(e) = scanner.feed(&bytes) {
+                    return Err(match e {
+                        scan::ScanError::OverBudget { culprit: Some(c) } => too_large(c.size),
+                        scan::ScanError::OverBudget { culprit: None } => {
+                            Probe::Refused(format!("its archive passes {max} bytes"))
+                        }
+                        other => Probe::Refused(other.to_string()),
+                    });
+                }
+                tar.extend_from_slice(&bytes);
+                if scanner.ended() {
+                    break;
+                }
+            }
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(Found::Missing),
+            Err(e) => return Err(Probe::Engine(e)),
+        }
+    }
+    let bad = |e: std::io::Error| Probe::Refused(format!("its archive cannot be read: {e}"));
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let Some(entry) = archive.entries().map_err(bad)?.next() else {
+        return Ok(Found::Missing);
+    };
+    let mut entry = entry.map_err(bad)?;
+    let kind = entry.header().entry_type();
+    if kind.is_symlink() {
+        let target = entry
+            .link_name()
+            .map_err(bad)?
+            .ok_or_else(|| Probe::Refused("a symlink without a target".to_owned()))?;
+        return Ok(Found::Link(target.to_string_lossy().into_owned()));
+    }
+    if !kind.is_file() {
+        return Err(Probe::Refused(format!(
+            "it is not a regular file but {}",
+            kind_name(kind)
+        )));
+    }
+    if entry.size() > max {
+        return Err(too_large(entry.size()));
+    }
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut out).map_err(bad)?;
+    Ok(Found::File(out))
+}
+
+fn kind_name(kind: tar::EntryType) -> &'static str {
+    match kind {
+        tar::EntryType::Char => "a character device",
+        tar::EntryType::Block => "a block device",
+        tar::EntryType::Directory => "a folder",
+        tar::EntryType::Fifo => "a FIFO",
+        tar::EntryType::Link => "a hard link",
+        _ => "an entry of another type",
+    }
+}
+
+/// Where symlink `link` (at `at`) points, as an absolute path in the image: a relative target is
+/// taken from the link's folder, `.` and `..` are resolved by name (never above `/`); the engine
+/// resolves the folders on the way inside the container's file system.
+fn resolve_link(at: &str, target: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    if !target.starts_with('/') {
+        parts.extend(at.split('/').filter(|p| !p.is_empty()));
+        parts.pop();
+    }
+    for p in target.split('/') {
+        match p {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// One message to the task that writes a snapshot to disk.
+enum Feed {
+    Part(String),
+    Data(Bytes),
+    /// The folder is not in the container.
+    Missing,
+    End,
+    /// Every part was fed: the snapshot may replace the latest one.
+    Commit,
+}
+
+/// Copy each of `paths` out of container `name` into a new snapshot of `store`, streamed to disk
+/// and checked as it arrives; a folder the image lacks is skipped. Only a complete snapshot within
+/// the store's limit replaces the latest one; on any failure its files are removed, the latest
+/// snapshot is left as it was, and the engine's stream is dropped at once.
 pub async fn snapshot(
     docker: &Docker,
     name: &str,
     paths: &[String],
+    store: &Store,
 ) -> Result<Snapshot, BackendError> {
-    let tars = paths.iter().map(|path| download_tar(docker, name, path));
-    let tars = futures_util::future::try_join_all(tars).await?;
-    let parts = paths
-        .iter()
-        .zip(tars)
-        .filter_map(|(path, tar)| {
-            tar.map(|tar| SnapshotPart {
-                path: path.clone(),
-                tar,
-            })
-        })
-        .collect();
-    Ok(Snapshot { parts })
+    // A missing container answers every path with 404, which would save an empty snapshot.
+    docker
+        .inspect_container(name, None)
+        .await
+        .map_err(|e| engine_err("snapshot", name, e))?;
+    let (tx, mut rx) = mpsc::channel::<Feed>(CHANNEL_CHUNKS);
+    let store = store.clone();
+    // Files are written (and fsynced) off the async threads.
+    // `Ok(None)`: the feed stopped before the end, nothing was committed.
+    let writer = tokio::task::spawn_blocking(move || -> Result<Option<Snapshot>, SnapshotError> {
+        let mut w = store.writer()?;
+        while let Some(feed) = rx.blocking_recv() {
+            match feed {
+                Feed::Part(path) => w.start_part(&path)?,
+                Feed::Data(bytes) => w.write(&bytes)?,
+                Feed::Missing => w.skip_part(),
+                Feed::End => w.finish_part()?,
+                Feed::Commit => return w.commit().map(Some),
+            }
+        }
+        Ok(None)
+    });
+    let mut fed = feed_parts(docker, name, paths, &tx).await;
+    if fed.is_ok() && tx.send(Feed::Commit).await.is_err() {
+        fed = Err(BackendError::Engine {
+            action: "snapshot",
+            object: name.to_string(),
+            detail: "the snapshot was refused".to_string(),
+        });
+    }
+    drop(tx);
+    let written = writer.await.map_err(|e| BackendError::Engine {
+        action: "snapshot",
+        object: name.to_string(),
+        detail: format!("the writer task failed: {e}"),
+    });
+    // The writer's refusal explains why the feed stopped; an engine error stands on its own,
+    // and the writer (told nothing more) must not have committed anything then.
+    match (fed, written?) {
+        (Ok(()), Ok(Some(snap))) => Ok(snap),
+        (_, Err(e)) => Err(BackendError::Snapshot(e)),
+        (Err(e), Ok(_)) => Err(e),
+        (Ok(()), Ok(None)) => Err(BackendError::Engine {
+            action: "snapshot",
+            object: name.to_string(),
+            detail: "the snapshot's writer stopped before the end".to_string(),
+        }),
+    }
+}
+
+/// Stream each path's archive into `tx`. Stops at the first engine error, or when the writer hung
+/// up (it refused the snapshot); dropping the engine's stream ends its copy.
+async fn feed_parts(
+    docker: &Docker,
+    name: &str,
+    paths: &[String],
+    tx: &mpsc::Sender<Feed>,
+) -> Result<(), BackendError> {
+    let hung_up = || BackendError::Engine {
+        action: "snapshot",
+        object: name.to_string(),
+        detail: "the snapshot was refused".to_string(),
+    };
+    for path in paths {
+        tx.send(Feed::Part(path.clone()))
+            .await
+            .map_err(|_| hung_up())?;
+        let opts = DownloadFromContainerOptions { path: path.clone() };
+        let mut stream = docker.download_from_container(name, Some(opts));
+        let mut end = Feed::End;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => tx.send(Feed::Data(bytes)).await.map_err(|_| hung_up())?,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    end = Feed::Missing;
+                    break;
+                }
+                Err(e) => return Err(engine_err("copy out of", &format!("{name}:{path}"), e)),
+            }
+        }
+        tx.send(end).await.map_err(|_| hung_up())?;
+    }
+    Ok(())
 }
 
 /// Unpack a snapshot into a created (not yet started) container, in one call: each call mounts
-/// the container's file system, so the parts go in as one archive unpacked at `/`.
-pub async fn restore(docker: &Docker, name: &str, snap: &Snapshot) -> Result<(), BackendError> {
+/// the container's file system, so the parts go in as one archive unpacked at `/`, merged from
+/// the files as the engine reads it.
+pub async fn restore(
+    docker: &Docker,
+    name: &str,
+    store: &Store,
+    snap: &Snapshot,
+) -> Result<(), BackendError> {
     if snap.parts.is_empty() {
         return Ok(());
     }
-    let merged = snap.merged().map_err(|e| BackendError::Engine {
-        action: "restore into",
-        object: name.to_string(),
-        detail: format!("the snapshot's archives could not be merged: {e}"),
-    })?;
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let (store, snap) = (store.clone(), snap.clone());
+    let merger = tokio::task::spawn_blocking(move || {
+        let out = ChunkSender {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(UPLOAD_CHUNK),
+        };
+        match crate::state::snapshot::merge_into(&store, &snap, out) {
+            Ok(mut out) => out.flush_chunk().map_err(|source| SnapshotError::Io {
+                action: "send",
+                path: "the snapshot".into(),
+                source,
+            }),
+            Err(e) => {
+                // Fail the upload too, so the engine does not unpack a cut archive as complete.
+                let _ = tx.blocking_send(Err(std::io::Error::other("the snapshot was refused")));
+                Err(e)
+            }
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
     let opts = UploadToContainerOptions {
         path: "/".to_string(),
         ..Default::default()
     };
-    docker
-        .upload_to_container(name, Some(opts), bollard::body_full(merged.into()))
-        .await
-        .map_err(|e| engine_err("restore into", name, e))
+    let uploaded = docker
+        .upload_to_container(name, Some(opts), bollard::body_try_stream(body))
+        .await;
+    let merged = merger.await.map_err(|e| BackendError::Engine {
+        action: "restore into",
+        object: name.to_string(),
+        detail: format!("the snapshot reader failed: {e}"),
+    })?;
+    // A reader that could not send means the engine stopped reading: its error says why.
+    match (uploaded, merged) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Err(SnapshotError::Io { action: "send", .. }) | Ok(())) => {
+            Err(engine_err("restore into", name, e))
+        }
+        (_, Err(e)) => Err(BackendError::Snapshot(e)),
+    }
+}
+
+/// A writer that hands the engine's upload [`UPLOAD_CHUNK`]-byte chunks, waiting while the
+/// engine is behind.
+struct ChunkSender {
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(UPLOAD_CHUNK));
+        self.tx
+            .blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| std::io::Error::other("the engine stopped reading the snapshot"))
+    }
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(UPLOAD_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == UPLOAD_CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    fn entry(kind: tar::EntryType, path: &str, data: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).expect("append");
+        b.into_inner().expect("tar")
+    }
+
+    fn chunks(tar: Vec<u8>) -> impl Stream<Item = Result<Bytes, bollard::errors::Error>> {
+        let pieces: Vec<_> = tar
+            .chunks(1000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        futures_util::stream::iter(pieces)
+    }
+
+    #[tokio::test]
+    async fn a_bundle_within_the_limit_is_read_and_a_symlink_is_reported() {
+        let pem = b"-----BEGIN CERTIFICATE-----\n".repeat(100);
+        let tar = entry(tar::EntryType::Regular, "ca-certificates.crt", &pem);
+        let found = read_one(chunks(tar), MAX_IMAGE_FILE).await.expect("read");
+        assert_eq!(found, Found::File(pem));
+
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        b.append_link(&mut h, "ca-certificates.crt", "../../pki/tls/cert.pem")
+            .expect("link");
+        let found = read_one(chunks(b.into_inner().expect("tar")), MAX_IMAGE_FILE)
+            .await
+            .expect("read");
+        assert_eq!(found, Found::Link("../../pki/tls/cert.pem".into()));
+        assert_eq!(
+            resolve_link(
+                "/etc/ssl/certs/ca-certificates.crt",
+                "../../pki/tls/cert.pem"
+            ),
+            "/etc/pki/tls/cert.pem"
+        );
+        assert_eq!(resolve_link("/etc/a", "/../../dev/zero"), "/dev/zero");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_bundle_is_refused_at_its_header_without_reading_on() {
+        // A header announcing 1 TiB, then zeros for ever: the reader stops at the header.
+        let mut h = tar::Header::new_gnu();
+        h.set_path("ca-certificates.crt").expect("path");
+        h.set_mode(0o644);
+        h.set_size(1 << 40);
+        h.set_cksum();
+        let pulled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&pulled);
+        let endless = futures_util::stream::iter([Ok(Bytes::copy_from_slice(h.as_bytes()))])
+            .chain(futures_util::stream::repeat_with(|| {
+                Ok(Bytes::from(vec![0u8; 64 * 1024]))
+            }))
+            .inspect(move |c| {
+                if let Ok(c) = c {
+                    counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+                }
+            });
+        let err = read_one(endless, MAX_IMAGE_FILE)
+            .await
+            .expect_err("refused");
+        let Probe::Refused(problem) = err else {
+            panic!("expected a refusal, got {err:?}");
+        };
+        assert!(problem.contains("1099511627776 bytes"), "{problem}");
+        assert_eq!(pulled.load(Ordering::Relaxed), 512);
+
+        // Just over the limit, in a stream that really holds it: refused too.
+        let big = vec![b'x'; usize::try_from(MAX_IMAGE_FILE).expect("fits") + 1];
+        let tar = entry(tar::EntryType::Regular, "ca-certificates.crt", &big);
+        assert!(matches!(
+            read_one(chunks(tar), MAX_IMAGE_FILE).await,
+            Err(Probe::Refused(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_device_or_folder_at_the_bundle_path_is_refused() {
+        for (kind, name) in [
+            (tar::EntryType::Char, "a character device"),
+            (tar::EntryType::Directory, "a folder"),
+            (tar::EntryType::Fifo, "a FIFO"),
+        ] {
+            let tar = entry(kind, "ca-certificates.crt", b"");
+            let err = read_one(chunks(tar), MAX_IMAGE_FILE)
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(&err, Probe::Refused(p) if p.contains(name)),
+                "{err:?}"
+            );
+        }
+    }
 }

@@ -34,6 +34,11 @@ pub fn successor_name(slug: &str) -> String {
     format!("{slug}-agent-next")
 }
 
+/// Container name of an agent kept because its snapshot failed ([`crate::backend::Backend::keep_agent`]).
+pub fn kept_agent_name(slug: &str) -> String {
+    format!("{slug}-agent-kept")
+}
+
 /// Container name of a bottle's sidecar.
 pub fn sidecar_name(slug: &str, sidecar: &str) -> String {
     format!("{slug}-{sidecar}")

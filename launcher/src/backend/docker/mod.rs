@@ -10,20 +10,22 @@ mod resources;
 use bollard::Docker;
 
 pub use attach::exit_code;
-pub use containers::{agent_name, sidecar_name, successor_name, tail_logs, volume_name};
+pub use containers::{
+    agent_name, kept_agent_name, sidecar_name, successor_name, tail_logs, volume_name,
+};
 pub use images::{build as build_image, ensure as ensure_image, exists as image_exists};
 pub use resources::network_name;
 
 use super::{
     AgentSpec, Backend, BackendError, BottleStatus, BuildReport, LaunchSpec, Launched,
-    PrepareOptions, Prepared, Resource,
+    PrepareOptions, Prepared, Removal, Resource,
 };
 use crate::backend::SidecarSpec;
 use crate::config::Config;
 use crate::image;
 use crate::manifest::Runtime;
 use crate::plan::BottlePlan;
-use crate::state::snapshot::Snapshot;
+use crate::state::snapshot::{Snapshot, Store};
 
 /// A connection to one Docker engine.
 #[derive(Debug, Clone)]
@@ -199,8 +201,8 @@ impl Backend for DockerBackend {
         attach::run(&self.docker, &launched.agent, launched.tty).await
     }
 
-    async fn stop(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {
-        resources::remove_all(&self.docker, slug).await
+    async fn stop(&self, slug: &str, removal: Removal) -> Result<Vec<Resource>, BackendError> {
+        resources::remove_all(&self.docker, slug, removal).await
     }
 
     async fn list(&self) -> Result<Vec<BottleStatus>, BackendError> {
@@ -211,8 +213,41 @@ impl Backend for DockerBackend {
         containers::stop(&self.docker, &launched.agent).await
     }
 
-    async fn snapshot_agent(&self, launched: &Launched) -> Result<Snapshot, BackendError> {
-        archive::snapshot(&self.docker, &launched.agent, &launched.state_paths).await
+    async fn snapshot_agent(
+        &self,
+        launched: &Launched,
+        store: &Store,
+    ) -> Result<Snapshot, BackendError> {
+        archive::snapshot(&self.docker, &launched.agent, &launched.state_paths, store).await
+    }
+
+    async fn keep_agent(&self, launched: &Launched) -> Result<String, BackendError> {
+        let kept = kept_agent_name(&launched.slug);
+        containers::stop(&self.docker, &launched.agent).await?;
+        if launched.agent != kept {
+            containers::rename(&self.docker, &launched.agent, &kept).await?;
+        }
+        Ok(kept)
+    }
+
+    async fn kept_agent(
+        &self,
+        slug: &str,
+        state_paths: &[String],
+    ) -> Result<Option<Launched>, BackendError> {
+        let name = kept_agent_name(slug);
+        match self.docker.inspect_container(&name, None).await {
+            Ok(_) => Ok(Some(Launched {
+                slug: slug.to_string(),
+                agent: name,
+                tty: false,
+                state_paths: state_paths.to_vec(),
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(engine_err("inspect", &name, e)),
+        }
     }
 
     async fn create_successor(
@@ -236,10 +271,10 @@ impl Backend for DockerBackend {
         &self,
         old: &Launched,
         successor: Launched,
-        restore: Option<&Snapshot>,
+        restore: Option<(&Store, &Snapshot)>,
     ) -> Result<Launched, BackendError> {
-        if let Some(snap) = restore {
-            archive::restore(&self.docker, &successor.agent, snap).await?;
+        if let Some((store, snap)) = restore {
+            archive::restore(&self.docker, &successor.agent, store, snap).await?;
         }
         containers::remove(&self.docker, &old.agent).await?;
         let name = agent_name(&old.slug);
@@ -253,9 +288,10 @@ impl Backend for DockerBackend {
     async fn restore_agent(
         &self,
         launched: &Launched,
+        store: &Store,
         snap: &Snapshot,
     ) -> Result<(), BackendError> {
-        archive::restore(&self.docker, &launched.agent, snap).await
+        archive::restore(&self.docker, &launched.agent, store, snap).await
     }
 
     async fn await_sidecars(&self, spec: &LaunchSpec) -> Result<(), BackendError> {

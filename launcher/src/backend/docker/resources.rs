@@ -10,7 +10,9 @@ use bollard::query_parameters::{
 };
 
 use super::{engine_err, with_role};
-use crate::backend::{BackendError, BottleStatus, NetworkAttachment, Resource, ResourceKind};
+use crate::backend::{
+    BackendError, BottleStatus, NetworkAttachment, Removal, Resource, ResourceKind,
+};
 use crate::plan::{LABEL_BOTTLE, LABEL_LAUNCHER_PID, LABEL_ROLE};
 
 /// `<slug>-internal` or `<slug>-egress`.
@@ -153,6 +155,7 @@ fn resource(
     let slug = labels.get(LABEL_BOTTLE).cloned().unwrap_or_default();
     let role = labels.get(LABEL_ROLE).cloned().unwrap_or_default();
     let launcher_pid = labels.get(LABEL_LAUNCHER_PID).and_then(|p| p.parse().ok());
+    let kept = kind == ResourceKind::Container && name == super::kept_agent_name(&slug);
     (
         slug,
         Resource {
@@ -162,6 +165,7 @@ fn resource(
             state,
             created,
             launcher_pid,
+            kept,
         },
     )
 }
@@ -200,7 +204,11 @@ async fn container_gone(docker: &Docker, name: &str) -> bool {
 /// can still appear or be in removal for a moment (requests a killed launcher left in flight, a
 /// running launcher tearing down beside `claude-bottle stop`). Reports the last pass's first
 /// failure, if one remains.
-pub async fn remove_all(docker: &Docker, slug: &str) -> Result<Vec<Resource>, BackendError> {
+pub async fn remove_all(
+    docker: &Docker,
+    slug: &str,
+    removal: Removal,
+) -> Result<Vec<Resource>, BackendError> {
     const PASSES: usize = 3;
     let mut removed: Vec<Resource> = Vec::new();
     for pass in 1..=PASSES {
@@ -208,6 +216,7 @@ pub async fn remove_all(docker: &Docker, slug: &str) -> Result<Vec<Resource>, Ba
             .await?
             .into_iter()
             .map(|(_, r)| r)
+            .filter(|r| removal == Removal::Everything || !r.kept)
             .collect();
         if found.is_empty() {
             return Ok(removed);

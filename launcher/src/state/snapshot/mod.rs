@@ -1,338 +1,525 @@
 //! `state/<slug>/snapshots/latest/`: the agent's home and workspace as tar archives, taken before
 //! the agent is replaced by a rebuilt one and when a session ends, so a session can resume.
+//!
+//! Everything here streams, because the agent decides how large its files are: an archive goes
+//! from the engine to a temp file as it arrives ([`Writer`]), checked header by header
+//! ([`scan::Scanner`]) and refused the moment it would pass `snapshot_max_bytes`; only a complete
+//! snapshot replaces the previous one ([`Writer::commit`]). A restore reads the files back as one
+//! merged archive ([`merge_into`]), a block at a time. Blocks of zeros become holes on the host, so
+//! a sparse file of the agent stays sparse here (the limit still counts every byte streamed).
 
+mod merge;
+pub mod scan;
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use super::atomic::{self, AtomicError};
+pub use merge::merge_into;
+use scan::{Entry, ScanError, Scanner};
 
-/// One folder of the agent: `path` is where it lives in the container; `tar` holds it as the
-/// engine exports it (entries named from the folder's own name, e.g. `agent/…` for /home/agent).
-#[derive(Clone, PartialEq, Eq)]
-pub struct SnapshotPart {
-    pub path: String,
-    pub tar: Vec<u8>,
+use super::atomic::{self, AtomicError, TEMP_PREFIX};
+
+/// Default of `snapshot_max_bytes`: far above an agent's transcripts and a working copy, far below
+/// what a runaway (or hostile) file could make.
+pub const DEFAULT_MAX_BYTES: u64 = 8 << 30;
+
+/// Host blocks of zeros left as holes.
+const HOLE: usize = 4096;
+
+/// Where a bottle's snapshots live, and how large one may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Store {
+    state_dir: PathBuf,
+    max_bytes: u64,
 }
 
-impl std::fmt::Debug for SnapshotPart {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnapshotPart")
-            .field("path", &self.path)
-            .field("bytes", &self.tar.len())
-            .finish()
-    }
+/// One folder of the agent: `path` is where it lives in the container; `file` (in the snapshot's
+/// folder) holds it as the engine exports it (entries named from the folder's own name, e.g.
+/// `agent/…` for /home/agent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPart {
+    pub path: String,
+    pub file: String,
+    pub bytes: u64,
 }
 
 impl SnapshotPart {
     /// The container folder the archive is unpacked into (the parent of `path`).
     pub fn restore_into(&self) -> String {
-        match self.path.trim_end_matches('/').rsplit_once('/') {
-            Some(("", _)) | None => "/".to_owned(),
-            Some((parent, _)) => parent.to_owned(),
-        }
-    }
-
-    fn file_name(&self) -> String {
-        format!("{}.tar", self.path.trim_matches('/').replace('/', "_"))
+        restore_into(&self.path)
     }
 }
 
-/// The agent's state at one moment.
+fn restore_into(path: &str) -> String {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/".to_owned(),
+        Some((parent, _)) => parent.to_owned(),
+    }
+}
+
+/// `/home/` for `/home/agent`, `/` for `/workspace`: what an entry's path is shown after.
+fn shown_prefix(path: &str) -> String {
+    let parent = restore_into(path);
+    if parent.ends_with('/') {
+        parent
+    } else {
+        format!("{parent}/")
+    }
+}
+
+/// A saved snapshot: its files, on disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub parts: Vec<SnapshotPart>,
 }
 
-impl Snapshot {
-    /// Every part as one archive to unpack at `/`, so one engine call restores every folder (each
-    /// call costs a mount of the container's file system). Each entry's path is prefixed with its
-    /// part's [`SnapshotPart::restore_into`], and so is a hard link's target (a path inside the
-    /// archive); a symlink's target is kept as it is. PAX records other than the path, the link
-    /// path and the size (all three rewritten here) are carried over: xattrs, sub-second times.
-    pub fn merged(&self) -> std::io::Result<Vec<u8>> {
-        let mut out = tar::Builder::new(Vec::new());
-        for part in &self.parts {
-            let prefix = PathBuf::from(part.restore_into().trim_matches('/'));
-            let mut archive = tar::Archive::new(part.tar.as_slice());
-            for entry in archive.entries()? {
-                let mut entry = entry?;
-                let path = prefix.join(entry.path()?);
-                let mut header = entry.header().clone();
-                header.set_size(entry.size());
-                let pax: Vec<(String, Vec<u8>)> = match entry.pax_extensions()? {
-                    Some(records) => records
-                        .filter_map(Result::ok)
-                        .filter_map(|r| Some((r.key().ok()?.to_owned(), r.value_bytes().to_vec())))
-                        .filter(|(k, _)| !matches!(k.as_str(), "path" | "linkpath" | "size"))
-                        .collect(),
-                    None => Vec::new(),
-                };
-                if !pax.is_empty() {
-                    out.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
-                }
-                match header.entry_type() {
-                    tar::EntryType::Link | tar::EntryType::Symlink => {
-                        let target = entry.link_name()?.ok_or_else(|| {
-                            std::io::Error::new(
-                                std::io::ErrorKind::InvalidData,
-                                format!("link {} has no target", path.display()),
-                            )
-                        })?;
-                        let target = if header.entry_type() == tar::EntryType::Link {
-                            prefix.join(target)
-                        } else {
-                            target.into_owned()
-                        };
-                        out.append_link(&mut header, &path, &target)?;
-                    }
-                    _ => out.append_data(&mut header, &path, &mut entry)?,
+/// The snapshot went past `snapshot_max_bytes`: what was seen, for the operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    /// `save` or `restore`.
+    pub action: &'static str,
+    pub limit: u64,
+    /// The entry whose header announced more than the limit leaves, when one did.
+    pub culprit: Option<Entry>,
+    /// The largest entries seen until then, largest first.
+    pub largest: Vec<Entry>,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "failed to {} the agent's snapshot: it is larger than snapshot_max_bytes ({})",
+            self.action,
+            human(self.limit)
+        )?;
+        if let Some(e) = &self.culprit {
+            write!(
+                f,
+                "\n  refused at {} ({}, {} bytes), before reading it",
+                e.path,
+                human(e.size),
+                e.size
+            )?;
+        }
+        if !self.largest.is_empty() {
+            write!(f, "\n  largest files seen:")?;
+            for e in &self.largest {
+                write!(f, "\n    {:>10}  {}", human(e.size), e.path)?;
+            }
+        }
+        write!(
+            f,
+            "\nhint: raise snapshot_max_bytes in config.toml (or ${}), e.g. \"16g\", or remove what the agent does not need",
+            crate::config::ENV_SNAPSHOT_MAX_BYTES
+        )
+    }
+}
+
+/// Why a snapshot could not be saved or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{0}")]
+    TooLarge(Box<TooLarge>),
+    #[error(
+        "failed to {action} the agent's snapshot: the archive of {part} is not one the engine writes: {detail}"
+    )]
+    Archive {
+        action: &'static str,
+        part: String,
+        detail: String,
+    },
+    #[error("failed to save the agent's snapshot: the archive of {part} stopped before its end")]
+    Incomplete { part: String },
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] AtomicError),
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
+    move |source| SnapshotError::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl Store {
+    pub fn new(state_dir: &Path, max_bytes: u64) -> Self {
+        Self {
+            state_dir: state_dir.to_owned(),
+            max_bytes,
+        }
+    }
+
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    fn latest(&self) -> PathBuf {
+        self.state_dir.join("snapshots").join("latest")
+    }
+
+    /// Start a new snapshot; the latest one stays until [`Writer::commit`].
+    pub fn writer(&self) -> Result<Writer, SnapshotError> {
+        let dir = self.latest();
+        atomic::ensure_dir_in(&self.state_dir, &dir)?;
+        // The agent's home is the operator's business alone: the folder is closed to other users.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err("restrict", &dir))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Ok(Writer {
+            store: self.clone(),
+            dir,
+            generation: format!("{nanos:x}-{:x}", std::process::id()),
+            streamed: 0,
+            done: Vec::new(),
+            current: None,
+            largest: Vec::new(),
+            committed: false,
+        })
+    }
+
+    /// The latest snapshot, if a session left one.
+    pub fn load(&self) -> Result<Option<Snapshot>, SnapshotError> {
+        let dir = self.latest();
+        let Some(index) = atomic::read_in(&self.state_dir, &dir.join("index"))? else {
+            return Ok(None);
+        };
+        let mut snap = Snapshot::default();
+        for line in String::from_utf8_lossy(&index).lines() {
+            let Some((name, path)) = line.split_once(' ') else {
+                continue;
+            };
+            if name.is_empty() || name.contains('/') || name.starts_with('.') {
+                continue;
+            }
+            let file = dir.join(name);
+            atomic::check_no_symlinks(&self.state_dir, &file)?;
+            let meta = std::fs::symlink_metadata(&file).map_err(io_err("read", &file))?;
+            if !meta.is_file() {
+                return Err(AtomicError::NotAFile { path: file }.into());
+            }
+            snap.parts.push(SnapshotPart {
+                path: path.to_owned(),
+                file: name.to_owned(),
+                bytes: meta.len(),
+            });
+        }
+        Ok(Some(snap))
+    }
+
+    /// The file of `part`, opened for reading without following a symlink.
+    fn open(&self, part: &SnapshotPart) -> Result<File, SnapshotError> {
+        let path = self.latest().join(&part.file);
+        atomic::check_no_symlinks(&self.state_dir, &path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let meta = file.metadata().map_err(io_err("stat", &path))?;
+        if !meta.is_file() {
+            return Err(AtomicError::NotAFile { path }.into());
+        }
+        Ok(file)
+    }
+}
+
+/// A snapshot being written: one temp file per part in `snapshots/latest/`, removed unless the
+/// whole snapshot is committed.
+#[derive(Debug)]
+pub struct Writer {
+    store: Store,
+    dir: PathBuf,
+    /// Part of every file name of this snapshot, so its files never replace the latest one's.
+    generation: String,
+    /// Bytes of the finished parts.
+    streamed: u64,
+    done: Vec<Written>,
+    current: Option<Current>,
+    /// The largest entries of the finished parts.
+    largest: Vec<Entry>,
+    committed: bool,
+}
+
+#[derive(Debug)]
+struct Written {
+    part: SnapshotPart,
+    temp: PathBuf,
+}
+
+#[derive(Debug)]
+struct Current {
+    path: String,
+    name: String,
+    temp: PathBuf,
+    out: HoleFile,
+    scan: Scanner,
+}
+
+impl Writer {
+    /// Start the archive of container folder `path`.
+    pub fn start_part(&mut self, path: &str) -> Result<(), SnapshotError> {
+        self.skip_part();
+        let base = path.trim_matches('/').replace('/', "_");
+        let name = format!("{base}-{}.tar", self.generation);
+        let temp = self.dir.join(format!("{TEMP_PREFIX}{name}"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&temp)
+            .map_err(io_err("create", &temp))?;
+        let budget = self.store.max_bytes.saturating_sub(self.streamed);
+        self.current = Some(Current {
+            path: path.to_owned(),
+            name,
+            temp,
+            out: HoleFile::new(file),
+            scan: Scanner::new(budget, &shown_prefix(path)),
+        });
+        Ok(())
+    }
+
+    /// The next bytes of the current part's archive.
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), SnapshotError> {
+        let Some(cur) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = cur.scan.feed(chunk) {
+            return Err(self.refused(e));
+        }
+        cur.out.write(chunk).map_err(io_err("write", &cur.temp))
+    }
+
+    /// The current part's archive is complete.
+    pub fn finish_part(&mut self) -> Result<(), SnapshotError> {
+        let Some(cur) = self.current.take() else {
+            return Ok(());
+        };
+        if !cur.scan.ended() {
+            let _ = std::fs::remove_file(&cur.temp);
+            return Err(SnapshotError::Incomplete { part: cur.path });
+        }
+        if let Err(e) = cur.out.finish() {
+            let _ = std::fs::remove_file(&cur.temp);
+            return Err(io_err("write", &cur.temp)(e));
+        }
+        self.streamed += cur.scan.seen();
+        self.largest = merge_largest(&self.largest, cur.scan.largest());
+        self.done.push(Written {
+            part: SnapshotPart {
+                path: cur.path,
+                file: cur.name,
+                bytes: cur.scan.seen(),
+            },
+            temp: cur.temp,
+        });
+        Ok(())
+    }
+
+    /// The current part's folder does not exist in the container: leave it out.
+    pub fn skip_part(&mut self) {
+        if let Some(cur) = self.current.take() {
+            let _ = std::fs::remove_file(&cur.temp);
+        }
+    }
+
+    /// Replace the latest snapshot with this one: its files are moved into place, then the index
+    /// (the one file that names them) is replaced, then the previous snapshot's files are removed.
+    /// A crash before the index leaves the previous snapshot whole.
+    pub fn commit(mut self) -> Result<Snapshot, SnapshotError> {
+        self.skip_part();
+        let mut index = String::new();
+        for w in &self.done {
+            let to = self.dir.join(&w.part.file);
+            std::fs::rename(&w.temp, &to).map_err(io_err("rename into place", &to))?;
+            index.push_str(&format!("{} {}\n", w.part.file, w.part.path));
+        }
+        atomic::sync_dir(&self.dir)?;
+        atomic::write_atomic_in(
+            &self.store.state_dir,
+            &self.dir.join("index"),
+            index.as_bytes(),
+            atomic::Overwrite::Replace,
+        )?;
+        self.committed = true;
+        let snap = Snapshot {
+            parts: self.done.iter().map(|w| w.part.clone()).collect(),
+        };
+        // One launcher per bottle: whatever the index does not name is the previous snapshot, or
+        // what a crashed launcher left.
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name != "index" && !snap.parts.iter().any(|p| p.file == name) {
+                    let _ = std::fs::remove_file(entry.path());
                 }
             }
         }
-        out.into_inner()
+        Ok(snap)
     }
-}
 
-fn latest(state_dir: &Path) -> PathBuf {
-    state_dir.join("snapshots").join("latest")
-}
-
-/// Replace the latest snapshot with `snap` (each archive written atomically; the index last).
-pub fn save(state_dir: &Path, snap: &Snapshot) -> Result<(), AtomicError> {
-    let dir = latest(state_dir);
-    atomic::ensure_dir_in(state_dir, &dir)?;
-    // The agent's home is the operator's business alone: the folder is closed to other users.
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(
-        |source| AtomicError::Io {
-            action: "restrict",
-            path: dir.clone(),
-            source,
-        },
-    )?;
-    let mut index = String::new();
-    for part in &snap.parts {
-        let name = part.file_name();
-        atomic::write_atomic_in(
-            state_dir,
-            &dir.join(&name),
-            &part.tar,
-            atomic::Overwrite::Replace,
-        )?;
-        index.push_str(&format!("{name} {}\n", part.path));
-    }
-    atomic::write_atomic_in(
-        state_dir,
-        &dir.join("index"),
-        index.as_bytes(),
-        atomic::Overwrite::Replace,
-    )
-}
-
-/// The latest snapshot, if a session left one.
-pub fn load(state_dir: &Path) -> Result<Option<Snapshot>, AtomicError> {
-    let dir = latest(state_dir);
-    let Some(index) = atomic::read_in(state_dir, &dir.join("index"))? else {
-        return Ok(None);
-    };
-    let mut snap = Snapshot::default();
-    for line in String::from_utf8_lossy(&index).lines() {
-        let Some((name, path)) = line.split_once(' ') else {
-            continue;
+    fn refused(&self, e: ScanError) -> SnapshotError {
+        let (part, largest) = match &self.current {
+            Some(cur) => (
+                cur.path.clone(),
+                merge_largest(&self.largest, cur.scan.largest()),
+            ),
+            None => (String::new(), self.largest.clone()),
         };
-        if name.contains('/') || name.starts_with('.') {
-            continue;
-        }
-        let file = dir.join(name);
-        let tar = read_large(state_dir, &file)?;
-        snap.parts.push(SnapshotPart {
-            path: path.to_owned(),
-            tar,
-        });
+        refusal("save", self.store.max_bytes, &part, largest, e)
     }
-    Ok(Some(snap))
 }
 
-/// Archives are larger than the state module's bounded reads allow; still no symlinks.
-fn read_large(state_dir: &Path, file: &Path) -> Result<Vec<u8>, AtomicError> {
-    atomic::check_no_symlinks(state_dir, file)?;
-    std::fs::read(file).map_err(|source| AtomicError::Io {
-        action: "read",
-        path: file.to_owned(),
-        source,
-    })
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        self.skip_part();
+        for w in &self.done {
+            let _ = std::fs::remove_file(&w.temp);
+        }
+    }
+}
+
+/// A [`ScanError`] as the operator reads it.
+fn refusal(
+    action: &'static str,
+    limit: u64,
+    part: &str,
+    largest: Vec<Entry>,
+    e: ScanError,
+) -> SnapshotError {
+    match e {
+        ScanError::OverBudget { culprit } => SnapshotError::TooLarge(Box::new(TooLarge {
+            action,
+            limit,
+            culprit,
+            largest,
+        })),
+        other => SnapshotError::Archive {
+            action,
+            part: part.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+fn merge_largest(a: &[Entry], b: &[Entry]) -> Vec<Entry> {
+    let mut all: Vec<Entry> = a.iter().chain(b).cloned().collect();
+    all.sort_by_key(|e| std::cmp::Reverse(e.size));
+    all.truncate(scan::LARGEST);
+    all
+}
+
+/// A file written with a hole wherever a whole aligned block is zeros (blocks are judged whole,
+/// however the stream cuts them).
+#[derive(Debug)]
+struct HoleFile {
+    file: File,
+    /// Bytes placed in the file so far (written or left as holes); always a block boundary.
+    len: u64,
+    /// The start of a block still coming.
+    pending: Vec<u8>,
+}
+
+impl HoleFile {
+    fn new(file: File) -> Self {
+        Self {
+            file,
+            len: 0,
+            pending: Vec::with_capacity(HOLE),
+        }
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let n = (HOLE - self.pending.len()).min(data.len());
+            self.pending.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.pending.len() < HOLE {
+                return Ok(());
+            }
+            let block = std::mem::replace(&mut self.pending, Vec::with_capacity(HOLE));
+            self.put(&block)?;
+        }
+        let whole = data.len() - data.len() % HOLE;
+        self.put(&data[..whole])?;
+        self.pending.extend_from_slice(&data[whole..]);
+        Ok(())
+    }
+
+    /// Place whole blocks: runs of data between zero blocks go out in one write each.
+    fn put(&mut self, blocks: &[u8]) -> io::Result<()> {
+        let mut run_start = 0;
+        for (i, block) in blocks.chunks(HOLE).enumerate() {
+            if is_zero(block) {
+                self.write_run(&blocks[run_start..i * HOLE], run_start)?;
+                run_start = (i + 1) * HOLE;
+            }
+        }
+        self.write_run(&blocks[run_start..], run_start)?;
+        self.len += blocks.len() as u64;
+        Ok(())
+    }
+
+    fn write_run(&self, run: &[u8], at: usize) -> io::Result<()> {
+        if run.is_empty() {
+            return Ok(());
+        }
+        self.file.write_all_at(run, self.len + at as u64)
+    }
+
+    /// Write the last partial block, extend the file over a trailing hole, make it durable.
+    fn finish(mut self) -> io::Result<()> {
+        let rest = std::mem::take(&mut self.pending);
+        if !is_zero(&rest) {
+            self.file.write_all_at(&rest, self.len)?;
+        }
+        self.len += rest.len() as u64;
+        self.file.set_len(self.len)?;
+        self.file.sync_all()
+    }
+}
+
+fn is_zero(block: &[u8]) -> bool {
+    block.iter().fold(0u8, |acc, &b| acc | b) == 0
+}
+
+/// `8 GiB`, `512 MiB`, `100 B`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    let mut value = bytes as f64;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else if value.fract() == 0.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A GNU header of the agent's (uid and gid 1000) with `kind` and `mode`, size 0.
-    fn header(kind: tar::EntryType, mode: u32) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_uid(1000);
-        h.set_gid(1000);
-        h.set_mtime(1_700_000_000);
-        h.set_size(0);
-        h
-    }
-
-    /// An archive as the engine exports a folder: entries named from the folder's own name.
-    fn engine_tar(root: &str) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut dir = header(tar::EntryType::Directory, 0o750);
-        b.append_data(&mut dir, format!("{root}/"), std::io::empty())
-            .expect("dir");
-        let mut file = header(tar::EntryType::Regular, 0o640);
-        file.set_size(5);
-        b.append_data(
-            &mut file.clone(),
-            format!("{root}/notes.txt"),
-            &b"hello"[..],
-        )
-        .expect("file");
-        // Longer than the 100 bytes a plain header holds.
-        let long = format!("{root}/{}/deep.txt", "d".repeat(120));
-        b.append_data(&mut file.clone(), &long, &b"world"[..])
-            .expect("long");
-        let mut link = header(tar::EntryType::Link, 0o640);
-        b.append_link(
-            &mut link,
-            format!("{root}/hard"),
-            format!("{root}/notes.txt"),
-        )
-        .expect("hard link");
-        let mut sym = header(tar::EntryType::Symlink, 0o777);
-        b.append_link(&mut sym, format!("{root}/sym"), "/etc/hostname")
-            .expect("symlink");
-        b.append_pax_extensions([("SCHILY.xattr.user.note", &b"kept"[..])])
-            .expect("pax");
-        b.append_data(&mut file, format!("{root}/xattr.txt"), &b"attrs"[..])
-            .expect("xattr file");
-        // As Go's archive/tar (the engine) writes a long name: a PAX `path` record, then a ustar
-        // header whose own name is cut short.
-        let pax_long = format!("{root}/{}/pax.txt", "p".repeat(150));
-        b.append_pax_extensions([
-            ("path", pax_long.as_bytes()),
-            ("mtime", &b"1700000000.25"[..]),
-        ])
-        .expect("pax path");
-        let mut ustar = tar::Header::new_ustar();
-        ustar
-            .set_path(format!("{root}/cut-short"))
-            .expect("short name");
-        ustar.set_mode(0o600);
-        ustar.set_uid(1000);
-        ustar.set_gid(1000);
-        ustar.set_mtime(1_700_000_000);
-        ustar.set_size(3);
-        ustar.set_cksum();
-        b.append(&ustar, &b"pax"[..]).expect("ustar entry");
-        b.into_inner().expect("tar")
-    }
-
-    #[test]
-    fn merged_archive_restores_every_part_at_the_root() {
-        let snap = Snapshot {
-            parts: vec![
-                SnapshotPart {
-                    path: "/home/agent".into(),
-                    tar: engine_tar("agent"),
-                },
-                SnapshotPart {
-                    path: "/workspace".into(),
-                    tar: engine_tar("workspace"),
-                },
-            ],
-        };
-        let merged = snap.merged().expect("merge");
-        let mut archive = tar::Archive::new(merged.as_slice());
-        let mut seen = Vec::new();
-        for entry in archive.entries().expect("entries") {
-            let mut entry = entry.expect("entry");
-            let path = entry.path().expect("path").display().to_string();
-            let link = entry
-                .link_name()
-                .expect("link")
-                .map(|l| l.display().to_string());
-            let xattr = entry.pax_extensions().expect("pax").and_then(|mut r| {
-                r.find_map(|x| {
-                    let x = x.ok()?;
-                    (x.key().ok()? == "SCHILY.xattr.user.note").then(|| x.value_bytes().to_vec())
-                })
-            });
-            let (mode, uid) = (
-                entry.header().mode().expect("mode"),
-                entry.header().uid().expect("uid"),
-            );
-            let mut body = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut body).expect("body");
-            seen.push((path, link, body, mode, uid, xattr));
-        }
-        let paths: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
-        let long = format!("home/agent/{}/deep.txt", "d".repeat(120));
-        assert_eq!(
-            paths,
-            [
-                "home/agent/",
-                "home/agent/notes.txt",
-                long.as_str(),
-                "home/agent/hard",
-                "home/agent/sym",
-                "home/agent/xattr.txt",
-                &format!("home/agent/{}/pax.txt", "p".repeat(150)),
-                "workspace/",
-                "workspace/notes.txt",
-                &format!("workspace/{}/deep.txt", "d".repeat(120)),
-                "workspace/hard",
-                "workspace/sym",
-                "workspace/xattr.txt",
-                &format!("workspace/{}/pax.txt", "p".repeat(150)),
-            ]
-        );
-        let by = |p: &str| seen.iter().find(|s| s.0 == p).expect(p);
-        assert_eq!(by("home/agent/notes.txt").2, "hello");
-        assert_eq!(
-            (by("home/agent/notes.txt").3, by("home/agent/notes.txt").4),
-            (0o640, 1000)
-        );
-        assert_eq!(by("home/agent/").3, 0o750);
-        assert_eq!(by(&long).2, "world");
-        // A hard link points inside the archive, so its target moves with it; a symlink's does not.
-        assert_eq!(
-            by("home/agent/hard").1.as_deref(),
-            Some("home/agent/notes.txt")
-        );
-        assert_eq!(
-            by("workspace/hard").1.as_deref(),
-            Some("workspace/notes.txt")
-        );
-        assert_eq!(by("home/agent/sym").1.as_deref(), Some("/etc/hostname"));
-        assert_eq!(by("home/agent/xattr.txt").5.as_deref(), Some(&b"kept"[..]));
-        assert_eq!(by("home/agent/xattr.txt").2, "attrs");
-        let pax = format!("home/agent/{}/pax.txt", "p".repeat(150));
-        assert_eq!((by(&pax).2.as_str(), by(&pax).3), ("pax", 0o600));
-    }
-
-    #[test]
-    fn saves_and_loads_the_latest() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(load(dir.path()).expect("load"), None);
-        let snap = Snapshot {
-            parts: vec![
-                SnapshotPart {
-                    path: "/home/agent".into(),
-                    tar: b"home".to_vec(),
-                },
-                SnapshotPart {
-                    path: "/workspace".into(),
-                    tar: b"ws".to_vec(),
-                },
-            ],
-        };
-        save(dir.path(), &snap).expect("save");
-        assert_eq!(load(dir.path()).expect("load"), Some(snap.clone()));
-        assert_eq!(snap.parts[0].restore_into(), "/home");
-        assert_eq!(snap.parts[1].restore_into(), "/");
-    }
-}
+mod tests;

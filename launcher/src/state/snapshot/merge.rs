@@ -1,0 +1,115 @@
+//! A snapshot's parts as one archive to unpack at `/`, written to any sink a block at a time, so
+//! one engine call restores every folder (each call costs a mount of the container's file system)
+//! and memory does not grow with the snapshot.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use super::scan::{Entry, ScanError, Scanner};
+use super::{Snapshot, SnapshotError, Store, refusal, shown_prefix};
+
+/// Write every part of `snap` into `out` as one archive to unpack at `/`. Each entry's path is
+/// prefixed with its part's [`super::SnapshotPart::restore_into`], and so is a hard link's target
+/// (a path inside the archive); a symlink's target is kept as it is. PAX records other than the
+/// path, the link path and the size (all three rewritten here) are carried over: xattrs,
+/// sub-second times.
+///
+/// The files are read through the same checks as when they were saved (the limit, no sparse
+/// entries, bounded extension records), so a restore never writes more than the files hold.
+pub fn merge_into<W: Write>(store: &Store, snap: &Snapshot, out: W) -> Result<W, SnapshotError> {
+    let mut out = tar::Builder::new(out);
+    let mut read: u64 = 0;
+    for part in &snap.parts {
+        let file = store.open(part)?;
+        let checked = Checked {
+            inner: io::BufReader::with_capacity(64 * 1024, file),
+            scan: Scanner::new(
+                store.max_bytes.saturating_sub(read),
+                &shown_prefix(&part.path),
+            ),
+            refused: None,
+        };
+        let mut archive = tar::Archive::new(checked);
+        let result = copy_entries(&mut archive, &mut out, &part.restore_into());
+        let checked = archive.into_inner();
+        if let Some(e) = checked.refused {
+            let largest: Vec<Entry> = checked.scan.largest().to_vec();
+            return Err(refusal("restore", store.max_bytes, &part.path, largest, e));
+        }
+        result.map_err(|e| SnapshotError::Archive {
+            action: "restore",
+            part: part.path.clone(),
+            detail: e.to_string(),
+        })?;
+        read += checked.scan.seen();
+    }
+    out.into_inner().map_err(|source| SnapshotError::Io {
+        action: "send",
+        path: PathBuf::from("the snapshot"),
+        source,
+    })
+}
+
+fn copy_entries<R: Read, W: Write>(
+    archive: &mut tar::Archive<R>,
+    out: &mut tar::Builder<W>,
+    restore_into: &str,
+) -> io::Result<()> {
+    let prefix = PathBuf::from(restore_into.trim_matches('/'));
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = prefix.join(entry.path()?);
+        let mut header = entry.header().clone();
+        header.set_size(entry.size());
+        let pax: Vec<(String, Vec<u8>)> = match entry.pax_extensions()? {
+            Some(records) => records
+                .filter_map(Result::ok)
+                .filter_map(|r| Some((r.key().ok()?.to_owned(), r.value_bytes().to_vec())))
+                .filter(|(k, _)| !matches!(k.as_str(), "path" | "linkpath" | "size"))
+                .collect(),
+            None => Vec::new(),
+        };
+        if !pax.is_empty() {
+            out.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+        }
+        match header.entry_type() {
+            tar::EntryType::Link | tar::EntryType::Symlink => {
+                let target = entry.link_name()?.ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("link {} has no target", path.display()),
+                    )
+                })?;
+                let target = if header.entry_type() == tar::EntryType::Link {
+                    prefix.join(target)
+                } else {
+                    target.into_owned()
+                };
+                out.append_link(&mut header, &path, &target)?;
+            }
+            _ => out.append_data(&mut header, &path, &mut entry)?,
+        }
+    }
+    Ok(())
+}
+
+/// A reader that shows every byte to a [`Scanner`] and fails the read it refuses.
+struct Checked<R> {
+    inner: R,
+    scan: Scanner,
+    refused: Option<ScanError>,
+}
+
+impl<R: Read> Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.refused.is_some() {
+            return Err(io::Error::other("the snapshot was refused"));
+        }
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.scan.feed(&buf[..n]) {
+            self.refused = Some(e);
+            return Err(io::Error::other("the snapshot was refused"));
+        }
+        Ok(n)
+    }
+}
