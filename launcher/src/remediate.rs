@@ -230,6 +230,20 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
                 &format!("the operator's edit cannot apply: {e}"),
                 audit::now(),
             ),
+            // A hand-written approval is held to the same rule as `approve`'s flag.
+            Ok(ProposalKind::Egress(e))
+                if e.host.needs_operator_flag().is_some() && !decision.allow_internal_host =>
+            {
+                let why = e.host.needs_operator_flag().unwrap_or_default();
+                Applied::failed(
+                    id,
+                    &format!(
+                        "refused, nothing applied: egress to {} is {why}; the decision must say \"allow_internal_host\": true (`claude-bottle approve --allow-internal-host`)",
+                        e.host
+                    ),
+                    audit::now(),
+                )
+            }
             Ok(ProposalKind::Egress(e)) => {
                 self.apply_egress(&id, &e.host.to_string(), e.port, live)
                     .await

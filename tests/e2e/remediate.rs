@@ -295,7 +295,10 @@ async fn a_proposal_replaced_after_its_approval_is_refused_and_audited() {
         String::from_utf8_lossy(&run.stderr),
     );
     assert!(o.contains("AGENT-RAN"), "{o}\n{e}");
-    assert!(!o.contains("/swapped-marker\n"), "the swapped change ran:\n{o}");
+    assert!(
+        !o.contains("/swapped-marker\n"),
+        "the swapped change ran:\n{o}"
+    );
     assert!(!o.contains("/asked-marker\n"), "{o}");
     assert!(e.contains(&format!("refused to apply {id}")), "{e}");
     let applied = std::fs::read_to_string(
@@ -321,5 +324,67 @@ async fn a_proposal_replaced_after_its_approval_is_refused_and_audited() {
                 .expect("read")
                 .contains("swapped-marker")
     );
+    assert_clean(&d, &bottle.slug()).await;
+}
+
+#[tokio::test]
+async fn a_hand_written_approval_of_an_internal_host_without_the_flag_is_refused() {
+    let Some(d) = docker().await else { return };
+    // A single-label name is a sidecar on the bottle's networks: the agent asks to reach pipelock.
+    let script = r#"claude-bottle-shim request egress pipelock --reason "x"; sleep 300"#;
+    let bottle = TestBottle::new("internal", "supervise: true\n", &["/bin/sh", "-c", script]);
+    let mut child = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn launcher");
+    let id = wait_for_proposal(&bottle, "pipelock").await;
+    child.kill().expect("kill launcher");
+    let _ = child.wait();
+    // `approve` refuses without the flag; a decision written by hand, bound to the proposal but
+    // without `allow_internal_host`, is refused by the launcher the same way.
+    let out = bottle.command(&["approve", &id]).output().expect("approve");
+    assert_eq!(out.status.code(), Some(2));
+    let show = bottle.command(&["show", &id]).output().expect("show");
+    let digest = String::from_utf8_lossy(&show.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("sha256").map(|d| d.trim().to_owned()))
+        .expect("sha256 line");
+    let decisions = state(&bottle).join("queue/decisions");
+    std::fs::write(
+        decisions.join(".tmp-hand"),
+        format!(r#"{{"version":1,"id":"{id}","decision":"approve","proposal_sha256":"{digest}"}}"#),
+    )
+    .expect("write decision");
+    std::fs::rename(
+        decisions.join(".tmp-hand"),
+        decisions.join(format!("{id}.json")),
+    )
+    .expect("rename decision");
+
+    bottle.write_agent(&["/bin/sh", "-c", "echo AGENT-RAN"]);
+    let run = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .output()
+        .expect("start");
+    let (o, e) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(o.contains("AGENT-RAN"), "{o}\n{e}");
+    let applied = std::fs::read_to_string(
+        state(&bottle)
+            .join("queue/applied")
+            .join(format!("{id}.json")),
+    )
+    .expect("applied record");
+    assert!(
+        applied.contains("\"failed\"") && applied.contains("allow_internal_host"),
+        "{applied}"
+    );
+    let approved =
+        std::fs::read_to_string(state(&bottle).join("approved-hosts")).unwrap_or_default();
+    assert!(!approved.contains("pipelock"), "{approved}");
     assert_clean(&d, &bottle.slug()).await;
 }

@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use claude_bottle_protocol::{Capability, Decision, ProposalKind, proposal_digest};
+use claude_bottle_protocol::{Capability, Decision, ProposalKind, escape, proposal_digest};
 
 use super::queue::{error, locate, operator, summary};
 use crate::home::Home;
@@ -27,6 +27,11 @@ pub struct Args {
     /// printed it: what is approved is then exactly what was read.
     #[arg(long = "sha256", value_name = "HEX")]
     sha256: Option<String>,
+    /// Allow an egress host that reaches your own networks rather than the internet: an IP
+    /// address, a single-label name (a sidecar such as `egress-proxy`), `localhost`, or a name
+    /// under `.internal`, `.local` and the like. Refused without this flag.
+    #[arg(long = "allow-internal-host")]
+    allow_internal_host: bool,
 }
 
 /// Fewest hex digits `--sha256` takes: 48 bits, beyond an agent's reach to collide with.
@@ -78,6 +83,24 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
             )
         })?;
         decision.edit = Some(ProposalKind::Capability(cap));
+    }
+    if let ProposalKind::Egress(e) = decision.edit.as_ref().unwrap_or(&p.kind)
+        && let Some(why) = e.host.needs_operator_flag()
+    {
+        if !args.allow_internal_host {
+            return Err(super::Error::usage(
+                format!(
+                    "failed to approve {}: egress to {:?} is {why}; allowing it could let the agent reach your own network or the bottle's sidecars",
+                    p.id,
+                    escape(e.host.as_str())
+                ),
+                format!(
+                    "if that is what you mean, approve with `claude-bottle approve {} --allow-internal-host`; pipelock still refuses private addresses unless `allow_private_cidrs` names them",
+                    p.id
+                ),
+            ));
+        }
+        decision.allow_internal_host = true;
     }
     q.decide(&decision).map_err(error)?;
     let change = decision.edit.as_ref().unwrap_or(&p.kind);

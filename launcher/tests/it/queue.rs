@@ -558,3 +558,48 @@ fn show_refuses_a_line_that_continues_under_the_dockerfiles_escape_directive() {
         out(&o)
     );
 }
+
+#[test]
+fn an_internal_egress_host_needs_the_operators_explicit_flag() {
+    let home = Home::new();
+    for (id, host) in [
+        ("300-a", "10.0.0.7"),
+        ("300-b", "pipelock"),
+        ("300-c", "169.254.169.254"),
+        ("300-d", "2130706433"),
+        ("300-e", "metadata.google.internal"),
+    ] {
+        home.propose("app", id, egress(host), 30);
+        let o = home.run(&["approve", id]);
+        assert_eq!(o.status.code(), Some(2), "{host}: {}", out(&o));
+        assert!(
+            err(&o).contains("--allow-internal-host"),
+            "{host}: {}",
+            err(&o)
+        );
+        assert!(
+            !home
+                .queue("app", "decisions")
+                .join(format!("{id}.json"))
+                .exists(),
+            "{host}"
+        );
+    }
+    // With the flag the approval is written and says so, for the launcher to check again.
+    let o = home.run(&["approve", "300-a", "--allow-internal-host"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let d: Value = serde_json::from_slice(
+        &std::fs::read(home.queue("app", "decisions").join("300-a.json")).expect("decision"),
+    )
+    .expect("json");
+    assert_eq!(d["allow_internal_host"], json!(true));
+    // An ordinary public name needs no flag, and its decision does not carry one.
+    home.propose("app", "300-f", egress("packages.example.org"), 30);
+    let o = home.run(&["approve", "300-f"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let d: Value = serde_json::from_slice(
+        &std::fs::read(home.queue("app", "decisions").join("300-f.json")).expect("decision"),
+    )
+    .expect("json");
+    assert_eq!(d.get("allow_internal_host"), None);
+}
