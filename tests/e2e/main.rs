@@ -3,6 +3,7 @@
 mod addon;
 mod claude;
 mod cleanup;
+mod contract;
 mod egress;
 mod framework;
 mod isolation;

@@ -14,10 +14,10 @@ use crate::plan::BottlePlan;
 use crate::secret::Secret;
 use crate::stage::Stage;
 
-/// The agent's home inside the image (the image contract: user `agent`, uid 1000).
-pub const AGENT_HOME: &str = "/home/agent";
-/// The user the agent runs as when its image's default user is root.
-pub const AGENT_FALLBACK_USER: &str = "1000:1000";
+/// The agent's home inside the image (the image contract: uid 1000, checked by `prepare`).
+pub const AGENT_HOME: &str = image::contract::AGENT_HOME;
+/// The user the agent runs as, whatever its image's `USER` says (the image contract).
+pub const AGENT_FALLBACK_USER: &str = image::contract::AGENT_RUN_AS;
 
 /// Everything one bottle launch creates.
 #[derive(Debug, Clone)]
@@ -197,6 +197,10 @@ impl LaunchSpec {
             mounts.extend(agent_egress_mounts(staged));
             env.extend(agent_egress_env(plan));
         }
+        // The contract's home, whatever the image or the bottle's env say: without it the engine
+        // takes the home of uid 1000's passwd entry, or `/`; snapshots save this folder.
+        env.retain(|(k, _)| k != "HOME");
+        env.push(("HOME".into(), EnvValue::Plain(AGENT_HOME.into())));
         let mut labels = plan.base_labels();
         labels.push((
             crate::plan::LABEL_LAUNCHER_PID.into(),

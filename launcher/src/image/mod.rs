@@ -9,7 +9,9 @@
 //! The agent image of a bottle is layered, each layer a recipe built `FROM` the previous tag:
 //! 1. [`agent_base`]: the embedded `docker/agent/Dockerfile`, the bottle's own `dockerfile:`, or
 //!    the per-bottle Dockerfile that approvals extend;
-//! 2. [`workspace_copy`] (only with `start --cwd DIR`): DIR copied to `/workspace`.
+//! 2. [`contract::contract_layer`] (only for an image that breaks the image contract: no user
+//!    1000, a home it does not own): the account entry and the folders the agent must own;
+//! 3. [`workspace_copy`] (only with `start --cwd DIR`): DIR copied to `/workspace`.
 //!
 //! What the launcher must put into every agent (the shim, the entrypoint, the bash hook, later the
 //! per-launch CA) is *not* a layer: it is mounted read-only when the container is created. A layer
@@ -24,6 +26,7 @@
 //! tag such as `debian:bookworm-slim`: pin a digest in the base image setting to follow one.
 
 mod context;
+pub mod contract;
 mod digest;
 mod dockerignore;
 mod recipes;

@@ -117,7 +117,7 @@ fn workspace_copy_honours_dockerignore() {
          FROM claude-bottle/demo:0123456789ab\n\
          LABEL \"claude-bottle.bottle\"=\"demo\" \"claude-bottle.role\"=\"workspace\" \
          \"claude-bottle.version\"=\"0.1.0\"\n\
-         COPY --chown=agent workspace/ /workspace/\n"
+         COPY --chown=1000:1000 workspace/ /workspace/\n"
     );
     assert_eq!(find(DOCKERFILE_IN_CONTEXT).6, recipe.dockerfile);
     assert_eq!(recipe.labels[LABEL_ROLE], "workspace");

@@ -3,6 +3,7 @@
 mod archive;
 mod attach;
 mod containers;
+mod contract;
 mod images;
 mod prepare;
 mod resources;

@@ -2,9 +2,10 @@
 
 use std::path::Path;
 
+use super::contract::ImageConfig;
 use super::{DockerBackend, archive, engine_err, images, with_role};
 use crate::backend::{BackendError, BuildReport, EgressImages, PrepareOptions, Prepared};
-use crate::image::{self, AgentSource, InheritedCommand, Sidecar};
+use crate::image::{self, AgentSource, InheritedCommand, Sidecar, contract};
 use crate::plan::{BottlePlan, ImageSource};
 use crate::stage;
 use crate::state::EffectiveDockerfile;
@@ -34,8 +35,8 @@ impl DockerBackend {
         };
         let base = image::agent_base(slug, &source, &self.config.base_image, &build_ca)
             .map_err(|e| Self::image_err(slug, e))?;
-        // One inspect answers both "is it built?" and "what does it run as?".
-        let (inherited, user) = match self.inherited(&base.tag).await? {
+        // One inspect answers both "is it built?" and "what does it run?".
+        let (inherited, config) = match self.inherited(&base.tag).await? {
             Some(found) => {
                 builds.push(BuildReport::cached(&base.tag));
                 found
@@ -50,6 +51,18 @@ impl DockerBackend {
                 })?
             }
         };
+        // The agent runs as uid 1000 with its own home, or not at all.
+        let contracted = self
+            .keep_contract(plan, &base.tag, &config, &mut builds)
+            .await?;
+        for note in &contracted.notes {
+            if opts.agent_only {
+                // The agent holds the terminal; the approval's record tells the outcome.
+                tracing::info!(note = %note, "image contract");
+            } else {
+                eprintln!("claude-bottle: image contract: {note}");
+            }
+        }
         let shim = self
             .config
             .binary(Sidecar::Relay.binary_name())
@@ -63,7 +76,7 @@ impl DockerBackend {
             ),
             _ => {}
         }
-        let mut agent_image = base.tag.clone();
+        let mut agent_image = contracted.image;
         if let Some(dir) = &opts.workspace {
             let ws = image::workspace_copy(slug, &agent_image, dir)
                 .map_err(|e| Self::image_err(slug, e))?;
@@ -94,7 +107,7 @@ impl DockerBackend {
             agent_image,
             root_step_base: crate::state::dockerfile::needs_root_step(&base.dockerfile)
                 .then(|| base.tag.clone()),
-            agent_user: user,
+            agent_user: Some(contract::AGENT_RUN_AS.to_owned()),
             agent_entrypoint: inherited.entrypoint,
             shim,
             supervise_image,
@@ -103,10 +116,12 @@ impl DockerBackend {
         })
     }
 
+    /// The entrypoint, command and contract-relevant config of image `tag`; `None` when the
+    /// engine has no such image.
     async fn inherited(
         &self,
         tag: &str,
-    ) -> Result<Option<(InheritedCommand, Option<String>)>, BackendError> {
+    ) -> Result<Option<(InheritedCommand, ImageConfig)>, BackendError> {
         let img = match self.docker.inspect_image(tag).await {
             Ok(img) => img,
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -115,15 +130,22 @@ impl DockerBackend {
             Err(e) => return Err(engine_err("inspect image", tag, e)),
         };
         let cfg = img.config.unwrap_or_default();
-        // Only a numeric, non-zero uid is trusted as "not root": a name (even `agent`) could map
-        // to uid 0 in the image's passwd, so names fall back to the contract's 1000:1000.
-        let user = cfg.user.filter(|u| numeric_non_root(u));
+        let env_home = cfg
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+            .find_map(|kv| kv.strip_prefix("HOME=").map(str::to_owned));
         Ok(Some((
             InheritedCommand {
                 entrypoint: cfg.entrypoint.unwrap_or_default(),
                 cmd: cfg.cmd.unwrap_or_default(),
             },
-            user,
+            ImageConfig {
+                id: img.id.unwrap_or_else(|| tag.to_owned()),
+                user: cfg.user.unwrap_or_default(),
+                env_home,
+            },
         )))
     }
 
@@ -255,23 +277,4 @@ fn read_head(path: &Path, len: u64) -> std::io::Result<Vec<u8>> {
         .take(len)
         .read_to_end(&mut head)?;
     Ok(head)
-}
-
-/// `1000` or `1000:1000`, not `0`, `0:…`, `root` or a name.
-fn numeric_non_root(user: &str) -> bool {
-    let (uid, gid) = user.split_once(':').unwrap_or((user, "1"));
-    matches!(uid.parse::<u32>(), Ok(u) if u != 0) && gid.parse::<u32>().is_ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_numeric_non_root_users_are_trusted() {
-        for ok in ["1000", "1000:1000", "1001:0"] {
-            assert!(super::numeric_non_root(ok), "{ok}");
-        }
-        for bad in ["", "0", "0:0", "root", "root:root", "agent", "1000:staff"] {
-            assert!(!super::numeric_non_root(bad), "{bad}");
-        }
-    }
 }
