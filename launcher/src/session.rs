@@ -381,8 +381,8 @@ where
         chain_up.notify_one();
         Ok(())
     }));
-    // A snapshot that failed while swapping agents: the stopped agent is kept, not copied again.
-    let mut unsaved: Option<BackendError> = None;
+    // What the end of the session still owes the agent's files.
+    let mut last = LastSnapshot::Take;
     let code = loop {
         let (code, chain_failed) = {
             let run = backend.run_agent(&launched);
@@ -468,9 +468,11 @@ where
                 }
                 let _ = next.done.send(Err(e.to_string()));
                 if snapshot_failed {
-                    unsaved = Some(e);
+                    last = LastSnapshot::Failed(e);
                     break Ok(0);
                 }
+                // The stopped agent was saved just before; the swap may have removed it since.
+                last = LastSnapshot::Taken;
                 break Err(e);
             }
         }
@@ -491,14 +493,25 @@ where
         warm.abort();
     }
     // Keep the session's state for `claude-bottle resume`; without a snapshot, keep the agent.
-    let saved = match unsaved {
-        Some(e) => Err(e),
-        None => backend.snapshot_agent(&launched, &store).await.map(|_| ()),
+    let saved = match last {
+        LastSnapshot::Take => backend.snapshot_agent(&launched, &store).await.map(|_| ()),
+        LastSnapshot::Taken => Ok(()),
+        LastSnapshot::Failed(e) => Err(e),
     };
     if let Err(cause) = saved {
         return Err(keep(&backend, &plan, &launched, cause).await);
     }
     Ok(code?)
+}
+
+/// The snapshot a session owes when its agent loop ends.
+enum LastSnapshot {
+    /// Take one of the agent as it is now.
+    Take,
+    /// A swap that failed after saving the stopped agent: nothing changed since.
+    Taken,
+    /// A swap's snapshot failed: keep the agent rather than copy it again.
+    Failed(BackendError),
 }
 
 /// Once the egress chain is up (the launch's own work done), build the step every first approved
