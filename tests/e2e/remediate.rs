@@ -194,6 +194,64 @@ echo "SAME-AGENT $(cat /proc/1/cmdline | tr '\0' ' ' | head -c 40)"
     assert_clean(&d, &bottle.slug()).await;
 }
 
+/// A build step prints what it likes: an approved line (plain ASCII, as the protocol requires)
+/// whose output holds terminal controls. The launcher's own output (its notes and its debug log
+/// of the build) and `show` of the failed record print them escaped.
+#[tokio::test]
+async fn a_builds_terminal_controls_reach_the_operator_escaped() {
+    let Some(d) = docker().await else { return };
+    // Inside double quotes sh keeps the backslashes: printf in the build turns them into ESC,
+    // a carriage return mid-line, BEL and a UTF-8 CSI (U+009B).
+    let script = r#"
+claude-bottle-shim request capability --dockerfile-line "RUN printf 'ctl-out\033[2J\rFAKE\033]0;pwned\007\302\233H\n' && exit 3" --reason "x" --wait --timeout 120
+echo "WAIT-EXIT $?"
+"#;
+    let bottle = TestBottle::new("buildctl", "supervise: true\n", &["/bin/sh", "-c", script]);
+    let child = bottle
+        .command(&["-vv", "start", "--yes", &bottle.name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn launcher");
+    let id = wait_for_proposal(&bottle, "ctl-out").await;
+    let out = bottle.command(&["approve", &id]).output().expect("approve");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = child.wait_with_output().expect("launcher");
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(
+        String::from_utf8_lossy(&done.stdout).contains("WAIT-EXIT 2"),
+        "the build failed as meant"
+    );
+    let raw = ['\u{1b}', '\u{9b}', '\u{7}', '\r'];
+    assert!(
+        stderr.contains("ctl-out"),
+        "the log shows the build's output:\n{stderr}"
+    );
+    // The launcher ends its own notes with CR LF (the terminal may be raw): the build's CR is
+    // the one before FAKE.
+    assert!(
+        !stderr.contains(&raw[..3]) && !stderr.contains("\rFAKE"),
+        "the launcher printed a raw control: {stderr:?}"
+    );
+    let applied = std::fs::read_to_string(state(&bottle).join(format!("queue/applied/{id}.json")))
+        .expect("applied");
+    assert!(applied.contains("ctl-out"), "{applied}");
+    let show = bottle.command(&["show", &id]).output().expect("show");
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert_eq!(show.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("ctl-out\\x1b[2J"), "{shown}");
+    assert!(
+        !shown.contains(&raw[..]),
+        "show printed a raw control: {shown:?}"
+    );
+    assert_clean(&d, &bottle.slug()).await;
+}
+
 #[tokio::test]
 async fn an_approval_made_while_no_launcher_ran_is_applied_once_at_the_next_start() {
     let Some(d) = docker().await else { return };
