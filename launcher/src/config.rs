@@ -16,6 +16,7 @@
 //! [agent]
 //! memory = "4g"                             # bytes, or with a k/m/g/t suffix (powers of 1024)
 //! pids = 1024
+//! disk = "20g"                              # the agent's writable layer, where the engine can bound it; "none"
 //! ```
 
 use std::ffi::OsString;
@@ -53,6 +54,13 @@ pub const ENV_UPSTREAM_CA: &str = "CLAUDE_BOTTLE_UPSTREAM_CA";
 pub const ENV_BUILD_CA: &str = "CLAUDE_BOTTLE_BUILD_CA";
 /// Overrides [`Config::allow_private_cidrs`] (comma-separated).
 pub const ENV_ALLOW_PRIVATE_CIDRS: &str = "CLAUDE_BOTTLE_ALLOW_PRIVATE_CIDRS";
+/// Overrides `disk` of [`Config::agent_limits`] (a size, or `none`).
+pub const ENV_AGENT_DISK: &str = "CLAUDE_BOTTLE_AGENT_DISK";
+/// The agent's disk bound when the operator sets none: generous for toolchains and builds, far
+/// below a host disk.
+pub const DEFAULT_AGENT_DISK_BYTES: u64 = 20 << 30;
+/// Smallest `disk`: the agent's home and a build need room.
+const MIN_AGENT_DISK_BYTES: u64 = 256 << 20;
 /// Overrides [`Config::snapshot_max_bytes`].
 pub const ENV_SNAPSHOT_MAX_BYTES: &str = "CLAUDE_BOTTLE_SNAPSHOT_MAX_BYTES";
 
@@ -96,6 +104,19 @@ pub struct ResourceLimits {
     pub memory_bytes: u64,
     /// Process/thread limit (the engine's `PidsLimit`).
     pub pids: i64,
+    /// The bound of what the agent writes to disk (its container's writable layer).
+    pub disk: DiskLimit,
+}
+
+/// The bound asked for the agent's writable layer (the engine's `size` storage option), where
+/// the storage driver can give one (`backend::disk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskLimit {
+    /// At most `bytes`; `explicit` when the operator set it (then a driver that cannot bound
+    /// it stops the launch; the default only warns).
+    Bytes { bytes: u64, explicit: bool },
+    /// `disk = "none"`: the operator asks for no bound (and no warning).
+    Unbounded,
 }
 
 impl Default for ResourceLimits {
@@ -103,6 +124,10 @@ impl Default for ResourceLimits {
         Self {
             memory_bytes: DEFAULT_AGENT_MEMORY_BYTES,
             pids: DEFAULT_AGENT_PIDS,
+            disk: DiskLimit::Bytes {
+                bytes: DEFAULT_AGENT_DISK_BYTES,
+                explicit: false,
+            },
         }
     }
 }
@@ -188,6 +213,7 @@ struct RawConfig {
 struct RawAgent {
     memory: Option<toml::Spanned<String>>,
     pids: Option<toml::Spanned<i64>>,
+    disk: Option<toml::Spanned<String>>,
 }
 
 impl Config {
@@ -240,6 +266,13 @@ impl Config {
                 cidrs.push(item.to_owned());
             }
             config.allow_private_cidrs = cidrs;
+        }
+        if let Some(value) = env(ENV_AGENT_DISK) {
+            config.agent_limits.disk =
+                parse_disk(&value.to_string_lossy()).map_err(|problem| ConfigError::Env {
+                    name: ENV_AGENT_DISK,
+                    problem,
+                })?;
         }
         if let Some(value) = env(ENV_SNAPSHOT_MAX_BYTES) {
             config.snapshot_max_bytes =
@@ -339,6 +372,12 @@ impl Config {
                     "agent.pids",
                     format!("{n} is too low to start the agent (minimum 16)"),
                 ),
+            }
+        }
+        if let Some(disk) = agent.disk {
+            match parse_disk(disk.get_ref()) {
+                Ok(limit) => config.agent_limits.disk = limit,
+                Err(p) => problem(disk.span(), "agent.disk", p),
             }
         }
 
@@ -497,6 +536,23 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         ));
     }
     Ok(bytes)
+}
+
+/// The agent's disk bound as the operator writes it: `none`, or a size of at least 256 MiB.
+fn parse_disk(text: &str) -> Result<DiskLimit, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(DiskLimit::Unbounded);
+    }
+    let bytes = parse_size(text)?;
+    if bytes < MIN_AGENT_DISK_BYTES {
+        return Err(format!(
+            "{text:?} is too small for the agent's home and a build (minimum 256m, or \"none\")"
+        ));
+    }
+    Ok(DiskLimit::Bytes {
+        bytes,
+        explicit: true,
+    })
 }
 
 /// A snapshot limit: a size ([`parse_size`]) of at least 1 MiB.

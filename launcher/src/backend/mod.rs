@@ -3,6 +3,7 @@
 //! The trait speaks in backend-neutral terms (a [`LaunchSpec`] of an agent and its sidecars) so a
 //! Kubernetes backend could implement it with a pod, NetworkPolicy and Secrets.
 
+pub mod disk;
 pub mod docker;
 mod spec;
 
@@ -29,6 +30,9 @@ pub struct Prepared {
     pub root_step_base: Option<String>,
     /// The image's default user when it is not root, else `None` (the backend then runs uid 1000).
     pub agent_user: Option<String>,
+    /// The `size` of the agent's writable layer, when the engine's storage driver can bound it
+    /// (`None`: unbounded, and the operator was told; see [`disk`]).
+    pub agent_disk: Option<u64>,
     /// The image's own ENTRYPOINT, kept behind the launcher's.
     pub agent_entrypoint: Vec<String>,
     /// The shim binary on the host, mounted read-only into the agent.
@@ -204,6 +208,15 @@ pub enum BackendError {
     },
     #[error("failed to prepare the image of bottle {slug}: {detail}")]
     Image { slug: String, detail: String },
+    #[error(
+        "failed to bound the disk use of bottle {slug}'s agent to {limit}: {why}\nhint: {}; nothing was created",
+        disk::HOW_TO_BOUND
+    )]
+    DiskUnbounded {
+        slug: String,
+        limit: String,
+        why: String,
+    },
 }
 
 /// A place where bottles run.

@@ -43,6 +43,10 @@ pub struct AgentSpec {
     pub env: Vec<(String, EnvValue)>,
     pub mounts: Vec<Mount>,
     pub limits: crate::plan::AgentLimits,
+    /// The `size` of its writable layer, where the storage driver bounds it.
+    pub disk_bytes: Option<u64>,
+    /// The size of its `/tmp`, a tmpfs.
+    pub tmp_bytes: u64,
     pub runtime: Runtime,
     /// Folders saved in a snapshot and restored into a successor.
     pub state_paths: Vec<String>,
@@ -222,6 +226,8 @@ impl LaunchSpec {
                 env,
                 mounts,
                 limits: plan.limits,
+                disk_bytes: prepared.agent_disk,
+                tmp_bytes: super::disk::tmp_bytes(plan.limits.memory_bytes),
                 runtime: plan.runtime,
                 state_paths: vec![AGENT_HOME.into(), crate::image::WORKSPACE_DIR.into()],
                 tty,
@@ -511,6 +517,7 @@ mod tests {
             agent_image: "agent:1".into(),
             root_step_base: None,
             agent_user: None,
+            agent_disk: None,
             agent_entrypoint: vec![],
             shim: "/bin/shim".into(),
             supervise_image: None,

@@ -286,3 +286,40 @@ fn a_snapshot_limit_too_small_or_unreadable_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_disk_bound_is_implicit_by_default_and_explicit_when_set() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let implicit = DiskLimit::Bytes {
+        bytes: 20 << 30,
+        explicit: false,
+    };
+    assert_eq!(
+        load(home.path(), &[]).expect("load").agent_limits.disk,
+        implicit
+    );
+    write(home.path(), "[agent]\ndisk = \"8g\"\n");
+    assert_eq!(
+        load(home.path(), &[]).expect("load").agent_limits.disk,
+        DiskLimit::Bytes {
+            bytes: 8 << 30,
+            explicit: true
+        }
+    );
+    let env = load(home.path(), &[(ENV_AGENT_DISK, "none")]).expect("load");
+    assert_eq!(env.agent_limits.disk, DiskLimit::Unbounded);
+    let path = write(home.path(), "[agent]\ndisk = \"1m\"\n");
+    let msg = load(home.path(), &[]).expect_err("too small").to_string();
+    assert!(
+        msg.contains(&format!("{}:2: agent.disk: ", path.display()))
+            && msg.contains("minimum 256m"),
+        "{msg}"
+    );
+    std::fs::remove_file(&path).expect("rm");
+    let err = load(home.path(), &[(ENV_AGENT_DISK, "lots")]).expect_err("not a size");
+    assert!(
+        err.to_string()
+            .starts_with("failed to use $CLAUDE_BOTTLE_AGENT_DISK:"),
+        "{err}"
+    );
+}

@@ -59,6 +59,8 @@ pub struct AgentLimits {
     pub memory_bytes: i64,
     pub pids: i64,
     pub cpus: Option<f64>,
+    /// The bound of the agent's writable layer (from the config; a bottle sets none).
+    pub disk: crate::config::DiskLimit,
 }
 
 impl AgentLimits {
@@ -70,6 +72,7 @@ impl AgentLimits {
                 .unwrap_or_else(|| i64::try_from(defaults.memory_bytes).unwrap_or(i64::MAX)),
             pids: bottle.pids.unwrap_or(defaults.pids),
             cpus: bottle.cpus,
+            disk: defaults.disk,
         }
     }
 }

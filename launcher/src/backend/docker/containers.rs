@@ -101,6 +101,15 @@ pub async fn create_agent(
     host.pids_limit = Some(spec.limits.pids);
     host.nano_cpus = spec.limits.cpus.map(|c| (c * 1e9) as i64);
     host.mounts = Some(mounts(slug, &spec.mounts));
+    // The writable layer (home, working copy, all but /tmp) where the driver bounds it; /tmp in
+    // memory, sized, whatever the driver.
+    host.storage_opt = spec
+        .disk_bytes
+        .map(|b| HashMap::from([("size".to_string(), b.to_string())]));
+    host.tmpfs = Some(HashMap::from([(
+        "/tmp".to_string(),
+        crate::backend::disk::tmp_options(spec.tmp_bytes),
+    )]));
     let body = ContainerCreateBody {
         image: Some(spec.image.clone()),
         user: Some(spec.user.clone()),

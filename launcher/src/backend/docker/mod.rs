@@ -4,6 +4,7 @@ mod archive;
 mod attach;
 mod containers;
 mod contract;
+mod disk;
 mod images;
 mod prepare;
 mod resources;

@@ -17,6 +17,12 @@ impl DockerBackend {
         opts: &PrepareOptions,
     ) -> Result<Prepared, BackendError> {
         self.check_runtime(&plan.slug, plan.runtime).await?;
+        // A rebuild for an approval keeps the launch's agent settings, this among them.
+        let disk = if opts.agent_only {
+            crate::backend::disk::DiskPlan::Unbounded { warning: None }
+        } else {
+            self.disk_plan(plan).await?
+        };
         let slug = &plan.slug;
         let source = agent_source(plan, opts).map_err(|e| Self::image_err(slug, e))?;
         let mut builds = Vec::new();
@@ -83,6 +89,7 @@ impl DockerBackend {
             builds.push(images::ensure(&self.docker, &ws).await?);
             agent_image = ws.tag;
         }
+        let agent_disk = self.agent_disk(plan, disk, &agent_image).await?;
         let mut supervise_image = None;
         if plan.supervise && !opts.agent_only {
             let binary = self
@@ -108,6 +115,7 @@ impl DockerBackend {
             root_step_base: crate::state::dockerfile::needs_root_step(&base.dockerfile)
                 .then(|| base.tag.clone()),
             agent_user: Some(contract::AGENT_RUN_AS.to_owned()),
+            agent_disk,
             agent_entrypoint: inherited.entrypoint,
             shim,
             supervise_image,
