@@ -670,3 +670,55 @@ pub async fn wait_for_root_step(d: &Docker, bottle: &TestBottle) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// What [`run_measuring_peak_rss`] saw of one launcher run.
+#[derive(Debug)]
+pub struct Measured {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// The largest `VmHWM` (peak resident set) read from `/proc/<pid>/status`, in KiB.
+    pub peak_rss_kib: u64,
+}
+
+/// Run `cmd` to its end (stdout and stderr to files in `dir`), reading the process's peak resident
+/// set (`VmHWM`, a high-water mark, so a later read includes every earlier peak) every 10 ms; only
+/// a peak in the last 10 ms before the exit could be missed.
+pub fn run_measuring_peak_rss(mut cmd: Command, dir: &Path) -> Measured {
+    let out = dir.join("measured.out");
+    let err = dir.join("measured.err");
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out).expect("out"))
+        .stderr(std::fs::File::create(&err).expect("err"))
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| vm_hwm_kib(&s))
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Measured {
+        status,
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+        peak_rss_kib: peak,
+    }
+}
+
+/// `VmHWM:   12345 kB` of a `/proc/<pid>/status` text.
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
