@@ -167,13 +167,13 @@ pub fn marker(id: &ProposalId) -> String {
     format!("{MARKER_PREFIX}{id}")
 }
 
-/// The argument of the last `USER` instruction, if any.
+/// The argument of the last `USER` instruction, if any, as the parser reads instructions: a
+/// `USER root` line inside another instruction's continuation is not one.
 fn last_user(dockerfile: &str) -> Option<String> {
-    dockerfile
-        .lines()
-        .filter_map(|l| {
-            let t = l.trim_start();
-            let (word, rest) = t.split_once(char::is_whitespace)?;
+    syntax::instructions(dockerfile)
+        .iter()
+        .filter_map(|i| {
+            let (word, rest) = i.split_once(char::is_whitespace)?;
             word.eq_ignore_ascii_case("USER")
                 .then(|| rest.trim().to_owned())
         })
@@ -382,8 +382,7 @@ pub fn flag_outside_context(diff: &str) -> String {
 /// A unified diff (`---`/`+++`/`@@` hunks, 3 lines of context) from `old` to `new`, line based
 /// (longest common subsequence). Empty when the texts are equal.
 pub fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
+    let (a, b) = (diff_lines(old), diff_lines(new));
     let ops = diff_ops(&a, &b);
     if ops.iter().all(|op| matches!(op, Op::Same(..))) {
         return String::new();
@@ -393,6 +392,16 @@ pub fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> Str
         write_hunk(&mut out, &ops[hunk.0..hunk.1], &a, &b);
     }
     out
+}
+
+/// `text`'s lines as the parser reads them: cut at `\n` only, so a `\r` stays part of its line
+/// (and shows, escaped) instead of making an unchanged line differ from itself.
+fn diff_lines(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    if text.is_empty() || text.ends_with('\n') {
+        lines.pop();
+    }
+    lines
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -573,6 +582,24 @@ mod tests {
             assert_eq!(
                 out.contains(&format!("\n{ROOT_STEP}\nRUN touch /m")),
                 needed,
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_user_line_inside_a_continuation_does_not_make_the_step_root() {
+        // Found by the dockerfile_render fuzz target: the parser joins `USER root` to the RUN
+        // before it, so the text does not end as root and the step needs its own USER root.
+        for text in [
+            "FROM x\nUSER agent\nRUN echo \\\nUSER root\n",
+            "# escape=`\nFROM x\nUSER 1001\nRUN echo `\n# c\nUSER 0\n",
+        ] {
+            assert!(needs_root_step(text), "{text:?}");
+            let out = with_capability(text, &id("p"), &cap(&[], &["RUN b"])).expect("valid");
+            assert!(
+                out.ends_with(&format!("{ROOT_STEP}\nRUN b\n"))
+                    || out.contains(&format!("{ROOT_STEP}\nRUN b\nUSER 1001\n")),
                 "{out}"
             );
         }
@@ -888,6 +915,25 @@ mod tests {
         let e = effective(&state, Some(&own), "FROM embedded\n").expect("per-bottle");
         assert!(matches!(e, EffectiveDockerfile::PerBottle { .. }));
         assert_eq!(e.text(), "FROM per-bottle\n");
+    }
+
+    #[test]
+    fn an_append_to_a_text_ending_in_a_carriage_return_deletes_no_line() {
+        // Found by the dockerfile_render fuzz target: `lines()` took `x\r` without a newline
+        // for a different line than `x\r\n`, and the diff showed the old line removed.
+        for old in ["\r", "FROM x\r", "FROM x\r\nRUN a\r"] {
+            let new = with_capability(old, &id("p"), &cap(&[], &["RUN b"])).expect("valid");
+            let diff = unified_diff(old, &new, "a", "b");
+            assert!(
+                !diff.lines().skip(2).any(|l| l.starts_with('-')),
+                "{diff:?}"
+            );
+            assert!(diff.ends_with("+RUN b\n"), "{diff:?}");
+        }
+        assert_eq!(
+            unified_diff("a\r\nb\n", "a\r\nc\n", "a", "b"),
+            "--- a\n+++ b\n@@ -1,2 +1,2 @@\n a\r\n-b\n+c\n"
+        );
     }
 
     #[test]
