@@ -248,3 +248,83 @@ async fn the_launchers_memory_stays_bounded_saving_and_restoring_a_large_sparse_
     );
     assert_clean(&d, &bottle.slug()).await;
 }
+
+/// Makes a file past the limit, then asks for a tool and idles until replaced.
+const SWAP_AGENT: &str = r#"
+if [ -e /marker ]; then echo REPLACED; exit 0; fi
+echo before-swap > ~/state.txt
+truncate -s 2G ~/big
+claude-bottle-shim request capability --dockerfile-line "RUN touch /marker" --reason "need the marker"
+sleep 300
+"#;
+
+#[tokio::test]
+async fn a_swap_whose_snapshot_is_refused_keeps_the_agent_instead_of_replacing_it() {
+    let Some(d) = docker().await else { return };
+    let bottle = TestBottle::new("snapswap", "supervise: true\n", &[]);
+    bottle.write_agent_resuming(&["/bin/sh", "-c", SWAP_AGENT, "agent"], &["resumed"]);
+    let slug = bottle.slug();
+    let kept = format!("{slug}-agent-kept");
+    let out_file = bottle.path().join("agent.out");
+    let child = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .env(ENV_SNAPSHOT_MAX_BYTES, "64m")
+        .stdout(std::fs::File::create(&out_file).expect("out file"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn launcher");
+    let id = claude_bottle_e2e::wait_for_proposal(&bottle, "touch /marker").await;
+    let approve = bottle.command(&["approve", &id]).output().expect("approve");
+    assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
+
+    let done = child.wait_with_output().expect("launcher");
+    let stderr = text(&done.stderr);
+    let stdout = std::fs::read_to_string(&out_file).expect("agent output");
+    assert_eq!(done.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("REPLACED"),
+        "the agent was replaced:\n{stdout}"
+    );
+    for want in [
+        "refused at /home/agent/big (2 GiB, 2147483648 bytes), before reading it",
+        &format!("kept: the agent's container {kept}, stopped"),
+    ] {
+        assert!(stderr.contains(want), "missing {want:?} in:\n{stderr}");
+    }
+    let applied = std::fs::read_to_string(
+        bottle
+            .path()
+            .join("state")
+            .join(&slug)
+            .join(format!("queue/applied/{id}.json")),
+    )
+    .expect("applied record");
+    assert!(
+        applied.contains("the agent's snapshot failed, so it was not replaced"),
+        "{applied}"
+    );
+    // Only the stopped agent is left, with its files; no snapshot was committed.
+    assert_eq!(
+        leftovers(&d, &slug).await.0,
+        [format!("/{kept}")],
+        "{stderr}"
+    );
+    let opts = bollard::query_parameters::DownloadFromContainerOptions {
+        path: "/home/agent/state.txt".into(),
+    };
+    let mut tar = Vec::new();
+    let mut stream = d.download_from_container(&kept, Some(opts));
+    while let Some(chunk) = stream.next().await {
+        tar.extend_from_slice(&chunk.expect("copy the state out"));
+    }
+    assert!(text(&tar).contains("before-swap"));
+    let index = latest(&bottle).join("index");
+    assert!(!index.exists(), "a refused snapshot was committed");
+
+    let stop = bottle
+        .command(&["stop", &bottle.name])
+        .output()
+        .expect("stop");
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
+    assert_clean(&d, &slug).await;
+}
