@@ -113,15 +113,30 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
             .state_dir
             .join(state::queue::QUEUE_DIR)
             .join(Folder::Decisions.dir_name());
-        // inotify where it works; the poll below covers mounts where it does not.
-        let _watcher = Some(decisions).and_then(|dir| {
-            let mut w = notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+        // inotify where it works; the poll below covers mounts where it does not, and a uid whose
+        // inotify instances or watches are used up (an agent running as the operator's uid can
+        // hold them all: notify then fails with EMFILE or ENOSPC).
+        let watched = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.map_or(true, |e| changes_content(&e)) {
                 let _ = wake_tx.try_send(());
-            })
-            .ok()?;
-            w.watch(&dir, notify::RecursiveMode::NonRecursive).ok()?;
-            Some(w)
+            }
+        })
+        .and_then(|mut w| {
+            w.watch(&decisions, notify::RecursiveMode::NonRecursive)
+                .map(|()| w)
         });
+        let _watcher = match watched {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    dir = %decisions.display(),
+                    error = %e,
+                    "failed to watch the decisions folder; polling it every {} s (fs.inotify.max_user_instances and max_user_watches are per uid, and an agent running as your uid can use them up)",
+                    POLL.as_secs()
+                );
+                None
+            }
+        };
         let live = Live {
             stage,
             template,
@@ -132,6 +147,11 @@ impl<B: Backend + Clone + Send + Sync + 'static> Remediator<B> {
         loop {
             for (proposal, decision) in self.undone() {
                 self.apply(&proposal, &decision, Some(&live)).await;
+            }
+            // Without a watcher the channel is closed: `recv` would answer at once, every time.
+            if wake.is_closed() && wake.is_empty() {
+                tokio::time::sleep(POLL).await;
+                continue;
             }
             tokio::select! {
                 _ = wake.recv() => {}
@@ -434,4 +454,57 @@ struct Live {
     pipelock: Option<SidecarSpec>,
     launched: Launched,
     tx: mpsc::Sender<Replacement>,
+}
+
+/// Whether a watcher's event may mean a new or changed decision. Each pass of the loop opens the
+/// folder and its files, which inotify reports as events too (notify watches `IN_OPEN`): waking
+/// on those would make every pass the cause of the next, a busy loop for the whole session.
+fn changes_content(event: &notify::Event) -> bool {
+    !matches!(event.kind, notify::EventKind::Access(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use notify::Watcher as _;
+
+    /// A real inotify watcher on a folder, counting the events that pass `changes_content`.
+    fn watched(
+        dir: &std::path::Path,
+    ) -> (notify::RecommendedWatcher, std::sync::mpsc::Receiver<()>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if res.map_or(true, |e| super::changes_content(&e)) {
+                let _ = tx.send(());
+            }
+        })
+        .expect("watcher");
+        w.watch(dir, notify::RecursiveMode::NonRecursive)
+            .expect("watch");
+        (w, rx)
+    }
+
+    #[test]
+    fn reading_the_decisions_folder_does_not_wake_its_own_watcher() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.json"), b"{}").expect("write");
+        // Let the write's own events (and the first read's atime update) pass.
+        std::fs::read(dir.path().join("a.json")).expect("read");
+        std::thread::sleep(Duration::from_millis(100));
+        let (_w, rx) = watched(dir.path());
+        for _ in 0..3 {
+            let _ = std::fs::read_dir(dir.path()).expect("list").count();
+            std::fs::read(dir.path().join("a.json")).expect("read");
+        }
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "listing and reading woke the watcher: a pass would cause the next"
+        );
+        std::fs::write(dir.path().join("b.json"), b"{}").expect("write");
+        assert!(
+            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "a new decision wakes it"
+        );
+    }
 }

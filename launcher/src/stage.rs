@@ -1,9 +1,11 @@
 //! The per-launch host folders of a bottle under `state/<slug>/`: the queue supervise writes
 //! proposals into, the folder its socket lives in, and the staged current-config.
 //!
-//! Bind-mounted (not named volumes) so supervise can run as the operator's uid and the files stay
-//! the operator's: `queue/` into supervise (decisions and applied read-only on top), `run/supervise/`
-//! into supervise read-write and into the agent read-only, `current-config/` read-only into both.
+//! Bind-mounted (not named volumes) so the files stay in the operator's state folder: `queue/` into
+//! supervise (decisions and applied read-only on top), `run/supervise/` into supervise read-write
+//! and into the agent read-only, `current-config/` read-only into both. supervise runs as a uid of
+//! its own with the operator's gid (`backend::spec::supervise_user`): the two folders it writes,
+//! `queue/proposals/` and `run/supervise/`, are the operator's group's, mode 0775.
 
 use std::path::{Path, PathBuf};
 
@@ -86,6 +88,9 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
     }
     let supervise_run = plan.state_dir.join("run").join("supervise");
     std::fs::create_dir_all(&supervise_run).map_err(at(&supervise_run))?;
+    for dir in [queue.join(queue::PROPOSALS_DIR), supervise_run.clone()] {
+        share_with_supervise(&dir)?;
+    }
     let stale = supervise_run.join("supervise.sock");
     if stale.exists() {
         std::fs::remove_file(&stale).map_err(at(&stale))?;
@@ -121,6 +126,16 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
     })
 }
 
+/// Mode of the folders supervise writes through the operator's group.
+pub const SUPERVISE_DIR_MODE: u32 = 0o775;
+
+/// `dir` in the operator's group (a setgid parent may have given it another) and group-writable.
+fn share_with_supervise(dir: &Path) -> Result<(), StageError> {
+    std::os::unix::fs::chown(dir, None, Some(nix::unistd::getgid().as_raw())).map_err(at(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(SUPERVISE_DIR_MODE))
+        .map_err(at(dir))
+}
+
 /// (Re)write the three current-config files: what the agent may read about its own bottle.
 pub fn write_current_config(plan: &BottlePlan, dir: &Path) -> Result<(), StageError> {
     let mut allowlist = plan.allowlist.join("\n");
@@ -152,6 +167,26 @@ mod tests {
         let stage = prepare(&plan).expect("stage");
         for d in ["proposals", "decisions", "applied"] {
             assert!(stage.queue.join(d).is_dir());
+        }
+        // supervise (another uid, the operator's group) writes proposals and its socket; it only
+        // reads decisions and applied records.
+        use std::os::unix::fs::MetadataExt as _;
+        for (dir, mode) in [
+            (stage.queue.join("proposals"), SUPERVISE_DIR_MODE),
+            (stage.supervise_run.clone(), SUPERVISE_DIR_MODE),
+        ] {
+            let meta = std::fs::metadata(&dir).expect("stat");
+            assert_eq!(meta.mode() & 0o777, mode, "{}", dir.display());
+            assert_eq!(
+                meta.gid(),
+                nix::unistd::getgid().as_raw(),
+                "{}",
+                dir.display()
+            );
+        }
+        for d in ["decisions", "applied"] {
+            let mode = std::fs::metadata(stage.queue.join(d)).expect("stat").mode();
+            assert_eq!(mode & 0o022, 0, "{d} is writable by the operator only");
         }
         let allow =
             std::fs::read_to_string(stage.current_config.join("allowlist")).expect("allowlist");

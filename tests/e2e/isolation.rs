@@ -28,7 +28,7 @@ def connect(target):
         return "open"
     except OSError as e:
         return "closed(%s)" % type(e).__name__
-for t in open("/tmp/targets").read().split():
+for t in open("/var/tmp/targets").read().split():
     print("CONNECT", t, connect(t))
 try:
     socket.getaddrinfo("example.com", 443)
@@ -124,7 +124,7 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
     let bottle = TestBottle::new(
         "iso",
         "env: [E2E_FORWARDED, \"E2E_LITERAL=literal-value\"]\nskills: [probe-skill]\nlimits:\n  pids: 200\n",
-        &["python3", "/tmp/probe.py"],
+        &["python3", "/var/tmp/probe.py"],
     );
     bottle.add_skill("probe-skill", "SKILL.md", "probe skill body");
     let slug = bottle.slug();
@@ -200,11 +200,12 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
     let internal_control = control_probe(&d, &slug, &internal, &targets[2..3]).await;
     eprintln!("engine behaviour, internal network → host gateway: {internal_control}");
 
-    // Hand the agent its targets and its probe, then run it.
+    // Hand the agent its targets and its probe, then run it (not in /tmp: a tmpfs is mounted
+    // there when the agent starts, over whatever the container held).
     let mut tar = tar::Builder::new(Vec::new());
     for (path, data) in [
-        ("tmp/targets", targets.join("\n")),
-        ("tmp/probe.py", PROBE.to_string()),
+        ("var/tmp/targets", targets.join("\n")),
+        ("var/tmp/probe.py", PROBE.to_string()),
     ] {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);

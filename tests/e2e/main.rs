@@ -9,6 +9,7 @@ mod egress;
 mod framework;
 mod image_roots;
 mod isolation;
+mod limits;
 mod remediate;
 mod runtime;
 mod snapshot;

@@ -304,7 +304,7 @@ fn supervise_sidecar(plan: &BottlePlan, image: &str, stage: &Stage) -> SidecarSp
                 true,
             ),
         ],
-        user: Some(operator_user()),
+        user: Some(supervise_user()),
         readiness: Readiness::LogLine("supervise listening".into()),
         ready_timeout: Duration::from_secs(20),
         gates_agent: true,
@@ -484,9 +484,26 @@ pub const PIPELOCK: &str = "pipelock";
 pub const EGRESS_PROXY: &str = "egress-proxy";
 pub const RELAY: &str = "relay";
 
-/// The launcher's own uid:gid: sidecars that write into the operator's state folder run as them.
+/// The launcher's own uid:gid: sidecars that read the operator's 0600 keys run as them.
 pub fn operator_user() -> String {
     format!("{}:{}", nix::unistd::getuid(), nix::unistd::getgid())
+}
+
+/// supervise's uid: neither the agent's (1000, on most machines also the operator's) nor the
+/// operator's. Per-user kernel limits (inotify instances and watches, queued signals, processes)
+/// are counted per uid across the host, so an agent that exhausts its own cannot starve
+/// supervise's watcher. 65532 is the conventional "nonroot" of distroless images.
+pub const SUPERVISE_UID: u32 = 65532;
+
+/// supervise's uid:gid: [`SUPERVISE_UID`] with the operator's gid, the group the launcher gives
+/// the two folders supervise writes (`queue/proposals/`, `run/supervise/`, mode 0775).
+pub fn supervise_user() -> String {
+    let uid = if nix::unistd::getuid().as_raw() == SUPERVISE_UID {
+        SUPERVISE_UID + 1
+    } else {
+        SUPERVISE_UID
+    };
+    format!("{uid}:{}", nix::unistd::getgid())
 }
 
 #[cfg(test)]
@@ -568,7 +585,12 @@ mod tests {
             Some("tcp:egress-proxy:8080")
         );
         for s in &spec.sidecars {
-            assert!(s.user.is_some(), "{} runs as the operator", s.name);
+            assert_eq!(
+                s.user,
+                Some(operator_user()),
+                "{} runs as the operator",
+                s.name
+            );
             if s.name != EGRESS_PROXY {
                 assert!(s.env.iter().all(|(_, v)| v.expose() != TOKEN), "{}", s.name);
             }
@@ -610,6 +632,34 @@ mod tests {
         assert!(
             net.read_only,
             "the agent cannot replace the socket or the CA"
+        );
+    }
+
+    #[test]
+    fn supervise_runs_as_its_own_uid_with_the_operators_group() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let home = Home::new(tmp.path());
+        let bottle = crate::manifest::load(&home, "default").expect("embedded default");
+        let plan = crate::plan::build(&home, bottle, &Default::default(), |_| None);
+        let stage = crate::stage::prepare(&plan).expect("stage");
+        let supervise = supervise_sidecar(&plan, "supervise:1", &stage);
+        let user = supervise.user.expect("a user");
+        let (uid, gid) = user.split_once(':').expect("uid:gid");
+        let uid: u32 = uid.parse().expect("numeric");
+        assert_ne!(
+            uid,
+            crate::image::contract::AGENT_UID,
+            "not the agent's uid"
+        );
+        assert_ne!(
+            uid,
+            nix::unistd::getuid().as_raw(),
+            "not the operator's uid"
+        );
+        assert_eq!(
+            gid,
+            nix::unistd::getgid().to_string(),
+            "the operator's group"
         );
     }
 
