@@ -203,16 +203,20 @@ fn with_label_line(dockerfile: &str, labels: &BTreeMap<String, String>) -> Strin
             .next()
             .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
     });
+    // A FROM continued over several lines ends at the first line that is neither a comment nor
+    // blank (the parser skips those inside a continuation) and does not end in the escape token,
+    // which a `# escape=` directive may have made a backtick.
+    let escape = crate::state::dockerfile::syntax::escape_token(dockerfile);
     let mut out = String::with_capacity(dockerfile.len() + line.len() + 2);
     for (i, l) in lines.iter().enumerate() {
         out.push_str(l);
         out.push('\n');
-        // A FROM continued over several lines ends at the first line without a backslash.
-        if Some(i) >= last_from
+        let t = l.trim();
+        let ends_from = Some(i) >= last_from
             && last_from.is_some()
-            && !l.trim_end().ends_with('\\')
-            && !line.is_empty()
-        {
+            && (Some(i) == last_from || (!t.is_empty() && !t.starts_with('#')))
+            && !crate::state::dockerfile::syntax::continues(l, escape);
+        if ends_from && !line.is_empty() {
             out.push_str(&line);
             out.push('\n');
             line.clear();

@@ -394,3 +394,26 @@ fn context_builder_creates_parents_and_sorts() {
         ]
     );
 }
+
+#[test]
+fn the_label_line_follows_the_last_from_as_the_parser_ends_it() {
+    let labels: BTreeMap<String, String> = [("k".to_owned(), "v".to_owned())].into();
+    let label = "LABEL \"k\"=\"v\"";
+    // A FROM continued with a backslash, a comment inside the continuation.
+    let text = "FROM base \\\n# note\n  AS final\nRUN true\n";
+    assert_eq!(
+        with_label_line(text, &labels),
+        format!("FROM base \\\n# note\n  AS final\n{label}\nRUN true\n")
+    );
+    // Under `# escape=``, the backtick continues the FROM: the label may not land inside it.
+    let text = "# escape=`\nFROM base `\n  AS final\nRUN true\n";
+    assert_eq!(
+        with_label_line(text, &labels),
+        format!("# escape=`\nFROM base `\n  AS final\n{label}\nRUN true\n")
+    );
+    // A plain FROM takes the label on the next line.
+    assert_eq!(
+        with_label_line("FROM a\nFROM b\n", &labels),
+        format!("FROM a\nFROM b\n{label}\n")
+    );
+}
