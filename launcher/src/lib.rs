@@ -13,6 +13,7 @@ pub mod home;
 pub mod image;
 pub mod manifest;
 pub mod plan;
+pub mod prepare;
 pub mod remediate;
 pub mod secret;
 pub mod session;

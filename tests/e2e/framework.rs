@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use claude_bottle::backend::docker::DockerBackend;
-use claude_bottle::backend::{
-    Backend, BackendError, LaunchSpec, PrepareOptions, Readiness, SidecarSpec,
-};
+use claude_bottle::backend::{Backend, BackendError, LaunchSpec, Readiness, SidecarSpec};
 use claude_bottle::home::Home;
+use claude_bottle::prepare::PrepareOptions;
 use claude_bottle::{manifest, plan, session, stage};
 use claude_bottle_e2e::{BASE_IMAGE, TestBottle, assert_clean, docker};
 
@@ -46,24 +45,36 @@ async fn a_failing_sidecar_is_named_with_its_log_and_images_are_reused_until_cha
 
     // Content-hash tags: the second prepare finds every image; a changed Dockerfile builds.
     let plan = load();
-    backend
-        .prepare(&plan, &PrepareOptions::default())
-        .await
-        .expect("prepare");
-    let again = backend
-        .prepare(&plan, &PrepareOptions::default())
-        .await
-        .expect("prepare");
+    claude_bottle::prepare::images(
+        &backend,
+        &bottle.config(),
+        &plan,
+        &PrepareOptions::default(),
+    )
+    .await
+    .expect("prepare");
+    let again = claude_bottle::prepare::images(
+        &backend,
+        &bottle.config(),
+        &plan,
+        &PrepareOptions::default(),
+    )
+    .await
+    .expect("prepare");
     assert!(again.builds.iter().all(|b| !b.built), "{:?}", again.builds);
     std::fs::write(
         bottle.path().join("bottles/Dockerfile"),
         format!("{}RUN true\n", claude_bottle_e2e::TEST_DOCKERFILE),
     )
     .expect("change the Dockerfile");
-    let changed = backend
-        .prepare(&load(), &PrepareOptions::default())
-        .await
-        .expect("prepare");
+    let changed = claude_bottle::prepare::images(
+        &backend,
+        &bottle.config(),
+        &load(),
+        &PrepareOptions::default(),
+    )
+    .await
+    .expect("prepare");
     assert!(
         changed.builds.iter().any(|b| b.built),
         "{:?}",

@@ -11,10 +11,9 @@ use bollard::query_parameters::{
     CreateContainerOptions, StartContainerOptions, UploadToContainerOptions,
 };
 use claude_bottle::backend::docker::{DockerBackend, network_name, sidecar_name, tail_logs};
-use claude_bottle::backend::{
-    Backend, LaunchSpec, NetworkAttachment, PrepareOptions, Readiness, SidecarSpec,
-};
+use claude_bottle::backend::{Backend, LaunchSpec, NetworkAttachment, Readiness, SidecarSpec};
 use claude_bottle::home::Home;
+use claude_bottle::prepare::PrepareOptions;
 use claude_bottle::{manifest, plan, session};
 use claude_bottle_e2e::{BASE_IMAGE, TestBottle, assert_clean, docker};
 
@@ -141,10 +140,14 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
     session::reap_orphans(&backend, &slug)
         .await
         .expect("no leftovers");
-    let prepared = backend
-        .prepare(&plan, &PrepareOptions::default())
-        .await
-        .expect("prepare");
+    let prepared = claude_bottle::prepare::images(
+        &backend,
+        &bottle.config(),
+        &plan,
+        &PrepareOptions::default(),
+    )
+    .await
+    .expect("prepare");
 
     // A service on the egress network, as later sidecars will be, and one on the host.
     let host_listener = TcpListener::bind("0.0.0.0:0").expect("host listener");

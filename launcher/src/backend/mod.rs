@@ -15,7 +15,6 @@ pub use spec::{
     Readiness, SidecarSpec,
 };
 
-use crate::plan::BottlePlan;
 use crate::state::snapshot::{Snapshot, SnapshotError, Store};
 
 /// What `prepare` made ready: the images a launch uses.
@@ -26,7 +25,7 @@ pub struct Prepared {
     /// The image built from the bottle's effective Dockerfile (`agent_image` without the
     /// workspace copy) when that Dockerfile does not end as root: an approved capability's rebuild
     /// continues from it with [`crate::state::dockerfile::ROOT_STEP`] first, which can be built
-    /// ahead ([`Backend::warm_root_step`]).
+    /// ahead ([`crate::prepare::warm_root_step`]).
     pub root_step_base: Option<String>,
     /// The image's default user when it is not root, else `None` (the backend then runs uid 1000).
     pub agent_user: Option<String>,
@@ -43,6 +42,8 @@ pub struct Prepared {
     pub egress: Option<EgressImages>,
     /// Images built during this prepare (tag, steps, steps served from the cache).
     pub builds: Vec<BuildReport>,
+    /// Lines for the operator (the disk bound's warning, what the image contract overrides).
+    pub notes: Vec<String>,
 }
 
 /// The images of the egress chain, and what the agent's trust bundle starts from.
@@ -80,17 +81,72 @@ impl BuildReport {
     }
 }
 
-/// Options of `prepare` that are not part of the bottle.
-#[derive(Debug, Clone, Default)]
-pub struct PrepareOptions {
-    /// `start --cwd DIR`.
-    pub workspace: Option<std::path::PathBuf>,
-    /// Build from this Dockerfile text instead of the bottle's effective one (a candidate with
-    /// an approved capability appended; it becomes the per-bottle Dockerfile only if it builds).
-    pub dockerfile: Option<String>,
-    /// Only the agent's image: a rebuild for an approval keeps the running sidecars and the
-    /// launch's trust bundle, so their images (and the image-roots probe) are skipped.
-    pub agent_only: bool,
+/// What the engine says about itself, for the decisions a plan needs (runtime, disk bound).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineFacts {
+    /// `overlay2`, `fuse-overlayfs`, …
+    pub storage_driver: String,
+    /// The file system under the driver's folder, where the engine says (`xfs`, `extfs`, …).
+    pub backing_fs: Option<String>,
+    /// The container runtimes the engine has registered (`runc`, `runsc`, …).
+    pub runtimes: Vec<String>,
+}
+
+/// What of an image's config the launch uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// The engine's image id (`sha256:…`): what a cached verdict is about.
+    pub id: String,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    /// The config's `User` (empty: root).
+    pub user: String,
+    /// The config's `HOME` variable, if it sets one.
+    pub env_home: Option<String>,
+}
+
+/// Whether a build shows its steps on the operator's terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Shown,
+    /// In the background, while the terminal belongs to the agent.
+    Quiet,
+}
+
+/// The first entry of an archive of one path of an image: what a probe reads of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstEntry {
+    Missing,
+    Entry {
+        kind: EntryKind,
+        uid: u64,
+        gid: u64,
+        size: u64,
+        /// The content of a regular file of at most the limit asked for.
+        data: Option<Vec<u8>>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    HardLink,
+    Special,
+}
+
+impl EntryKind {
+    /// `file`, `folder`, …, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "folder",
+            EntryKind::Symlink => "symlink",
+            EntryKind::HardLink => "hard link",
+            EntryKind::Special => "special file",
+        }
+    }
 }
 
 /// An engine object that belongs to a bottle.
@@ -221,12 +277,57 @@ pub enum BackendError {
 
 /// A place where bottles run.
 pub trait Backend {
-    /// Build (or find cached) the images the plan needs.
-    fn prepare(
+    /// The engine's storage driver and runtimes.
+    fn engine_facts(&self) -> impl Future<Output = Result<EngineFacts, BackendError>> + Send;
+
+    /// The config of image `tag`; `None` when the engine has no such image.
+    fn image_info(
         &self,
-        plan: &BottlePlan,
-        opts: &PrepareOptions,
-    ) -> impl Future<Output = Result<Prepared, BackendError>> + Send;
+        tag: &str,
+    ) -> impl Future<Output = Result<Option<ImageInfo>, BackendError>> + Send;
+
+    /// Build `recipe` (the engine's layer cache applies) and tag it; a failure carries the last
+    /// lines of the build output.
+    fn build_image(
+        &self,
+        recipe: &crate::image::ImageRecipe,
+        progress: Progress,
+    ) -> impl Future<Output = Result<BuildReport, BackendError>> + Send;
+
+    /// Make sure `image` (a third-party reference such as pipelock's) is on the engine: pull it
+    /// when missing. `what` names it in messages.
+    fn pull_image(
+        &self,
+        image: &str,
+        what: &str,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// The first archive entry of each `(path, limit)` of `image` (with a regular file's content
+    /// when it is at most `limit` bytes), read without running the image; probe objects carry
+    /// `labels`. Answers in the order asked.
+    fn first_entries(
+        &self,
+        image: &str,
+        paths: &[(&str, u64)],
+        labels: &[(String, String)],
+    ) -> impl Future<Output = Result<Vec<FirstEntry>, BackendError>> + Send;
+
+    /// The content of regular file `path` of `image` (symlinks followed inside the image, at most
+    /// 4 MiB), `None` when it does not exist; read without running the image.
+    fn read_image_file(
+        &self,
+        image: &str,
+        path: &str,
+        labels: &[(String, String)],
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
+
+    /// Whether a container of `image` can be created with its writable layer bounded to `bytes`.
+    fn accepts_disk_size(
+        &self,
+        image: &str,
+        bytes: u64,
+        labels: &[(String, String)],
+    ) -> impl Future<Output = Result<bool, BackendError>> + Send;
 
     /// Create the volumes, start the sidecars that gate the agent and wait until they are ready,
     /// and create the agent. The agent is started by [`Backend::run_agent`]; the other sidecars
@@ -330,15 +431,6 @@ pub trait Backend {
         slug: &str,
         sidecar: &SidecarSpec,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
-
-    /// Build `image` + [`crate::state::dockerfile::ROOT_STEP`] ahead of any approval, so the
-    /// first approved capability of a bottle whose image ends as another user finds that step in
-    /// the layer cache and builds one step, not two. Runs nothing of any proposal. Returns the
-    /// build's report, or `None` when it was built before.
-    fn warm_root_step(
-        &self,
-        image: &str,
-    ) -> impl Future<Output = Result<Option<BuildReport>, BackendError>> + Send;
 
     /// Objects of `slug` left by an earlier run.
     fn find_orphans(

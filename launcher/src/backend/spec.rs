@@ -545,6 +545,7 @@ mod tests {
                 image_roots: String::new(),
             }),
             builds: vec![],
+            notes: Vec::new(),
         };
         let spec = LaunchSpec::new(&plan, &prepared, &stage, false);
         (tmp, spec)

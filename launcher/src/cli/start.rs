@@ -115,10 +115,7 @@ fn launch(
     }
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let outcome = super::runtime()?.block_on(async {
-        let upstream_ca = config.upstream_ca.clone();
-        let allow_private_cidrs = config.allow_private_cidrs.clone();
-        let snapshot_max_bytes = config.snapshot_max_bytes;
-        let backend = DockerBackend::connect(config).await?;
+        let backend = DockerBackend::connect(config.clone()).await?;
         session::run(
             &backend,
             plan,
@@ -127,9 +124,7 @@ fn launch(
                 tty,
                 resume,
                 tokens,
-                upstream_ca,
-                allow_private_cidrs,
-                snapshot_max_bytes,
+                config,
             },
         )
         .await

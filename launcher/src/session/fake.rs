@@ -7,7 +7,9 @@
 //! crash: dropping the session) lands exactly there, and makes the agent exit.
 //!
 //! Snapshots go through the real [`Store`]: the fake writes a real tar of the agent's files, so
-//! the store's limits, commit and load run as they do against the engine.
+//! the store's limits, commit and load run as they do against the engine. Images are a set of
+//! tags: [`crate::prepare`] runs for real on top (recipes, caches, the image contract), and every
+//! image the fake holds keeps the contract (uid 1000, its home and workspace owned).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,19 +17,26 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::backend::{
-    AgentSpec, Backend, BackendError, BottleStatus, BuildReport, EgressImages, LaunchSpec,
-    Launched, PrepareOptions, Prepared, Removal, Resource, ResourceKind, SidecarSpec,
+    AgentSpec, Backend, BackendError, BottleStatus, BuildReport, EngineFacts, EntryKind,
+    FirstEntry, ImageInfo, LaunchSpec, Launched, Progress, Removal, Resource, ResourceKind,
+    SidecarSpec,
 };
-use crate::plan::BottlePlan;
+use crate::image::ImageRecipe;
 use crate::state::snapshot::{Snapshot, Store};
 
 /// One operation of the [`Backend`] trait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Op {
-    /// `prepare` for a launch.
-    Prepare,
-    /// `prepare` with a candidate Dockerfile (an approval's rebuild).
-    Rebuild,
+    EngineFacts,
+    ImageInfo,
+    /// `build_image` shown on the terminal (a launch's images, an approval's rebuild).
+    Build,
+    /// `build_image` of the first approval's root step, ahead, in the background.
+    WarmRootStep,
+    Pull,
+    FirstEntries,
+    ReadImageFile,
+    AcceptsDiskSize,
     Launch,
     StartSidecars,
     AwaitSidecars,
@@ -40,7 +49,6 @@ pub enum Op {
     SwapIn,
     Restore,
     Reload,
-    WarmRootStep,
     FindOrphans,
     Stop,
     List,
@@ -68,6 +76,8 @@ pub struct State {
     /// The operation that waits, once reached, until released (or a signal or a drop ends it).
     pub hold: Option<Op>,
     released: std::collections::HashSet<Op>,
+    /// The held call waiting now.
+    holding: Option<Op>,
     /// Operations that got past their hold, in order.
     pub finished: Vec<Op>,
     /// Objects an earlier launcher left, with its pid (found by `find_orphans`).
@@ -76,8 +86,10 @@ pub struct State {
     exits: HashMap<String, i64>,
     /// The files the latest snapshot holds.
     pub snapshot_files: Option<String>,
-    /// Rebuilt images, counting up.
-    images: u32,
+    /// What `engine_facts` answers.
+    pub engine: EngineFacts,
+    /// Image tags on the engine, with the Dockerfile each was built from ("" when pulled).
+    pub images: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +120,17 @@ impl Fake {
     /// The next call of `op` waits until [`Fake::release`].
     pub fn hold(&self, op: Op) {
         self.state().hold = Some(op);
+    }
+
+    /// Wait until the call of `op` held by [`Fake::hold`] has arrived.
+    pub async fn held(&self, op: Op) {
+        loop {
+            let notified = self.0.changed.notified();
+            if self.state().holding == Some(op) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Let the held call of `op` go on.
@@ -169,6 +192,7 @@ impl Fake {
             let held = s.hold == Some(op);
             if held {
                 s.hold = None;
+                s.holding = Some(op);
             }
             held
         };
@@ -176,7 +200,15 @@ impl Fake {
         if held {
             loop {
                 let notified = self.0.changed.notified();
-                if self.state().released.remove(&op) {
+                let released = {
+                    let mut s = self.state();
+                    let released = s.released.remove(&op);
+                    if released {
+                        s.holding = None;
+                    }
+                    released
+                };
+                if released {
                     break;
                 }
                 notified.await;
@@ -223,47 +255,98 @@ impl Fake {
 }
 
 impl Backend for Fake {
-    async fn prepare(
+    async fn engine_facts(&self) -> Result<EngineFacts, BackendError> {
+        self.enter(Op::EngineFacts).await?;
+        Ok(self.state().engine.clone())
+    }
+
+    async fn image_info(&self, tag: &str) -> Result<Option<ImageInfo>, BackendError> {
+        self.enter(Op::ImageInfo).await?;
+        Ok(self.state().images.contains_key(tag).then(|| ImageInfo {
+            id: format!("sha256:{}", tag.replace(['/', ':'], "-")),
+            user: "agent".into(),
+            ..ImageInfo::default()
+        }))
+    }
+
+    async fn build_image(
         &self,
-        plan: &BottlePlan,
-        opts: &PrepareOptions,
-    ) -> Result<Prepared, BackendError> {
-        let op = if opts.dockerfile.is_some() {
-            Op::Rebuild
-        } else {
-            Op::Prepare
+        recipe: &ImageRecipe,
+        progress: Progress,
+    ) -> Result<BuildReport, BackendError> {
+        let op = match progress {
+            Progress::Shown => Op::Build,
+            Progress::Quiet => Op::WarmRootStep,
         };
         self.enter(op).await?;
-        let n = {
-            let mut s = self.state();
-            if opts.dockerfile.is_some() {
-                s.images += 1;
-            }
-            s.images
-        };
-        let egress = (crate::chain::needed(plan) && !opts.agent_only).then(|| EgressImages {
-            pipelock: "pipelock:test".into(),
-            egress_proxy: crate::chain::needs_egress_proxy(plan).then(|| "egress-proxy".into()),
-            relay: "relay".into(),
-            image_roots: String::new(),
-        });
-        let agent_image = format!("agent:{n}");
-        Ok(Prepared {
-            agent_image: agent_image.clone(),
-            root_step_base: Some(format!("base:{n}")),
-            agent_user: Some("1000:1000".into()),
-            agent_disk: None,
-            agent_entrypoint: Vec::new(),
-            shim: "/fake/shim".into(),
-            supervise_image: plan.supervise.then(|| "supervise".into()),
-            egress,
-            builds: vec![BuildReport {
-                tag: agent_image,
-                built: true,
-                steps: 3,
-                cached_steps: 2,
-            }],
+        self.state()
+            .images
+            .insert(recipe.tag.clone(), recipe.dockerfile.clone());
+        Ok(BuildReport {
+            tag: recipe.tag.clone(),
+            built: true,
+            steps: 3,
+            cached_steps: 2,
         })
+    }
+
+    async fn pull_image(&self, image: &str, _what: &str) -> Result<(), BackendError> {
+        self.enter(Op::Pull).await?;
+        self.state().images.insert(image.to_owned(), String::new());
+        Ok(())
+    }
+
+    async fn first_entries(
+        &self,
+        _image: &str,
+        paths: &[(&str, u64)],
+        _labels: &[(String, String)],
+    ) -> Result<Vec<FirstEntry>, BackendError> {
+        self.enter(Op::FirstEntries).await?;
+        // An image that keeps the contract: its account files name uid 1000, its folders are owned.
+        let file = |text: &str| FirstEntry::Entry {
+            kind: EntryKind::File,
+            uid: 0,
+            gid: 0,
+            size: text.len() as u64,
+            data: Some(text.as_bytes().to_vec()),
+        };
+        Ok(paths
+            .iter()
+            .map(|(path, _)| match *path {
+                "/etc/passwd" => file(
+                    "root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000::/home/agent:/bin/bash\n",
+                ),
+                "/etc/group" => file("root:x:0:\nagent:x:1000:\n"),
+                _ => FirstEntry::Entry {
+                    kind: EntryKind::Dir,
+                    uid: 1000,
+                    gid: 1000,
+                    size: 0,
+                    data: None,
+                },
+            })
+            .collect())
+    }
+
+    async fn read_image_file(
+        &self,
+        _image: &str,
+        _path: &str,
+        _labels: &[(String, String)],
+    ) -> Result<Option<Vec<u8>>, BackendError> {
+        self.enter(Op::ReadImageFile).await?;
+        Ok(None)
+    }
+
+    async fn accepts_disk_size(
+        &self,
+        _image: &str,
+        _bytes: u64,
+        _labels: &[(String, String)],
+    ) -> Result<bool, BackendError> {
+        self.enter(Op::AcceptsDiskSize).await?;
+        Ok(true)
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, BackendError> {
@@ -466,11 +549,6 @@ impl Backend for Fake {
         _sidecar: &SidecarSpec,
     ) -> Result<(), BackendError> {
         self.enter(Op::Reload).await
-    }
-
-    async fn warm_root_step(&self, _image: &str) -> Result<Option<BuildReport>, BackendError> {
-        self.enter(Op::WarmRootStep).await?;
-        Ok(None)
     }
 
     async fn find_orphans(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {

@@ -18,9 +18,10 @@ use tokio::task::JoinSet;
 
 use super::{Console, Outcome, SessionError, SessionOptions, Signals, Terminal, keep};
 use crate::backend::{
-    AgentSpec, Backend, BackendError, LaunchSpec, Launched, PrepareOptions, Prepared, SidecarSpec,
+    AgentSpec, Backend, BackendError, LaunchSpec, Launched, Prepared, SidecarSpec,
 };
 use crate::plan::BottlePlan;
+use crate::prepare::{self, PrepareOptions};
 use crate::remediate::{self, Action, Approval, Decisions};
 use crate::stage::{self, Stage};
 use crate::state::snapshot::Store;
@@ -257,8 +258,11 @@ where
                         dockerfile: Some(candidate.clone()),
                         agent_only: false,
                     };
-                    let built =
-                        step(&mut self.signals, self.backend.prepare(&self.plan, &opts)).await?;
+                    let built = step(
+                        &mut self.signals,
+                        prepare::images(&self.backend, &self.opts.config, &self.plan, &opts),
+                    )
+                    .await?;
                     match self.adopt(&id, &candidate, built) {
                         Ok((prepared, built)) => Applied::ok(
                             id,
@@ -287,7 +291,14 @@ where
             dockerfile: None,
             agent_only: false,
         };
-        let prepared = step(&mut self.signals, self.backend.prepare(&self.plan, &opts)).await??;
+        let prepared = step(
+            &mut self.signals,
+            prepare::images(&self.backend, &self.opts.config, &self.plan, &opts),
+        )
+        .await??;
+        for note in &prepared.notes {
+            self.console.note(note);
+        }
         let mut stage = stage::prepare(&self.plan).map_err(stage_err)?;
         if let Some(images) = &prepared.egress {
             let tokens = match &self.opts.tokens {
@@ -299,8 +310,8 @@ where
             let staged = crate::chain::stage(
                 &self.plan,
                 &tokens,
-                self.opts.upstream_ca.as_deref(),
-                &self.opts.allow_private_cidrs,
+                self.opts.config.upstream_ca.as_deref(),
+                &self.opts.config.allow_private_cidrs,
                 &images.image_roots,
             )
             .map_err(stage_err)?;
@@ -533,7 +544,7 @@ where
         let backend = self.backend.clone();
         self.tasks.spawn(async move {
             let t = std::time::Instant::now();
-            match backend.warm_root_step(&image).await {
+            match prepare::warm_root_step(&backend, &image).await {
                 Ok(Some(_)) => tracing::info!(
                     image,
                     ms = t.elapsed().as_millis(),
@@ -695,9 +706,10 @@ where
             agent_only: true,
         };
         let tx = self.events_tx.clone();
+        let config = self.opts.config.clone();
         self.tasks.spawn(async move {
             let t = std::time::Instant::now();
-            let result = backend.prepare(&plan, &opts).await;
+            let result = prepare::images(&backend, &config, &plan, &opts).await;
             tracing::info!(id = %approval.proposal.id, ms = t.elapsed().as_millis(), "rebuild finished");
             let _ = tx
                 .send(Event::Rebuilt(Box::new(Rebuilt {
@@ -727,6 +739,12 @@ where
                 audit::now(),
             ));
             return Ok(());
+        }
+        if let Ok(prepared) = &result {
+            // The agent holds the terminal; the approval's record tells the outcome.
+            for note in &prepared.notes {
+                tracing::info!(note = %note, "rebuild");
+            }
         }
         let (prepared, built) = match self.adopt(&id, candidate, result) {
             Ok(adopted) => adopted,

@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 pub use console::{Captured, Console, Terminal};
 
 use crate::backend::{Backend, BackendError, Launched, Removal, Resource, ResourceKind};
+use crate::config::Config;
 use crate::plan::BottlePlan;
 use crate::state::snapshot::Store;
 
@@ -72,7 +73,7 @@ pub enum SessionError {
 }
 
 /// Options of one session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
     pub workspace: Option<PathBuf>,
     /// Attach the operator's terminal (raw TTY) rather than stream output.
@@ -81,26 +82,9 @@ pub struct SessionOptions {
     pub resume: bool,
     /// The egress-proxy's token slots, resolved on the host before anything was created.
     pub tokens: Option<crate::egress::ResolvedTokens>,
-    /// Extra roots pipelock trusts upstream (`upstream_ca` in config.toml).
-    pub upstream_ca: Option<PathBuf>,
-    /// Private ranges pipelock may reach (`allow_private_cidrs` in config.toml).
-    pub allow_private_cidrs: Vec<String>,
-    /// The largest snapshot (`snapshot_max_bytes` in config.toml).
-    pub snapshot_max_bytes: u64,
-}
-
-impl Default for SessionOptions {
-    fn default() -> Self {
-        Self {
-            workspace: None,
-            tty: false,
-            resume: false,
-            tokens: None,
-            upstream_ca: None,
-            allow_private_cidrs: Vec::new(),
-            snapshot_max_bytes: crate::state::snapshot::DEFAULT_MAX_BYTES,
-        }
-    }
+    /// The operator's config.toml: images, binaries, `upstream_ca`, `allow_private_cidrs`,
+    /// `snapshot_max_bytes`.
+    pub config: Config,
 }
 
 /// Remove what an earlier, dead launcher left of `slug`; refuse when its launcher still runs.
@@ -196,7 +180,7 @@ where
     B: Backend + Clone + Send + Sync + 'static,
 {
     let mut signals = signals;
-    let store = Store::new(&plan.state_dir, opts.snapshot_max_bytes);
+    let store = Store::new(&plan.state_dir, opts.config.snapshot_max_bytes);
     // Nothing of this session exists yet: a signal here needs no teardown (and an error here must
     // not have one: the leftovers may belong to a launcher that still runs).
     let before = async {

@@ -55,10 +55,37 @@ impl Bottle {
         let tokens = crate::egress::EgressRoutes::from_routes(&self.plan.routes)
             .resolve(|_| Some("sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789".into()))
             .expect("tokens");
+        // The static binaries the sidecar images are made of: an ELF header is all `prepare`
+        // reads of them.
+        let bin = self._home.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin");
+        for name in ["claude-bottle-shim", "claude-bottle-supervise"] {
+            let mut elf = b"\x7fELF\x02\x01".to_vec();
+            elf.resize(64, 0);
+            elf.extend_from_slice(name.as_bytes());
+            std::fs::write(bin.join(name), elf).expect("binary");
+        }
         SessionOptions {
             tokens: Some(tokens),
+            config: crate::config::Config {
+                bin_dir: Some(bin),
+                ..crate::config::Config::default()
+            },
             ..SessionOptions::default()
         }
+    }
+
+    /// The image the agent was built as for `id`'s capability, from the fake's images.
+    fn image_with(&self, package: &str) -> String {
+        let s = self.fake.state();
+        let found: Vec<&String> = s
+            .images
+            .iter()
+            .filter(|(tag, dockerfile)| dockerfile.contains(package) && !tag.ends_with("-root"))
+            .map(|(tag, _)| tag)
+            .collect();
+        assert_eq!(found.len(), 1, "one image with {package}: {found:?}");
+        found[0].clone()
     }
 
     /// Start a session in its own task; the sender delivers signals to it.
@@ -189,16 +216,17 @@ async fn an_approved_capability_rebuilds_and_swaps_the_agent_with_its_files() {
     b.approve("1-cap", capability("ripgrep"));
     let applied = b.applied_soon("1-cap").await;
     assert_eq!(applied.outcome, AppliedOutcome::Ok, "{}", applied.detail);
+    let image = b.image_with("ripgrep");
     assert!(
-        applied
-            .detail
-            .contains("rebuilt as agent:1 (3 steps, 2 cached); agent resumed"),
+        applied.detail.contains(&format!(
+            "rebuilt as {image} (3 steps, 2 cached); agent resumed"
+        )),
         "{}",
         applied.detail
     );
     within(b.fake.reached(Op::RunAgent, 2)).await;
     let agent = b.agent();
-    assert_eq!(agent.image, "agent:1");
+    assert_eq!(agent.image, image);
     assert_eq!(
         agent.files, "work in progress",
         "the successor has the agent's files"
@@ -206,9 +234,9 @@ async fn an_approved_capability_rebuilds_and_swaps_the_agent_with_its_files() {
     let dockerfile = b.per_bottle_dockerfile().expect("per-bottle Dockerfile");
     assert!(dockerfile.contains("ripgrep"), "{dockerfile}");
     assert!(
-        b.seen
-            .text()
-            .contains("capability 1-cap applied: agent rebuilt as agent:1, session resumed"),
+        b.seen.text().contains(&format!(
+            "capability 1-cap applied: agent rebuilt as {image}, session resumed"
+        )),
         "{}",
         b.seen.text()
     );
@@ -222,8 +250,7 @@ async fn an_approved_capability_rebuilds_and_swaps_the_agent_with_its_files() {
 async fn a_failed_rebuild_is_recorded_and_the_agent_runs_on() {
     let b = Bottle::new();
     let r = running(&b, b.opts()).await;
-    b.fake
-        .fail(Op::Rebuild, "E: Unable to locate package nosuch");
+    b.fake.fail(Op::Build, "E: Unable to locate package nosuch");
     b.approve("1-cap", capability("nosuch"));
     let applied = b.applied_soon("1-cap").await;
     assert_eq!(applied.outcome, AppliedOutcome::Failed);
@@ -262,7 +289,7 @@ async fn capabilities_approved_together_are_built_in_turn_each_on_the_last() {
     );
     within(b.fake.reached(Op::RunAgent, 3)).await;
     assert_eq!(b.fake.count(Op::SwapIn), 2);
-    assert_eq!(b.agent().image, "agent:2");
+    assert_eq!(b.agent().image, b.image_with("jq"));
     b.fake.exit_agent(b.slug(), 0);
     assert_eq!(r.outcome().await.expect("session"), Outcome::Exited(0));
 }
@@ -320,7 +347,7 @@ async fn an_approval_of_a_replaced_proposal_is_refused_and_said() {
     let applied = b.applied_soon("1-cap").await;
     assert_eq!(applied.outcome, AppliedOutcome::Failed);
     assert!(applied.detail.starts_with("refused, nothing applied"));
-    assert_eq!(b.fake.count(Op::Rebuild), 0);
+    assert_eq!(b.fake.count(Op::StopAgent), 0);
     assert!(b.seen.text().contains("refused to apply 1-cap"));
     // A hand-written decision is audited by the launcher.
     let audited = audit::read(&b.plan.state_dir).expect("audit");
@@ -344,21 +371,16 @@ async fn approvals_made_while_no_launcher_ran_apply_before_launch() {
         AppliedOutcome::Ok
     );
     let text = b.seen.text();
+    let image = b.image_with("ripgrep");
     assert!(
-        text.contains("applied 1-cap before launch: rebuilt as agent:1"),
+        text.contains(&format!("applied 1-cap before launch: rebuilt as {image}")),
         "{text}"
     );
     assert!(text.contains("applied 2-host before launch"), "{text}");
     // Nothing to swap: the launch uses the rebuilt image.
     assert_eq!(b.fake.count(Op::SwapIn), 0);
     assert_eq!(b.fake.count(Op::Reload), 0);
-    let calls = b.fake.state().calls.clone();
-    let rebuild = calls
-        .iter()
-        .position(|c| *c == Op::Rebuild)
-        .expect("rebuild");
-    let launch = calls.iter().position(|c| *c == Op::Launch).expect("launch");
-    assert!(rebuild < launch, "{calls:?}");
+    assert_eq!(b.agent().image, image, "launched from the rebuilt image");
     b.fake.exit_agent(b.slug(), 0);
     r.outcome().await.expect("session");
 }
@@ -380,10 +402,10 @@ async fn a_chain_that_fails_during_a_swap_ends_the_session_after_it() {
     let b = Bottle::new();
     b.fake.hold(Op::AwaitSidecars);
     let r = b.start(b.opts());
-    within(b.fake.reached(Op::AwaitSidecars, 1)).await;
+    within(b.fake.held(Op::AwaitSidecars)).await;
     b.fake.hold(Op::SwapIn);
     b.approve("1-cap", capability("ripgrep"));
-    within(b.fake.reached(Op::SwapIn, 1)).await;
+    within(b.fake.held(Op::SwapIn)).await;
     b.fake.fail(Op::AwaitSidecars, "pipelock exited (code 1)");
     b.fake.release(Op::AwaitSidecars);
     within(b.fake.finished(Op::AwaitSidecars)).await;
@@ -404,10 +426,10 @@ async fn a_chain_that_fails_while_a_rebuilt_agent_waits_drops_the_swap() {
     let b = Bottle::new();
     b.fake.hold(Op::AwaitSidecars);
     let r = b.start(b.opts());
-    within(b.fake.reached(Op::AwaitSidecars, 1)).await;
+    within(b.fake.held(Op::AwaitSidecars)).await;
     b.fake.hold(Op::StopAgent);
     b.approve("1-cap", capability("ripgrep"));
-    within(b.fake.reached(Op::StopAgent, 1)).await;
+    within(b.fake.held(Op::StopAgent)).await;
     b.fake.fail(Op::AwaitSidecars, "pipelock exited (code 1)");
     b.fake.release(Op::AwaitSidecars);
     within(b.fake.finished(Op::AwaitSidecars)).await;
@@ -510,9 +532,9 @@ async fn an_agent_that_cannot_be_stopped_for_its_successor_runs_on() {
 async fn an_agent_that_ends_during_a_rebuild_ends_the_session_and_the_approval_waits() {
     let b = Bottle::new();
     let r = running(&b, b.opts()).await;
-    b.fake.hold(Op::Rebuild);
+    b.fake.hold(Op::Build);
     b.approve("1-cap", capability("ripgrep"));
-    within(b.fake.reached(Op::Rebuild, 1)).await;
+    within(b.fake.held(Op::Build)).await;
     b.fake.exit_agent(b.slug(), 0);
     assert_eq!(r.outcome().await.expect("session"), Outcome::Exited(0));
     assert_eq!(b.applied("1-cap"), None, "applied at the next start");
@@ -579,25 +601,31 @@ async fn a_signal_at_any_step_removes_the_bottle_and_saves_what_the_agent_did() 
     // (the step held, whether the test approves a capability to get there)
     let steps = [
         (Op::KeptAgent, false),
-        (Op::Prepare, false),
+        (Op::EngineFacts, false),
+        (Op::Build, false),
+        (Op::FirstEntries, false),
+        (Op::Pull, false),
         (Op::Launch, false),
         (Op::RunAgent, false),
         (Op::StartSidecars, false),
         (Op::AwaitSidecars, false),
-        (Op::Rebuild, true),
+        (Op::Build, true),
         (Op::StopAgent, true),
         (Op::CreateSuccessor, true),
         (Op::SwapIn, true),
     ];
     for (op, approve) in steps {
         let b = Bottle::new();
-        b.fake.hold(op);
-        let r = b.start(b.opts());
-        if approve {
-            within(b.fake.reached(Op::AwaitSidecars, 1)).await;
+        let r = if approve {
+            let r = running(&b, b.opts()).await;
+            b.fake.hold(op);
             b.approve("1-cap", capability("ripgrep"));
-        }
-        within(b.fake.reached(op, 1)).await;
+            r
+        } else {
+            b.fake.hold(op);
+            b.start(b.opts())
+        };
+        within(b.fake.held(op)).await;
         r.signals.send(2).expect("signal");
         let outcome = r.outcome().await;
         assert!(
@@ -609,7 +637,7 @@ async fn a_signal_at_any_step_removes_the_bottle_and_saves_what_the_agent_did() 
             "{op:?}: left {:?}",
             b.fake.containers()
         );
-        let launched = b.fake.count(Op::Launch) > 0 && op != Op::Launch;
+        let launched = b.fake.state().finished.contains(&Op::Launch);
         assert_eq!(
             b.fake.count(Op::Snapshot) > 0,
             launched,
@@ -637,7 +665,7 @@ async fn a_signal_whose_snapshot_fails_keeps_the_agent_and_the_exit_code_stands(
 #[tokio::test]
 async fn a_crash_between_any_two_steps_of_an_approval_is_repaired_at_the_next_start() {
     for op in [
-        Op::Rebuild,
+        Op::Build,
         Op::StopAgent,
         Op::Snapshot,
         Op::CreateSuccessor,
@@ -647,7 +675,7 @@ async fn a_crash_between_any_two_steps_of_an_approval_is_repaired_at_the_next_st
         let r = running(&b, b.opts()).await;
         b.fake.hold(op);
         b.approve("1-cap", capability("ripgrep"));
-        within(b.fake.reached(op, 1)).await;
+        within(b.fake.held(op)).await;
         r.task.abort();
         let _ = r.task.await;
         let r = running(&b, b.opts()).await;
@@ -667,5 +695,159 @@ async fn a_crash_between_any_two_steps_of_an_approval_is_repaired_at_the_next_st
         b.fake.exit_agent(b.slug(), 0);
         r.outcome().await.expect("session");
         assert!(b.fake.containers().is_empty(), "{op:?}");
+    }
+}
+
+/// [`crate::prepare::images`] on the fake: what it asks the engine, and what it decides.
+mod prepare {
+    use super::*;
+    use crate::backend::{BackendError, EngineFacts};
+    use crate::config::DiskLimit;
+    use crate::prepare::{PrepareOptions, images};
+
+    #[tokio::test]
+    async fn a_warm_start_builds_nothing_and_creates_no_probe() {
+        let b = Bottle::new();
+        let opts = b.opts();
+        let first = images(&b.fake, &opts.config, &b.plan, &PrepareOptions::default())
+            .await
+            .expect("prepare");
+        assert!(first.builds.iter().any(|r| r.built));
+        let probes = (
+            b.fake.count(Op::FirstEntries),
+            b.fake.count(Op::ReadImageFile),
+        );
+        assert_eq!(
+            probes,
+            (1, 1),
+            "the contract and the trust roots are probed once"
+        );
+        let again = images(&b.fake, &opts.config, &b.plan, &PrepareOptions::default())
+            .await
+            .expect("prepare");
+        assert!(again.builds.iter().all(|r| !r.built), "{:?}", again.builds);
+        assert_eq!(
+            (
+                b.fake.count(Op::FirstEntries),
+                b.fake.count(Op::ReadImageFile)
+            ),
+            probes,
+            "cached in the state folder"
+        );
+        assert_eq!(again.agent_image, first.agent_image);
+        assert!(again.supervise_image.is_some() && again.egress.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_for_an_approval_builds_only_the_agent() {
+        let b = Bottle::new();
+        let opts = b.opts();
+        images(&b.fake, &opts.config, &b.plan, &PrepareOptions::default())
+            .await
+            .expect("prepare");
+        let builds = b.fake.count(Op::Build);
+        let rebuilt = images(
+            &b.fake,
+            &opts.config,
+            &b.plan,
+            &PrepareOptions {
+                dockerfile: Some(format!(
+                    "{}RUN true\n",
+                    crate::image::DEFAULT_AGENT_DOCKERFILE
+                )),
+                agent_only: true,
+                ..PrepareOptions::default()
+            },
+        )
+        .await
+        .expect("rebuild");
+        assert_eq!(b.fake.count(Op::Build), builds + 1, "the agent image alone");
+        assert!(rebuilt.supervise_image.is_none() && rebuilt.egress.is_none());
+        assert_eq!(b.fake.count(Op::Pull), 1, "pipelock is not asked for again");
+    }
+
+    #[tokio::test]
+    async fn a_runtime_the_engine_lacks_is_refused_naming_what_it_has() {
+        let mut b = Bottle::new();
+        b.plan.runtime = crate::manifest::Runtime::Runsc;
+        b.fake.state().engine.runtimes = vec!["runc".into(), "io.containerd.runc.v2".into()];
+        let err = images(
+            &b.fake,
+            &b.opts().config,
+            &b.plan,
+            &PrepareOptions::default(),
+        )
+        .await
+        .expect_err("no runsc");
+        assert!(
+            matches!(&err, BackendError::RuntimeMissing { available, .. } if available == "io.containerd.runc.v2, runc"),
+            "{err}"
+        );
+        assert_eq!(
+            b.fake.count(Op::Build),
+            0,
+            "refused before anything is built"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_driver_that_cannot_bound_the_disk_warns_or_refuses_as_the_operator_asked() {
+        let mut b = Bottle::new();
+        b.fake.state().engine = EngineFacts {
+            storage_driver: "fuse-overlayfs".into(),
+            backing_fs: None,
+            runtimes: vec!["runc".into()],
+        };
+        let prepared = images(
+            &b.fake,
+            &b.opts().config,
+            &b.plan,
+            &PrepareOptions::default(),
+        )
+        .await
+        .expect("the default bound only warns");
+        assert_eq!(prepared.agent_disk, None);
+        assert!(
+            prepared
+                .notes
+                .iter()
+                .any(|n| n.contains("fuse-overlayfs cannot bound")),
+            "{:?}",
+            prepared.notes
+        );
+        b.plan.limits.disk = DiskLimit::Bytes {
+            bytes: 2 << 30,
+            explicit: true,
+        };
+        let err = images(
+            &b.fake,
+            &b.opts().config,
+            &b.plan,
+            &PrepareOptions::default(),
+        )
+        .await
+        .expect_err("an explicit bound refuses");
+        assert!(err.to_string().contains("to 2 GiB"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_driver_that_takes_the_size_bounds_the_agent() {
+        let b = Bottle::new();
+        b.fake.state().engine = EngineFacts {
+            storage_driver: "overlay2".into(),
+            backing_fs: Some("xfs".into()),
+            runtimes: vec!["runc".into()],
+        };
+        let prepared = images(
+            &b.fake,
+            &b.opts().config,
+            &b.plan,
+            &PrepareOptions::default(),
+        )
+        .await
+        .expect("prepare");
+        assert_eq!(b.fake.count(Op::AcceptsDiskSize), 1);
+        assert!(prepared.agent_disk.is_some());
+        assert!(prepared.notes.is_empty(), "{:?}", prepared.notes);
     }
 }

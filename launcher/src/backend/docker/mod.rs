@@ -3,10 +3,9 @@
 mod archive;
 mod attach;
 mod containers;
-mod contract;
 mod disk;
 mod images;
-mod prepare;
+mod probe;
 mod resources;
 
 use bollard::Docker;
@@ -19,14 +18,12 @@ pub use images::{build as build_image, ensure as ensure_image, exists as image_e
 pub use resources::network_name;
 
 use super::{
-    AgentSpec, Backend, BackendError, BottleStatus, BuildReport, LaunchSpec, Launched,
-    PrepareOptions, Prepared, Removal, Resource,
+    AgentSpec, Backend, BackendError, BottleStatus, BuildReport, EngineFacts, FirstEntry,
+    ImageInfo, LaunchSpec, Launched, Progress, Removal, Resource,
 };
 use crate::backend::SidecarSpec;
 use crate::config::Config;
-use crate::image;
-use crate::manifest::Runtime;
-use crate::plan::BottlePlan;
+use crate::image::ImageRecipe;
 use crate::state::snapshot::{Snapshot, Store};
 
 /// A connection to one Docker engine.
@@ -86,38 +83,8 @@ impl DockerBackend {
     pub fn config(&self) -> &Config {
         &self.config
     }
-
-    /// Fail before creating anything when the bottle asks for a runtime the engine lacks.
-    pub async fn check_runtime(&self, slug: &str, runtime: Runtime) -> Result<(), BackendError> {
-        if runtime == Runtime::Runc {
-            return Ok(());
-        }
-        let info = self
-            .docker
-            .info()
-            .await
-            .map_err(|e| engine_err("query", "engine info", e))?;
-        let runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
-        if runtimes.iter().any(|r| r == runtime.as_str()) {
-            return Ok(());
-        }
-        let mut available = runtimes;
-        available.sort();
-        Err(BackendError::RuntimeMissing {
-            slug: slug.to_string(),
-            available: available.join(", "),
-        })
-    }
-
-    fn image_err(slug: &str, e: impl std::fmt::Display) -> BackendError {
-        BackendError::Image {
-            slug: slug.to_string(),
-            detail: e.to_string(),
-        }
-    }
 }
 
-/// Sidecars that gate the agent (started before it) or come up beside it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Gating {
     Gates,
@@ -131,13 +98,96 @@ fn networked(spec: &LaunchSpec, kind: Gating) -> bool {
         .any(|s| s.gates_agent == (kind == Gating::Gates) && !s.networks.is_empty())
 }
 
+fn label_map(labels: &[(String, String)]) -> std::collections::HashMap<String, String> {
+    labels.iter().cloned().collect()
+}
+
 impl Backend for DockerBackend {
-    async fn prepare(
+    async fn engine_facts(&self) -> Result<EngineFacts, BackendError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| engine_err("query", "engine info", e))?;
+        let backing_fs = info
+            .driver_status
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|kv| match kv.as_slice() {
+                [k, v] if k == "Backing Filesystem" => Some(v.clone()),
+                _ => None,
+            });
+        Ok(EngineFacts {
+            storage_driver: info.driver.unwrap_or_default(),
+            backing_fs,
+            runtimes: info.runtimes.unwrap_or_default().into_keys().collect(),
+        })
+    }
+
+    async fn image_info(&self, tag: &str) -> Result<Option<ImageInfo>, BackendError> {
+        let img = match self.docker.inspect_image(tag).await {
+            Ok(img) => img,
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Ok(None),
+            Err(e) => return Err(engine_err("inspect image", tag, e)),
+        };
+        let cfg = img.config.unwrap_or_default();
+        let env_home = cfg
+            .env
+            .unwrap_or_default()
+            .into_iter()
+            .rev()
+            .find_map(|kv| kv.strip_prefix("HOME=").map(str::to_owned));
+        Ok(Some(ImageInfo {
+            id: img.id.unwrap_or_else(|| tag.to_owned()),
+            entrypoint: cfg.entrypoint.unwrap_or_default(),
+            cmd: cfg.cmd.unwrap_or_default(),
+            user: cfg.user.unwrap_or_default(),
+            env_home,
+        }))
+    }
+
+    async fn build_image(
         &self,
-        plan: &BottlePlan,
-        opts: &PrepareOptions,
-    ) -> Result<Prepared, BackendError> {
-        self.prepare_images(plan, opts).await
+        recipe: &ImageRecipe,
+        progress: Progress,
+    ) -> Result<BuildReport, BackendError> {
+        match progress {
+            Progress::Shown => images::build(&self.docker, recipe).await,
+            Progress::Quiet => images::build_quiet(&self.docker, recipe).await,
+        }
+    }
+
+    async fn pull_image(&self, image: &str, what: &str) -> Result<(), BackendError> {
+        images::ensure_pulled(&self.docker, image, what).await
+    }
+
+    async fn first_entries(
+        &self,
+        image: &str,
+        paths: &[(&str, u64)],
+        labels: &[(String, String)],
+    ) -> Result<Vec<FirstEntry>, BackendError> {
+        probe::first_entries(&self.docker, image, paths, label_map(labels)).await
+    }
+
+    async fn read_image_file(
+        &self,
+        image: &str,
+        path: &str,
+        labels: &[(String, String)],
+    ) -> Result<Option<Vec<u8>>, BackendError> {
+        archive::read_image_file(&self.docker, image, path, label_map(labels)).await
+    }
+
+    async fn accepts_disk_size(
+        &self,
+        image: &str,
+        bytes: u64,
+        labels: &[(String, String)],
+    ) -> Result<bool, BackendError> {
+        self.takes_size(image, bytes, label_map(labels)).await
     }
 
     async fn launch(&self, spec: &LaunchSpec) -> Result<Launched, BackendError> {
@@ -310,25 +360,6 @@ impl Backend for DockerBackend {
         let name = sidecar_name(slug, &sidecar.name);
         containers::wait_ready(&self.docker, slug, sidecar, &name).await?;
         containers::signal(&self.docker, &name, "SIGHUP").await
-    }
-
-    async fn warm_root_step(&self, image: &str) -> Result<Option<BuildReport>, BackendError> {
-        let tag = format!("{image}-root");
-        if images::exists(&self.docker, &tag).await? {
-            return Ok(None);
-        }
-        // Exactly the step a candidate Dockerfile has after the image's own steps: no LABEL line
-        // and no build arguments, which would make the engine's cache see another step. The
-        // image inherits the bottle's labels, so it is listed with the bottle's images.
-        let recipe = image::raw_recipe(
-            tag.clone(),
-            format!("FROM {image}\n{}\n", crate::state::dockerfile::ROOT_STEP),
-        )
-        .map_err(|e| BackendError::Build {
-            tag,
-            detail: e.to_string(),
-        })?;
-        images::build_quiet(&self.docker, &recipe).await.map(Some)
     }
 
     async fn find_orphans(&self, slug: &str) -> Result<Vec<Resource>, BackendError> {
