@@ -72,12 +72,28 @@ pub enum ChainError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "upstream_ca {path}: {problem}\nhint: point upstream_ca in config.toml (or $CLAUDE_BOTTLE_UPSTREAM_CA) at a PEM file of CA certificates"
-    )]
+    #[error("upstream_ca {path}: {problem}")]
     UpstreamCa { path: PathBuf, problem: String },
     #[error(transparent)]
     Atomic(#[from] crate::state::atomic::AtomicError),
+}
+
+impl crate::error::Diagnose for ChainError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            // An operator mistake, like an invalid config.toml.
+            ChainError::UpstreamCa { .. } => crate::error::Kind::Environment,
+            ChainError::Tls(_) | ChainError::Io { .. } | ChainError::Atomic(_) => {
+                crate::error::Kind::Internal
+            }
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        matches!(self, ChainError::UpstreamCa { .. }).then(|| {
+            "point upstream_ca in config.toml (or $CLAUDE_BOTTLE_UPSTREAM_CA) at a PEM file of CA certificates".into()
+        })
+    }
 }
 
 fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ChainError + '_ {
@@ -365,7 +381,14 @@ mod tests {
         std::fs::write(&bad, "not a certificate").expect("write");
         let err = stage(&plan, &tokens, Some(&bad), &[], "").expect_err("bad CA");
         let text = err.to_string();
-        assert!(text.contains("bad.pem") && text.contains("hint:"), "{text}");
+        assert!(text.contains("bad.pem"), "{text}");
+        // An operator mistake, like an invalid config.toml: exit 2, with the hint as a field.
+        let err = crate::error::Error::from(err);
+        assert_eq!(err.kind().code(), 2);
+        assert!(
+            err.hint().is_some_and(|h| h.contains("upstream_ca")),
+            "{err}"
+        );
         let missing = stage(&plan, &tokens, Some(&tmp.path().join("nope.pem")), &[], "")
             .expect_err("missing CA");
         assert!(missing.to_string().contains("nope.pem"), "{missing}");

@@ -172,9 +172,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "failed to parse {path}:{line}: {message}\nhint: see docs/images.md for the keys config.toml accepts"
-    )]
+    #[error("failed to parse {path}:{line}: {message}")]
     Parse {
         path: PathBuf,
         line: usize,
@@ -184,14 +182,38 @@ pub enum ConfigError {
     Invalid(ConfigIssues),
     #[error("failed to use ${name}: {problem}")]
     Env { name: &'static str, problem: String },
-    #[error("failed to find {name}: looked in {tried}\nhint: {hint}")]
+    #[error("failed to find {name}: looked in {tried}")]
     BinaryNotFound {
         name: String,
         tried: String,
         hint: &'static str,
     },
-    #[error("failed to locate the running executable: {0}\nhint: set ${ENV_BIN_DIR}")]
+    #[error("failed to locate the running executable: {0}")]
     CurrentExe(#[source] std::io::Error),
+}
+
+impl crate::error::Diagnose for ConfigError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            ConfigError::Read { .. }
+            | ConfigError::Parse { .. }
+            | ConfigError::Invalid(_)
+            | ConfigError::Env { .. } => crate::error::Kind::Usage,
+            ConfigError::BinaryNotFound { .. } => crate::error::Kind::Environment,
+            ConfigError::CurrentExe(_) => crate::error::Kind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::Parse { .. } => {
+                Some("see docs/images.md for the keys config.toml accepts".into())
+            }
+            ConfigError::BinaryNotFound { hint, .. } => Some((*hint).to_owned()),
+            ConfigError::CurrentExe(_) => Some(format!("set ${ENV_BIN_DIR}")),
+            _ => None,
+        }
+    }
 }
 
 /// The file as written: every key optional, unknown keys fatal.

@@ -8,6 +8,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod egress;
+pub mod error;
 pub mod exit;
 pub mod home;
 pub mod image;

@@ -54,6 +54,12 @@ pub enum StageError {
     Fs(#[from] AtomicError),
 }
 
+impl crate::error::Diagnose for StageError {
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Internal
+    }
+}
+
 fn at(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
     move |source| StageError::Io {
         path: path.to_path_buf(),

@@ -153,7 +153,7 @@ async fn stop_removes_a_running_bottle_and_list_shows_it_before() {
         .output()
         .expect("second start");
     let again_err = String::from_utf8_lossy(&again.stderr);
-    assert_eq!(again.status.code(), Some(1), "{again_err}");
+    assert_eq!(again.status.code(), Some(2), "{again_err}");
     assert!(again_err.contains("is already running"), "{again_err}");
 
     let out = bottle

@@ -69,7 +69,7 @@ async fn a_disk_bound_the_driver_cannot_give_is_warned_about_or_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     if let DriverSupport::No { .. } = &support {
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
         for want in [
             "failed to bound the disk use",
             "to 2 GiB",

@@ -31,7 +31,7 @@ async fn an_oversized_trust_bundle_in_the_image_is_refused() {
         .output()
         .expect("start");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     for want in [
         "failed to read /etc/ssl/certs/ca-certificates.crt out of image",
         "it is 67108864 bytes, more than the 4194304 a trust bundle may be",

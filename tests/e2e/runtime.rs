@@ -26,7 +26,8 @@ async fn runsc_is_used_or_refused_before_anything_is_created() {
             "expected gVisor's dmesg banner, got:\n{stdout}"
         );
     } else {
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        // The operator's machine: exit 2, as an invalid config.toml.
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(
             stderr.contains("runsc") && stderr.contains("hint: install gVisor"),
             "{stderr}"

@@ -213,9 +213,7 @@ pub struct Launched {
 /// Backend errors carry the bottle or object they are about.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error(
-        "failed to reach the container engine: {0}\nhint: is the Docker daemon running and DOCKER_HOST right?"
-    )]
+    #[error("failed to reach the container engine: {0}")]
     Connect(String),
     #[error("failed to build image {tag}: {detail}")]
     Build { tag: String, detail: String },
@@ -235,28 +233,20 @@ pub enum BackendError {
         logs: String,
     },
     #[error(
-        "bottle {slug} asks for runtime runsc (gVisor) but the engine does not list it (it has: {available})\nhint: install gVisor (runsc install) and restart dockerd, or set `runtime: runc`"
+        "bottle {slug} asks for runtime runsc (gVisor) but the engine does not list it (it has: {available})"
     )]
     RuntimeMissing { slug: String, available: String },
-    #[error(
-        "bottle {slug} is already running (launcher pid {pid})\nhint: stop it with `claude-bottle stop {slug}`"
-    )]
+    #[error("bottle {slug} is already running (launcher pid {pid})")]
     AlreadyRunning { slug: String, pid: u32 },
-    #[error(
-        "the {what} image {image} is not on this engine and could not be pulled: {detail}\nhint: `docker load` it, or name another image (for pipelock: pipelock_image in config.toml or $CLAUDE_BOTTLE_PIPELOCK_IMAGE)"
-    )]
+    #[error("the {what} image {image} is not on this engine and could not be pulled: {detail}")]
     Pull {
         what: String,
         image: String,
         detail: String,
     },
-    #[error("{0}")]
-    Stage(String),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-    #[error(
-        "failed to read {path} out of image {image}: {problem}\nhint: the agent's trust bundle starts from this file; make it a regular PEM file under 4 MiB, or remove it from the image"
-    )]
+    #[error("failed to read {path} out of image {image}: {problem}")]
     ImageFile {
         image: String,
         path: String,
@@ -264,15 +254,56 @@ pub enum BackendError {
     },
     #[error("failed to prepare the image of bottle {slug}: {detail}")]
     Image { slug: String, detail: String },
-    #[error(
-        "failed to bound the disk use of bottle {slug}'s agent to {limit}: {why}\nhint: {}; nothing was created",
-        disk::HOW_TO_BOUND
-    )]
+    #[error("failed to bound the disk use of bottle {slug}'s agent to {limit}: {why}")]
     DiskUnbounded {
         slug: String,
         limit: String,
         why: String,
     },
+}
+
+impl crate::error::Diagnose for BackendError {
+    fn kind(&self) -> crate::error::Kind {
+        use crate::error::Kind;
+        match self {
+            BackendError::Connect(_)
+            | BackendError::Build { .. }
+            | BackendError::Engine { .. }
+            | BackendError::SidecarNotReady { .. } => Kind::Engine,
+            BackendError::RuntimeMissing { .. }
+            | BackendError::AlreadyRunning { .. }
+            | BackendError::Pull { .. }
+            | BackendError::DiskUnbounded { .. } => Kind::Environment,
+            // The bottle's image or its inputs (Dockerfile, build_ca, --cwd, the contract).
+            BackendError::ImageFile { .. } | BackendError::Image { .. } => Kind::Usage,
+            BackendError::Snapshot(e) => e.kind(),
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            BackendError::Connect(_) => {
+                Some("is the Docker daemon running and DOCKER_HOST right?".into())
+            }
+            BackendError::RuntimeMissing { .. } => Some(
+                "install gVisor (runsc install) and restart dockerd, or set `runtime: runc`".into(),
+            ),
+            BackendError::AlreadyRunning { slug, .. } => {
+                Some(format!("stop it with `claude-bottle stop {slug}`"))
+            }
+            BackendError::Pull { .. } => Some(
+                "`docker load` it, or name another image (for pipelock: pipelock_image in config.toml or $CLAUDE_BOTTLE_PIPELOCK_IMAGE)".into(),
+            ),
+            BackendError::ImageFile { .. } => Some(
+                "the agent's trust bundle starts from this file; make it a regular PEM file under 4 MiB, or remove it from the image".into(),
+            ),
+            BackendError::DiskUnbounded { .. } => {
+                Some(format!("{}; nothing was created", disk::HOW_TO_BOUND))
+            }
+            BackendError::Snapshot(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// A place where bottles run.

@@ -17,9 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::exit::Failure;
 use crate::home::Home;
-use crate::manifest::ManifestError;
 
 /// Run an AI coding agent in a Docker bottle that reaches nothing but what you grant.
 #[derive(Debug, Parser)]
@@ -56,47 +54,8 @@ enum Command {
     Completions(completions::Args),
 }
 
-/// An error that ends the run, with the exit code it maps to.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{0}")]
-    Manifest(#[from] ManifestError),
-    /// The user can fix it by changing arguments or environment.
-    #[error("{message}")]
-    Usage {
-        message: String,
-        hint: Option<String>,
-    },
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
-impl Error {
-    pub fn usage(message: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self::Usage {
-            message: message.into(),
-            hint: Some(hint.into()),
-        }
-    }
-
-    fn failure(&self) -> Failure {
-        match self {
-            Error::Manifest(_) | Error::Usage { .. } => Failure::Usage,
-            Error::Other(_) => Failure::Other,
-        }
-    }
-
-    fn report(&self) -> String {
-        match self {
-            Error::Manifest(m) => m.to_string(),
-            Error::Usage { message, hint } => match hint {
-                Some(h) => format!("error: {message}\n  hint: {h}"),
-                None => format!("error: {message}"),
-            },
-            Error::Other(e) => format!("error: {e:#}"),
-        }
-    }
-}
+/// An error that ends the run: its kind decides the exit code, its hint is a field.
+pub use crate::error::Error;
 
 /// Parse arguments, start tracing, run the verb, map the outcome to an exit code.
 pub fn run() -> ExitCode {
@@ -120,7 +79,7 @@ pub fn run() -> ExitCode {
         Err(e) => {
             // Errors quote file names and contents from the queue, which supervise writes.
             eprintln!("{}", claude_bottle_protocol::escape(&e.report()));
-            e.failure().into()
+            e.kind().into()
         }
     }
 }
@@ -154,10 +113,7 @@ fn init_tracing(verbose: u8) {
 
 /// The operator's config.toml (a broken one is a usage error: the operator can fix it).
 fn load_config(home: &Home) -> Result<crate::config::Config, Error> {
-    crate::config::Config::load(home.root()).map_err(|e| Error::Usage {
-        message: e.to_string(),
-        hint: None,
-    })
+    Ok(crate::config::Config::load(home.root())?)
 }
 
 /// The async runtime for verbs that talk to the engine.
@@ -165,13 +121,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Other(anyhow::anyhow!("failed to start the async runtime: {e}")))
-}
-
-impl From<crate::backend::BackendError> for Error {
-    fn from(e: crate::backend::BackendError) -> Self {
-        Error::Other(e.into())
-    }
+        .map_err(|e| {
+            Error::new(
+                crate::error::Kind::Internal,
+                format!("failed to start the async runtime: {e}"),
+            )
+        })
 }
 
 /// The clap command, for completions and docs.

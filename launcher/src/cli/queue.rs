@@ -8,8 +8,8 @@ use claude_bottle_protocol::{
 };
 
 use crate::home::Home;
+use crate::state::audit;
 use crate::state::queue::{self, Queue, QueueError};
-use crate::state::{AtomicError, audit};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -181,25 +181,9 @@ pub(super) fn operator() -> String {
         .unwrap_or_else(|| "operator".to_owned())
 }
 
-/// Queue errors the operator can fix by naming another id or deciding differently exit 2; file
-/// system trouble and unreadable files exit 1.
+/// A queue error as the verb's error (its kind and hint: [`QueueError`]'s `Diagnose`).
 pub(super) fn error(e: QueueError) -> super::Error {
-    match &e {
-        QueueError::Unknown { .. }
-        | QueueError::Ambiguous { .. }
-        | QueueError::AlreadyDecided { .. }
-        | QueueError::InvalidDecision { .. }
-        | QueueError::Changed { .. }
-        | QueueError::Fs(AtomicError::Symlink { .. }) => {
-            let text = e.to_string();
-            let (message, hint) = match text.split_once("\nhint: ") {
-                Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
-                None => (text, None),
-            };
-            super::Error::Usage { message, hint }
-        }
-        _ => super::Error::Other(anyhow::Error::new(e)),
-    }
+    e.into()
 }
 
 #[cfg(test)]

@@ -89,12 +89,9 @@ fn confirm() -> Result<bool, super::Error> {
         ));
     }
     print!("{}", plan::LAUNCH_QUESTION);
-    std::io::stdout().flush().map_err(anyhow::Error::from)?;
+    std::io::stdout().flush()?;
     let mut answer = String::new();
-    stdin
-        .lock()
-        .read_line(&mut answer)
-        .map_err(anyhow::Error::from)?;
+    stdin.lock().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES"))
 }
 
@@ -128,7 +125,7 @@ fn launch(
             },
         )
         .await
-        .map_err(anyhow::Error::from)
+        .map_err(super::Error::from)
     })?;
     Ok(ExitCode::from(outcome.exit_code()))
 }

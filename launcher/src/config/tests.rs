@@ -97,7 +97,8 @@ fn unknown_key_names_file_and_line() {
         path.display()
     );
     assert!(msg.starts_with(&want), "{msg}");
-    assert!(msg.contains("\nhint: "), "{msg}");
+    let hint = crate::error::Diagnose::hint(&err).expect("a hint");
+    assert!(hint.contains("docs/images.md"), "{hint}");
 }
 
 #[test]
@@ -209,8 +210,8 @@ fn search_path_prefers_the_static_builds_over_cargos_copies() {
         .binary_in("claude-bottle-nothing", &exe_dir)
         .expect_err("absent");
     assert!(
-        err.to_string()
-            .contains("hint: run scripts/build-static.sh"),
+        crate::error::Diagnose::hint(&err)
+            .is_some_and(|h| h.starts_with("run scripts/build-static.sh")),
         "{err}"
     );
 }

@@ -87,6 +87,13 @@ pub enum TokenError {
     Several(Vec<TokenError>),
 }
 
+impl crate::error::Diagnose for TokenError {
+    /// A route's token the operator has not provided: fixed in the environment or the bottle.
+    fn kind(&self) -> crate::error::Kind {
+        crate::error::Kind::Usage
+    }
+}
+
 impl EgressRoutes {
     /// The credentialed routes of `routes`, with one slot per distinct `token_ref` in order of first
     /// use.

@@ -63,11 +63,23 @@ impl From<SessionError> for Halt {
     }
 }
 
-impl From<BackendError> for Halt {
-    fn from(e: BackendError) -> Self {
-        SessionError::Backend(e).into()
-    }
+/// Every error the session meets ends it as a [`SessionError`].
+macro_rules! halt_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Halt {
+            fn from(e: $t) -> Self {
+                SessionError::from(e).into()
+            }
+        }
+    )*};
 }
+halt_from!(
+    BackendError,
+    crate::stage::StageError,
+    crate::chain::ChainError,
+    crate::egress::TokenError,
+    crate::state::QueueError
+);
 
 /// What the agent is doing.
 #[derive(Debug)]
@@ -218,16 +230,12 @@ async fn step<T>(signals: &mut Signals, fut: impl Future<Output = T>) -> Result<
     }
 }
 
-fn stage_err(e: impl std::fmt::Display) -> Halt {
-    BackendError::Stage(e.to_string()).into()
-}
-
 impl<B> Session<B>
 where
     B: Backend + Clone + Send + Sync + 'static,
 {
     async fn launch_and_run(&mut self) -> Result<i64, Halt> {
-        let decisions = Decisions::open(&self.plan.state_dir).map_err(stage_err)?;
+        let decisions = Decisions::open(&self.plan.state_dir)?;
         self.decisions = Some(decisions);
         self.apply_pending().await?;
         let mut running = self.launch().await?;
@@ -299,13 +307,12 @@ where
         for note in &prepared.notes {
             self.console.note(note);
         }
-        let mut stage = stage::prepare(&self.plan).map_err(stage_err)?;
+        let mut stage = stage::prepare(&self.plan)?;
         if let Some(images) = &prepared.egress {
             let tokens = match &self.opts.tokens {
                 Some(t) => t.clone(),
                 None => crate::egress::EgressRoutes::from_routes(&self.plan.routes)
-                    .resolve(|n| std::env::var(n).ok())
-                    .map_err(stage_err)?,
+                    .resolve(|n| std::env::var(n).ok())?,
             };
             let staged = crate::chain::stage(
                 &self.plan,
@@ -313,8 +320,7 @@ where
                 self.opts.config.upstream_ca.as_deref(),
                 &self.opts.config.allow_private_cidrs,
                 &images.image_roots,
-            )
-            .map_err(stage_err)?;
+            )?;
             for (purpose, fp) in &staged.fingerprints {
                 self.console
                     .note(&format!("{purpose} CA of this launch: SHA-256 {fp}"));

@@ -51,6 +51,14 @@ impl Outcome {
 pub enum SessionError {
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error(transparent)]
+    Stage(#[from] crate::stage::StageError),
+    #[error(transparent)]
+    Chain(#[from] crate::chain::ChainError),
+    #[error(transparent)]
+    Tokens(#[from] crate::egress::TokenError),
+    #[error(transparent)]
+    Queue(#[from] crate::state::QueueError),
     #[error("the session task panicked: {0}")]
     Panicked(String),
     #[error("failed to listen for signals: {0}")]
@@ -70,6 +78,32 @@ pub enum SessionError {
         cause: BackendError,
         keep: BackendError,
     },
+}
+
+impl crate::error::Diagnose for SessionError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            SessionError::Backend(e) => e.kind(),
+            SessionError::Stage(e) => e.kind(),
+            SessionError::Chain(e) => e.kind(),
+            SessionError::Tokens(e) => e.kind(),
+            SessionError::Queue(e) => e.kind(),
+            // The run failed whatever the cause; what to do about the kept agent is in the message.
+            SessionError::Kept { .. }
+            | SessionError::NotKept { .. }
+            | SessionError::Panicked(_)
+            | SessionError::Signals(_) => crate::error::Kind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            SessionError::Backend(e) => e.hint(),
+            SessionError::Chain(e) => e.hint(),
+            SessionError::Queue(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// Options of one session.

@@ -39,11 +39,11 @@ pub enum QueueError {
         #[source]
         source: io::Error,
     },
-    #[error("no proposal {id}\nhint: `claude-bottle queue` lists the pending ones")]
+    #[error("no proposal {id}")]
     Unknown { id: ProposalId },
     #[error("proposal {id} is in more than one bottle: {}", .slugs.join(", "))]
     Ambiguous { id: ProposalId, slugs: Vec<String> },
-    #[error("proposal {id} is already decided ({state}{by})\nhint: see `claude-bottle show {id}`")]
+    #[error("proposal {id} is already decided ({state}{by})")]
     AlreadyDecided {
         id: ProposalId,
         state: ProposalState,
@@ -53,9 +53,7 @@ pub enum QueueError {
     NotApproved { id: ProposalId },
     #[error("failed to record the outcome of {id}: it already has one")]
     AlreadyApplied { id: ProposalId },
-    #[error(
-        "failed to approve {id}: {why}\nhint: read it again with `claude-bottle show {id}` before approving"
-    )]
+    #[error("failed to approve {id}: {why}")]
     Changed { id: ProposalId, why: String },
     #[error("failed to decide {id}: {source}")]
     InvalidDecision {
@@ -63,6 +61,35 @@ pub enum QueueError {
         #[source]
         source: ProtocolError,
     },
+}
+
+impl crate::error::Diagnose for QueueError {
+    /// Naming another id or deciding differently fixes these; file system trouble and unreadable
+    /// files are the launcher's.
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            QueueError::Unknown { .. }
+            | QueueError::Ambiguous { .. }
+            | QueueError::AlreadyDecided { .. }
+            | QueueError::InvalidDecision { .. }
+            | QueueError::Changed { .. }
+            | QueueError::Fs(AtomicError::Symlink { .. }) => crate::error::Kind::Usage,
+            _ => crate::error::Kind::Internal,
+        }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            QueueError::Unknown { .. } => {
+                Some("`claude-bottle queue` lists the pending ones".into())
+            }
+            QueueError::AlreadyDecided { id, .. } => Some(format!("see `claude-bottle show {id}`")),
+            QueueError::Changed { id, .. } => Some(format!(
+                "read it again with `claude-bottle show {id}` before approving"
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// One bottle's queue.

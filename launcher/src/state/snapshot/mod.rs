@@ -144,6 +144,19 @@ pub enum SnapshotError {
     State(#[from] AtomicError),
 }
 
+impl crate::error::Diagnose for SnapshotError {
+    fn kind(&self) -> crate::error::Kind {
+        match self {
+            // The operator's limit: raise it, or clean the agent's files.
+            SnapshotError::TooLarge(_) => crate::error::Kind::Environment,
+            SnapshotError::Archive { .. } | SnapshotError::Incomplete { .. } => {
+                crate::error::Kind::Engine
+            }
+            SnapshotError::Io { .. } | SnapshotError::State(_) => crate::error::Kind::Internal,
+        }
+    }
+}
+
 fn io_err<'a>(
     action: &'static str,
     path: &'a Path,
