@@ -23,6 +23,7 @@ use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use claude_bottle_protocol::size;
 use serde::Deserialize;
 
 /// Name of the file inside CLAUDE_BOTTLE_HOME.
@@ -381,19 +382,15 @@ impl Config {
         }
         let agent = raw.agent.unwrap_or_default();
         if let Some(memory) = agent.memory {
-            match parse_bytes(memory.get_ref()) {
+            match size::agent_memory(memory.get_ref()) {
                 Ok(bytes) => config.agent_limits.memory_bytes = bytes,
-                Err(p) => problem(memory.span(), "agent.memory", p),
+                Err(e) => problem(memory.span(), "agent.memory", size_problem(e)),
             }
         }
         if let Some(pids) = agent.pids {
-            match *pids.get_ref() {
-                n if n >= 16 => config.agent_limits.pids = n,
-                n => problem(
-                    pids.span(),
-                    "agent.pids",
-                    format!("{n} is too low to start the agent (minimum 16)"),
-                ),
+            match size::agent_pids(*pids.get_ref()) {
+                Ok(n) => config.agent_limits.pids = n,
+                Err(e) => problem(pids.span(), "agent.pids", size_problem(e)),
             }
         }
         if let Some(disk) = agent.disk {
@@ -548,16 +545,9 @@ fn env_image(name: &'static str, value: OsString) -> Result<String, ConfigError>
     Ok(value)
 }
 
-/// Parses a memory limit: a size ([`parse_size`]) of at least 64 MiB.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let bytes = parse_size(text)?;
-    // The engine refuses less than 6 MiB; anything near it cannot run node anyway.
-    if bytes < 64 << 20 {
-        return Err(format!(
-            "{text:?} is too small to run the agent (minimum 64m)"
-        ));
-    }
-    Ok(bytes)
+/// A size as the operator is told to fix it: the problem, then the hint.
+fn size_problem(e: size::LimitError) -> String {
+    format!("{e}; {}", e.hint())
 }
 
 /// The agent's disk bound as the operator writes it: `none`, or a size of at least 256 MiB.
@@ -565,7 +555,7 @@ fn parse_disk(text: &str) -> Result<DiskLimit, String> {
     if text.trim().eq_ignore_ascii_case("none") {
         return Ok(DiskLimit::Unbounded);
     }
-    let bytes = parse_size(text)?;
+    let bytes = size::parse_bytes(text).map_err(size_problem)?;
     if bytes < MIN_AGENT_DISK_BYTES {
         return Err(format!(
             "{text:?} is too small for the agent's home and a build (minimum 256m, or \"none\")"
@@ -577,47 +567,15 @@ fn parse_disk(text: &str) -> Result<DiskLimit, String> {
     })
 }
 
-/// A snapshot limit: a size ([`parse_size`]) of at least 1 MiB.
+/// A snapshot limit: a size ([`size::parse_bytes`]) of at least 1 MiB.
 fn parse_snapshot_size(text: &str) -> Result<u64, String> {
-    let bytes = parse_size(text)?;
+    let bytes = size::parse_bytes(text).map_err(size_problem)?;
     if bytes < MIN_SNAPSHOT_BYTES {
         return Err(format!(
             "{text:?} is too small for a snapshot of the agent's home (minimum 1m)"
         ));
     }
     Ok(bytes)
-}
-
-/// Parses `"4g"`, `"512m"`, `"8GiB"`, `"1073741824"` (suffixes are powers of 1024, as
-/// `docker run -m`; a trailing `b` or `ib` is allowed).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let t = t
-        .strip_suffix("ib")
-        .or_else(|| t.strip_suffix('b'))
-        .unwrap_or(&t);
-    let (digits, unit) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&t[..i], Some(c)),
-        _ => (t, None),
-    };
-    let shift = match unit {
-        None => 0,
-        Some('k') => 10,
-        Some('m') => 20,
-        Some('g') => 30,
-        Some('t') => 40,
-        Some(other) => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use k, m, g or t (e.g. \"4g\")"
-            ));
-        }
-    };
-    let n: u64 = digits
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size; write bytes or e.g. \"512m\", \"4g\""))?;
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]

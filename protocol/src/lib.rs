@@ -13,6 +13,7 @@ mod error;
 mod id;
 mod proposal;
 pub mod queue;
+pub mod size;
 pub mod text;
 mod version;
 pub mod wire;

@@ -305,8 +305,13 @@ pub fn validate_apt_package(spec: &str) -> Result<(), ProtocolError> {
 }
 
 /// One Dockerfile line, appended as it is: non-blank, at most the limit, plain printable ASCII
-/// (no control, bidi or invisible characters, no look-alike letters), no heredoc, no `RUN` flag
-/// and no `ONBUILD`, so that the line the operator reads is the whole step that runs.
+/// (no control, bidi or invisible characters, no look-alike letters), not ending in a `\`
+/// continuation, no heredoc, no `RUN` flag and no `ONBUILD`, so that the line the operator reads
+/// is the whole step that runs.
+///
+/// Supervise applies it when the proposal is filed and the launcher when it is applied, so a line
+/// filed is a line that applies. The launcher adds the one rule that depends on the Dockerfile the
+/// line lands in: a line ending in the character its `# escape=` directive sets.
 pub fn validate_dockerfile_line(line: &str) -> Result<(), ProtocolError> {
     const FIELD: &str = "dockerfile line";
     if line.trim().is_empty() {
@@ -329,6 +334,18 @@ pub fn validate_dockerfile_line(line: &str) -> Result<(), ProtocolError> {
         ));
     }
     crate::text::check_plain(FIELD, line)?;
+    // The parser joins the next line to this one: the next approved line, or the USER that
+    // restores the agent's user, would become part of this step. `\` is refused whatever a
+    // Dockerfile's directives say, since a parser that reads them differently (Docker 20.10 stops
+    // at a `# check=` it does not know) keeps `\` as the escape character.
+    if line.trim_end().ends_with('\\') {
+        return Err(ProtocolError::refused(
+            FIELD,
+            "ends with '\\', a line continuation that would join the next line to this step",
+            "end the line with its command; to run several commands, join them with && on one \
+             line or send several lines",
+        ));
+    }
     if let Some((offset, c)) = line.char_indices().find(|(_, c)| !c.is_ascii()) {
         return Err(ProtocolError::refused(
             FIELD,
@@ -705,6 +722,19 @@ mod tests {
         assert!(validate_dockerfile_line("RUN pip install ruff").is_ok());
         assert!(validate_dockerfile_line("RUN a\nUSER root").is_err());
         assert!(validate_dockerfile_line("  ").is_err());
+    }
+
+    #[test]
+    fn a_line_ending_in_a_backslash_continuation_is_refused_when_filed() {
+        for bad in ["RUN a \\", "RUN a\\   ", "\\", "RUN dir C:\\"] {
+            let e = validate_dockerfile_line(bad).expect_err(bad);
+            assert!(e.to_string().contains("line continuation"), "{e}");
+        }
+        // A backslash elsewhere escapes something on the same line; a backtick ends nothing
+        // without the Dockerfile's `# escape=` directive, which only the launcher sees.
+        for ok in ["RUN printf 'a\\n' > /x", "RUN echo `date`"] {
+            assert!(validate_dockerfile_line(ok).is_ok(), "{ok:?}");
+        }
     }
 
     /// Each of these would show the operator one thing and apply another.

@@ -137,16 +137,28 @@ fn unreadable_file_is_a_read_error() {
 }
 
 #[test]
-fn sizes_parse_like_docker() {
-    assert_eq!(parse_bytes("4g"), Ok(4 << 30));
-    assert_eq!(parse_bytes("4GB"), Ok(4 << 30));
-    assert_eq!(parse_bytes("512m"), Ok(512 << 20));
-    assert_eq!(parse_bytes("1t"), Ok(1 << 40));
-    assert_eq!(parse_bytes("134217728"), Ok(128 << 20));
-    assert!(parse_bytes("1m").is_err());
-    assert!(parse_bytes("m").is_err());
-    assert!(parse_bytes("-1g").is_err());
-    assert!(parse_bytes("99999999999999t").is_err());
+fn agent_sizes_are_the_protocols_sizes() {
+    // The same parser and minimum as a bottle's `limits:` (protocol's `size`), so `1t` is
+    // valid in both and `1m` in neither.
+    let home = tempfile::tempdir().expect("tempdir");
+    for (memory, bytes) in [
+        ("4GB", 4u64 << 30),
+        ("1t", 1 << 40),
+        ("134217728", 128 << 20),
+    ] {
+        write(home.path(), &format!("[agent]\nmemory = \"{memory}\"\n"));
+        let config = load(home.path(), &[]).expect("load");
+        assert_eq!(config.agent_limits.memory_bytes, bytes, "{memory}");
+    }
+    for (memory, want) in [
+        ("1m", "minimum 64m"),
+        ("m", "not a size"),
+        ("-1g", "not a size"),
+    ] {
+        write(home.path(), &format!("[agent]\nmemory = \"{memory}\"\n"));
+        let e = load(home.path(), &[]).expect_err(memory).to_string();
+        assert!(e.contains(want), "{memory}: {e}");
+    }
 }
 
 #[test]
@@ -265,8 +277,6 @@ fn snapshot_limit_has_a_default_a_key_and_an_override() {
     );
     let config = load(home.path(), &[(ENV_SNAPSHOT_MAX_BYTES, "64m")]).expect("load");
     assert_eq!(config.snapshot_max_bytes, 64 << 20);
-    assert_eq!(parse_size("8gib"), Ok(8 << 30));
-    assert_eq!(parse_size("2MiB"), Ok(2 << 20));
 }
 
 #[test]

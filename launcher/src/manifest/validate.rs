@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use claude_bottle_protocol::size;
 use serde_saphyr::Location;
 
 use super::diagnostic::{Diagnostic, ManifestError};
@@ -558,26 +559,21 @@ fn one_route(cx: &mut Ctx, key: &str, r: &Sp<RawRoute>, seen: &[Route]) -> Optio
 fn limits(cx: &mut Ctx, raw: &RawLimits) -> Limits {
     let mut l = Limits::default();
     if let Some(m) = &raw.memory {
-        match parse_bytes(&m.value) {
-            Some(b) if b >= 64 * 1024 * 1024 => l.memory_bytes = Some(b),
-            _ => cx.push_hint(
-                &m.referenced,
-                "limits.memory",
-                format!("{:?} is not a memory size of at least 64m", m.value),
-                "write e.g. 512m or 4g",
-            ),
+        // One parser and minimum with config.toml's `[agent] memory` (protocol's `size`).
+        let bytes = size::agent_memory(&m.value).and_then(|b| {
+            i64::try_from(b).map_err(|_| size::LimitError::TooLarge {
+                text: m.value.clone(),
+            })
+        });
+        match bytes {
+            Ok(b) => l.memory_bytes = Some(b),
+            Err(e) => cx.push_hint(&m.referenced, "limits.memory", e.to_string(), e.hint()),
         }
     }
     if let Some(p) = &raw.pids {
-        if p.value >= 16 {
-            l.pids = Some(p.value);
-        } else {
-            cx.push_hint(
-                &p.referenced,
-                "limits.pids",
-                format!("{} is too low", p.value),
-                "allow at least 16 processes",
-            );
+        match size::agent_pids(p.value) {
+            Ok(n) => l.pids = Some(n),
+            Err(e) => cx.push_hint(&p.referenced, "limits.pids", e.to_string(), e.hint()),
         }
     }
     if let Some(c) = &raw.cpus {
@@ -593,30 +589,4 @@ fn limits(cx: &mut Ctx, raw: &RawLimits) -> Limits {
         }
     }
     l
-}
-
-/// `512m`, `4g`, `1024k`, or plain bytes.
-fn parse_bytes(s: &str) -> Option<i64> {
-    let s = s.trim().to_ascii_lowercase();
-    let s = s.strip_suffix('b').unwrap_or(&s);
-    let (num, mul) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1024),
-        'm' => (&s[..s.len() - 1], 1024 * 1024),
-        'g' => (&s[..s.len() - 1], 1024 * 1024 * 1024),
-        _ => (s, 1),
-    };
-    num.trim().parse::<i64>().ok()?.checked_mul(mul)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_bytes("512m"), Some(512 * 1024 * 1024));
-        assert_eq!(parse_bytes("4G"), Some(4 * 1024 * 1024 * 1024));
-        assert_eq!(parse_bytes("1000"), Some(1000));
-        assert_eq!(parse_bytes("lots"), None);
-    }
 }

@@ -5,13 +5,10 @@
 //! is always appended as the final step(s), so the image rebuild reuses the layer cache for
 //! everything before it.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use claude_bottle_protocol::limits;
 use claude_bottle_protocol::{
-    Capability, ProposalId, ProtocolError, escape_line, validate_apt_package,
-    validate_dockerfile_line,
+    Capability, ProposalId, ProtocolError, escape_line, validate_dockerfile_line,
 };
 
 pub mod syntax;
@@ -81,23 +78,21 @@ pub fn effective(
 /// Why a capability cannot be turned into Dockerfile lines.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DockerfileError {
-    /// The protocol's refusal, as it says it (the package quoted, a hint).
+    /// What supervise refuses when the proposal is filed ([`Capability::validate`]), as the
+    /// protocol says it: checked again for decisions written by hand and files written by older
+    /// versions.
     #[error("{0}")]
-    AptPackage(String),
+    Refused(String),
+    /// A line the protocol refuses, or one ending in the escape character the Dockerfile's
+    /// `# escape=` directive sets.
     #[error("invalid Dockerfile line \"{}\": {problem}", escape_line(.line))]
-    Line { line: String, problem: &'static str },
-    /// What the protocol refuses in a proposal, checked again for decisions written by hand and
-    /// files written by older versions.
-    #[error("invalid Dockerfile line \"{}\": {problem}", escape_line(.line))]
-    Refused { line: String, problem: String },
+    Line { line: String, problem: String },
     #[error(
         "the Dockerfile ends in a line continuation: its last instruction line ends in `\\` or \
          its escape character, so an appended step would join that instruction\n\
          hint: end the last instruction of the bottle's Dockerfile (or of state/<slug>/Dockerfile)"
     )]
     OpenContinuation,
-    #[error("the capability asks for nothing: no apt package and no Dockerfile line")]
-    Empty,
 }
 
 /// `dockerfile` with the capability of proposal `id` appended as the final step: a marker comment,
@@ -198,14 +193,15 @@ pub fn capability_lines(cap: &Capability) -> Result<Vec<String>, DockerfileError
 
 /// [`capability_lines`] for a Dockerfile whose escape character is `escape`.
 fn lines_for(cap: &Capability, escape: char) -> Result<Vec<String>, DockerfileError> {
-    if cap.apt.is_empty() && cap.dockerfile_lines.is_empty() {
-        return Err(DockerfileError::Empty);
+    // Each line first, so the error quotes the line; then the whole capability, by the function
+    // supervise calls when it files the proposal: what was filed is what applies.
+    for l in &cap.dockerfile_lines {
+        check_line(l, escape)?;
     }
+    cap.validate()
+        .map_err(|e| DockerfileError::Refused(e.to_string()))?;
     let mut lines = Vec::new();
     if !cap.apt.is_empty() {
-        for p in &cap.apt {
-            check_apt_package(p)?;
-        }
         // apt-get installs exactly the packages named: no pattern fallback for a name no
         // package has (`.` and `+` make a regex otherwise), and no argument that ends in its
         // `+`/`-` modifiers (`g++` stays `g++`). See protocol's `validate_apt_package`.
@@ -216,18 +212,8 @@ fn lines_for(cap: &Capability, escape: char) -> Result<Vec<String>, DockerfileEr
             args.join(" ")
         ));
     }
-    for l in &cap.dockerfile_lines {
-        check_line(l, escape)?;
-        lines.push(l.clone());
-    }
+    lines.extend(cap.dockerfile_lines.iter().cloned());
     Ok(lines)
-}
-
-/// An apt package as the protocol's [`validate_apt_package`] accepts it: one rule for proposals,
-/// decisions written by hand and files of older versions (a Debian package name, optionally
-/// `=version`: nothing a shell interprets, nothing apt-get reads as a removal or a pattern).
-pub fn check_apt_package(spec: &str) -> Result<(), DockerfileError> {
-    validate_apt_package(spec).map_err(|e| DockerfileError::AptPackage(e.to_string()))
 }
 
 /// The argument apt-get gets for a package: `name:native`, or `name:native=version`. An argument
@@ -241,36 +227,28 @@ fn apt_arg(spec: &str) -> String {
     }
 }
 
+/// The protocol's rules for one line ([`validate_dockerfile_line`], which supervise applies too),
+/// and the one rule that depends on the Dockerfile: the line must not end in the escape character
+/// its `# escape=` directive sets, which would join whatever is appended next to this step.
 fn check_line(line: &str, escape: char) -> Result<(), DockerfileError> {
     let bad = |problem| DockerfileError::Line {
         line: line.to_owned(),
         problem,
     };
-    if line.trim().is_empty() {
-        return Err(bad("it is blank"));
-    }
-    if line.contains(['\n', '\r', '\0']) {
-        return Err(bad("it holds a line break or NUL"));
-    }
-    if line.len() > limits::MAX_DOCKERFILE_LINE {
-        return Err(bad("it is too long"));
-    }
-    // A trailing escape character would swallow whatever the next approval appends. `\` is
-    // refused whatever the directives say: a parser that reads them differently (Docker 20.10
-    // stops at a `# check=` it does not know) keeps `\` as the escape character.
-    if syntax::continues(line, syntax::DEFAULT_ESCAPE) || syntax::continues(line, escape) {
-        return Err(bad("it ends with a line continuation"));
-    }
-    // The protocol's rules (heredocs, RUN flags, control characters, …) hold also for a line
-    // that never was a proposal: a decision edited by hand, a file of an older version.
-    validate_dockerfile_line(line).map_err(|e| DockerfileError::Refused {
-        line: line.to_owned(),
-        problem: match e {
+    validate_dockerfile_line(line).map_err(|e| {
+        bad(match e {
             ProtocolError::Invalid { problem, .. } => problem,
             ProtocolError::Refused { problem, hint, .. } => format!("{problem}\nhint: {hint}"),
             other => other.to_string(),
-        },
-    })
+        })
+    })?;
+    if syntax::continues(line, escape) {
+        return Err(bad(format!(
+            "it ends with a line continuation ({escape}, the escape character this Dockerfile's \
+             `# escape=` directive sets)"
+        )));
+    }
+    Ok(())
 }
 
 /// How `show` marks an added line that reads from outside the build context.
@@ -379,137 +357,28 @@ pub fn flag_outside_context(diff: &str) -> String {
     out
 }
 
-/// A unified diff (`---`/`+++`/`@@` hunks, 3 lines of context) from `old` to `new`, line based
-/// (longest common subsequence). Empty when the texts are equal.
+/// A unified diff (`---`/`+++`/`@@` hunks, 3 lines of context, as `diff -u` writes them) from
+/// `old` to `new`, line by line (Myers' algorithm, by `similar`). Empty when the texts are equal.
 pub fn unified_diff(old: &str, new: &str, old_name: &str, new_name: &str) -> String {
     let (a, b) = (diff_lines(old), diff_lines(new));
-    let ops = diff_ops(&a, &b);
-    if ops.iter().all(|op| matches!(op, Op::Same(..))) {
-        return String::new();
-    }
-    let mut out = format!("--- {old_name}\n+++ {new_name}\n");
-    for hunk in hunks(&ops, 3) {
-        write_hunk(&mut out, &ops[hunk.0..hunk.1], &a, &b);
-    }
-    out
+    similar::TextDiff::configure()
+        .algorithm(similar::Algorithm::Myers)
+        .diff_slices(&a, &b)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_name, new_name)
+        .to_string()
 }
 
 /// `text`'s lines as the parser reads them: cut at `\n` only, so a `\r` stays part of its line
-/// (and shows, escaped) instead of making an unchanged line differ from itself.
+/// (and shows, escaped) instead of making an unchanged line differ from itself. (`similar`'s own
+/// line splitting also cuts at a lone `\r`.)
 fn diff_lines(text: &str) -> Vec<&str> {
     let mut lines: Vec<&str> = text.split('\n').collect();
     if text.is_empty() || text.ends_with('\n') {
         lines.pop();
     }
     lines
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
-    /// Line i of old equals line j of new.
-    Same(usize, usize),
-    Del(usize),
-    Add(usize),
-}
-
-fn diff_ops(a: &[&str], b: &[&str]) -> Vec<Op> {
-    // Common prefix and suffix first: an append is then a pure prefix and the LCS table stays
-    // tiny whatever the Dockerfile's size.
-    let pre = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suf = a[pre..]
-        .iter()
-        .rev()
-        .zip(b[pre..].iter().rev())
-        .take_while(|(x, y)| x == y)
-        .count();
-    let (ma, mb) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
-    let mut ops: Vec<Op> = (0..pre).map(|i| Op::Same(i, i)).collect();
-    // lcs[i][j]: length of the LCS of ma[i..] and mb[j..].
-    let mut lcs = vec![vec![0u32; mb.len() + 1]; ma.len() + 1];
-    for i in (0..ma.len()).rev() {
-        for j in (0..mb.len()).rev() {
-            lcs[i][j] = if ma[i] == mb[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    while i < ma.len() || j < mb.len() {
-        if i < ma.len() && j < mb.len() && ma[i] == mb[j] {
-            ops.push(Op::Same(pre + i, pre + j));
-            i += 1;
-            j += 1;
-        } else if i < ma.len() && (j == mb.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            // Deletions before additions on a tie, as diff(1) prints them.
-            ops.push(Op::Del(pre + i));
-            i += 1;
-        } else {
-            ops.push(Op::Add(pre + j));
-            j += 1;
-        }
-    }
-    ops.extend((0..suf).map(|k| Op::Same(a.len() - suf + k, b.len() - suf + k)));
-    ops
-}
-
-/// Ranges of `ops` to print: each change with up to `ctx` unchanged lines around it, merged when
-/// they touch.
-fn hunks(ops: &[Op], ctx: usize) -> Vec<(usize, usize)> {
-    let mut out: Vec<(usize, usize)> = Vec::new();
-    for (k, op) in ops.iter().enumerate() {
-        if matches!(op, Op::Same(..)) {
-            continue;
-        }
-        let (start, end) = (k.saturating_sub(ctx), (k + 1 + ctx).min(ops.len()));
-        match out.last_mut() {
-            Some(last) if start <= last.1 => last.1 = end,
-            _ => out.push((start, end)),
-        }
-    }
-    out
-}
-
-fn write_hunk(out: &mut String, ops: &[Op], a: &[&str], b: &[&str]) {
-    // Where the hunk starts in each file: the first op that touches that file, else the line
-    // before which it sits (a count of 0 uses the line before, per the unified format).
-    let (mut a_start, mut b_start, mut a_len, mut b_len) = (None, None, 0, 0);
-    let (mut a_next, mut b_next) = (0, 0);
-    for op in ops {
-        match *op {
-            Op::Same(i, j) => {
-                a_start.get_or_insert(i);
-                b_start.get_or_insert(j);
-                (a_len, b_len, a_next, b_next) = (a_len + 1, b_len + 1, i + 1, j + 1);
-            }
-            Op::Del(i) => {
-                a_start.get_or_insert(i);
-                (a_len, a_next) = (a_len + 1, i + 1);
-            }
-            Op::Add(j) => {
-                b_start.get_or_insert(j);
-                (b_len, b_next) = (b_len + 1, j + 1);
-            }
-        }
-    }
-    let range = |start: Option<usize>, len: usize, next: usize| match (start, len) {
-        (Some(s), n) if n > 0 => format!("{},{n}", s + 1),
-        _ => format!("{},0", next),
-    };
-    let _ = writeln!(
-        out,
-        "@@ -{} +{} @@",
-        range(a_start, a_len, a_next),
-        range(b_start, b_len, b_next)
-    );
-    for op in ops {
-        let _ = match *op {
-            Op::Same(i, _) => writeln!(out, " {}", a[i]),
-            Op::Del(i) => writeln!(out, "-{}", a[i]),
-            Op::Add(j) => writeln!(out, "+{}", b[j]),
-        };
-    }
 }
 
 #[cfg(test)]
@@ -614,7 +483,7 @@ mod tests {
             "libc6=2.36-9+deb12u4",
             "xz=1:2.0~rc1",
         ] {
-            assert_eq!(check_apt_package(ok), Ok(()), "{ok}");
+            assert!(capability_lines(&cap(&[ok], &[])).is_ok(), "{ok}");
         }
         for bad in [
             "",
@@ -640,10 +509,10 @@ mod tests {
             "lib*",
             "a",
         ] {
-            assert!(check_apt_package(bad).is_err(), "{bad:?}");
+            assert!(capability_lines(&cap(&[bad], &[])).is_err(), "{bad:?}");
         }
         assert!(with_capability("FROM x\n", &id("p"), &cap(&["a&&b"], &[])).is_err());
-        let e = check_apt_package("bash-").expect_err("a removal");
+        let e = capability_lines(&cap(&["bash-"], &[])).expect_err("a removal");
         assert!(e.to_string().contains("remove"), "{e}");
     }
 
@@ -674,10 +543,8 @@ mod tests {
 
     #[test]
     fn bad_lines_and_empty_capabilities_are_refused() {
-        assert_eq!(
-            with_capability("FROM x\n", &id("p"), &cap(&[], &[])),
-            Err(DockerfileError::Empty)
-        );
+        let e = with_capability("FROM x\n", &id("p"), &cap(&[], &[])).expect_err("empty");
+        assert!(e.to_string().contains("at least one"), "{e}");
         for bad in ["", "  ", "RUN a\nRUN b", "RUN a \\"] {
             assert!(
                 with_capability("FROM x\n", &id("p"), &cap(&[], &[bad])).is_err(),
@@ -778,10 +645,13 @@ mod tests {
     fn the_protocols_refusals_hold_for_lines_that_were_never_proposals() {
         // A decision's edit written by hand, or a per-bottle file of an older version, reaches
         // with_capability without the protocol's validation.
-        let long = format!("RUN {}", "a".repeat(limits::MAX_DOCKERFILE_LINE));
+        let long = format!(
+            "RUN {}",
+            "a".repeat(claude_bottle_protocol::limits::MAX_DOCKERFILE_LINE)
+        );
         assert!(matches!(
             with_capability("FROM x\n", &id("p"), &cap(&[], &[&long])),
-            Err(DockerfileError::Line { .. } | DockerfileError::Refused { .. })
+            Err(DockerfileError::Line { .. })
         ));
         for line in [
             "RUN <<EOF",
@@ -796,7 +666,7 @@ mod tests {
             assert!(
                 matches!(
                     with_capability("FROM x\n", &id("p"), &cap(&[], &[line])),
-                    Err(DockerfileError::Refused { .. })
+                    Err(DockerfileError::Line { .. })
                 ),
                 "{line:?}"
             );
@@ -889,10 +759,16 @@ mod tests {
     }
 
     #[test]
-    fn diffs_of_small_or_empty_files_use_the_zero_length_form() {
+    fn diffs_of_small_or_empty_files_use_the_zero_and_one_length_forms() {
+        // As `diff -u` writes them: an empty range is `start,0` at the line before it, a range of
+        // one line is its start alone.
         assert_eq!(
             unified_diff("", "RUN x\n", "a", "b"),
-            "--- a\n+++ b\n@@ -0,0 +1,1 @@\n+RUN x\n"
+            "--- a\n+++ b\n@@ -0,0 +1 @@\n+RUN x\n"
+        );
+        assert_eq!(
+            unified_diff("FROM x\n", "FROM y\n", "a", "b"),
+            "--- a\n+++ b\n@@ -1 +1 @@\n-FROM x\n+FROM y\n"
         );
         assert_eq!(unified_diff("same\n", "same\n", "a", "b"), "");
     }

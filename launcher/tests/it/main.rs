@@ -6,3 +6,4 @@ mod image_build;
 mod manifest;
 mod preflight;
 mod queue;
+mod rules;

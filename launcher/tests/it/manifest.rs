@@ -38,6 +38,31 @@ fn full_bottle_is_valid() {
 }
 
 #[test]
+fn limits_take_the_sizes_and_minimums_of_config_toml() {
+    // protocol's `size`: one parser (k, m, g, t) and one minimum each for both files.
+    let b = manifest::load(&home(), "limits-edge").expect("valid");
+    assert_eq!(b.limits.memory_bytes, Some(1 << 40));
+    assert_eq!(b.limits.pids, Some(16));
+    let e = errors("limits-too-small");
+    assert_eq!(
+        lines(&e),
+        [
+            (Some(4), "limits.memory".to_string()),
+            (Some(5), "limits.pids".to_string())
+        ]
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("\"63m\" is too small to run the agent (minimum 64m)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("15 is too small to start the agent (minimum 16)"),
+        "{text}"
+    );
+}
+
+#[test]
 fn unknown_key_names_file_line_and_valid_keys() {
     let e = errors("unknown-key");
     assert_eq!(lines(&e), [(Some(3), "envv".to_string())]);

@@ -1,0 +1,123 @@
+//! Each rule lives once: what supervise refuses when the agent files a capability is what the
+//! launcher refuses when an approval applies it, and what one accepts the other applies.
+
+use std::time::Duration;
+
+use claude_bottle::state::dockerfile;
+use claude_bottle_protocol::wire::{Request, RequestMsg, Response};
+use claude_bottle_protocol::{BottleName, Capability, ProposalId, ProposalKind, to_json};
+use claude_bottle_supervise::{server, store};
+
+/// `(apt packages, Dockerfile lines)`: accepted and refused ones, of every rule both sides have.
+fn table() -> Vec<(Vec<String>, Vec<String>)> {
+    let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let long = format!(
+        "RUN {}",
+        "a".repeat(claude_bottle_protocol::limits::MAX_DOCKERFILE_LINE)
+    );
+    let many = |n: usize, f: fn(usize) -> String| (0..n).map(f).collect::<Vec<_>>();
+    let mut t = vec![
+        (s(&["jq"]), s(&[])),
+        (s(&["g++", "python3.11", "libc6=2.36-9+deb12u4"]), s(&[])),
+        (s(&[]), s(&["RUN pip install ruff"])),
+        (s(&[]), s(&["RUN echo `date`"])),
+        (s(&[]), s(&["RUN printf 'a\\n' > /x"])),
+        (s(&[]), s(&["RUN cat <<<word"])),
+        (s(&["ripgrep"]), s(&["ENV A=1", "WORKDIR /x"])),
+        (s(&[]), s(&[])),
+        (s(&[""]), s(&[])),
+        (s(&["Rg"]), s(&[])),
+        (s(&["bash-"]), s(&[])),
+        (s(&["jq=1.6+"]), s(&[])),
+        (s(&["jq:i386"]), s(&[])),
+        (s(&["jq/sid"]), s(&[])),
+        (s(&["lib*"]), s(&[])),
+        (s(&["a;rm"]), s(&[])),
+        (s(&["jq"]), s(&["RUN a \\"])),
+        (s(&[]), s(&["RUN a \\"])),
+        (s(&[]), s(&["RUN dir C:\\   "])),
+        (s(&[]), s(&[""])),
+        (s(&[]), s(&["   "])),
+        (s(&[]), s(&["RUN a\nUSER root"])),
+        (s(&[]), s(&["RUN a\rRUN b"])),
+        (s(&[]), s(&["RUN a\0"])),
+        (s(&[]), s(&["RUN\ta"])),
+        (s(&[]), s(&["RUN echo \u{1b}[2K"])),
+        (s(&[]), s(&["RUN echo \u{202e}hs.x"])),
+        (s(&[]), s(&["RUN apt-get\u{200b} install x"])),
+        (s(&[]), s(&["RUN echo \u{456}d"])),
+        (s(&[]), s(&["RUN <<EOF"])),
+        (s(&[]), s(&["COPY <<EOF /etc/x"])),
+        (
+            s(&[]),
+            s(&["RUN --mount=type=secret,id=x cat /run/secrets/x"]),
+        ),
+        (s(&[]), s(&["RUN --network=host curl x"])),
+        (s(&[]), s(&["ONBUILD RUN true"])),
+        (s(&[]), vec![long]),
+    ];
+    t.push((many(64, |i| format!("pkg{i}")), vec![]));
+    t.push((many(65, |i| format!("pkg{i}")), vec![]));
+    t.push((vec![], many(64, |i| format!("RUN true {i}"))));
+    t.push((vec![], many(65, |i| format!("RUN true {i}"))));
+    t
+}
+
+#[test]
+fn supervise_refuses_at_filing_exactly_what_the_launcher_refuses_at_apply() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let handle = store::start(store::StoreConfig {
+        queue_dir: dir.path().join("queue"),
+        config_dir: dir.path().join("config"),
+        bottle: BottleName::new("rules").expect("name"),
+        max_pending: 1_000,
+        rate_per_minute: 60_000,
+        burst: 1_000,
+        poll_interval: Duration::from_secs(60),
+        watch: false,
+        inbox: 16,
+    })
+    .expect("store");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mut accepted, mut refused) = (0, 0);
+    for (apt, dockerfile_lines) in table() {
+        let cap = Capability {
+            apt,
+            dockerfile_lines,
+        };
+        let line = to_json(&RequestMsg::new(Request::Submit {
+            kind: ProposalKind::Capability(cap.clone()),
+            reason: "the tests need it".to_owned(),
+            evidence: vec![],
+        }));
+        let filed = match rt.block_on(server::dispatch(&line, &handle)).response {
+            Response::Submitted { .. } => Ok(()),
+            Response::Error { message, .. } => Err(message),
+            other => panic!("unexpected answer {other:?}"),
+        };
+        let applied =
+            dockerfile::with_capability("FROM x\n", &ProposalId::new("p-1").expect("id"), &cap);
+        assert_eq!(
+            filed.is_ok(),
+            applied.is_ok(),
+            "{cap:?}: supervise {filed:?}, launcher {applied:?}"
+        );
+        assert_eq!(
+            filed.is_ok(),
+            dockerfile::capability_lines(&cap).is_ok(),
+            "{cap:?}"
+        );
+        if filed.is_ok() {
+            accepted += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    assert!(
+        accepted >= 8 && refused >= 25,
+        "{accepted} accepted, {refused} refused"
+    );
+}
