@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use claude_bottle_protocol::escape_line;
+
 use crate::backend::docker::DockerBackend;
 use crate::backend::{Backend, ResourceKind};
 use crate::home::Home;
@@ -23,42 +25,33 @@ pub fn run(home: &Home, _args: Args) -> Result<ExitCode, super::Error> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    let mut rows = Vec::new();
     for b in bottles {
-        println!("{}", b.slug);
         for r in &b.resources {
-            match r.kind {
-                ResourceKind::Container => {
-                    let age = if r.created > 0 {
-                        age(now - r.created)
-                    } else {
-                        "?".into()
-                    };
-                    println!("  {:<32} {:<10} {:<9} {age}", r.name, r.role, r.state);
-                }
-                _ => println!("  {:<32} {}", r.name, r.kind),
-            }
+            let age = match r.kind {
+                ResourceKind::Container if r.created > 0 => super::render::age(now - r.created),
+                ResourceKind::Container => "?".to_owned(),
+                _ => String::new(),
+            };
+            // Names, roles and states are labels and answers of the engine, which any user with
+            // its socket can set: escaped like the agent's text.
+            rows.push([
+                escape_line(&b.slug).into_owned(),
+                r.kind.to_string(),
+                escape_line(&r.name).into_owned(),
+                escape_line(&r.role).into_owned(),
+                escape_line(&r.state).into_owned(),
+                age,
+            ]);
         }
     }
+    print!(
+        "{}",
+        super::render::table(
+            ["BOTTLE", "KIND", "NAME", "ROLE", "STATE", "AGE"],
+            &rows,
+            super::render::stdout_width()
+        )
+    );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `42s`, `5m`, `3h`, `2d`.
-fn age(secs: i64) -> String {
-    match secs.max(0) {
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m", s / 60),
-        s if s < 86400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ages() {
-        assert_eq!(super::age(5), "5s");
-        assert_eq!(super::age(300), "5m");
-        assert_eq!(super::age(7200), "2h");
-        assert_eq!(super::age(200_000), "2d");
-    }
 }

@@ -6,6 +6,7 @@ mod info;
 mod list;
 mod queue;
 mod reject;
+mod render;
 mod resume;
 mod show;
 mod start;

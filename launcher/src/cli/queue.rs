@@ -68,7 +68,11 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     }
     print!(
         "{}",
-        table(&["ID", "AGE", "BOTTLE", "KIND", "SUMMARY"], &rows)
+        super::render::table(
+            ["ID", "AGE", "BOTTLE", "KIND", "SUMMARY"],
+            &rows,
+            super::render::stdout_width()
+        )
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -79,42 +83,9 @@ fn warn(problem: &impl std::fmt::Display) {
     eprintln!("warning: {}", escape(&problem.to_string()));
 }
 
-/// Columns separated by two spaces, each as wide as its widest cell (the last not padded).
-fn table(header: &[&str; 5], rows: &[[String; 5]]) -> String {
-    let mut widths = header.map(|h| h.chars().count());
-    for r in rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: [&str; 5]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
-            }
-        }
-        s.push('\n');
-        s
-    };
-    let mut out = line(*header);
-    for r in rows {
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
-    }
-    out
-}
-
-/// `42s`, `5m`, `3h`, `2d`: how long ago `then` was.
+/// How long ago `then` was ([`super::render::age`]); a clock behind the writer's gives `0s`.
 pub(super) fn age(now: UnixTime, then: UnixTime) -> String {
-    let s = now.saturating_sub(then);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3_600 => format!("{}m", s / 60),
-        3_600..86_400 => format!("{}h", s / 3_600),
-        _ => format!("{}d", s / 86_400),
-    }
+    super::render::age(i64::try_from(now.saturating_sub(then)).unwrap_or(i64::MAX))
 }
 
 /// `capability` or `egress`.
@@ -191,30 +162,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ages_are_compact() {
+    fn ages_count_from_the_proposals_time() {
         assert_eq!(age(100, 58), "42s");
-        assert_eq!(age(400, 100), "5m");
         assert_eq!(age(3 * 3_600 + 5, 5), "3h");
-        assert_eq!(age(2 * 86_400, 0), "2d");
         assert_eq!(
             age(0, 10),
             "0s",
             "a clock behind the writer's is not negative"
-        );
-    }
-
-    #[test]
-    fn tables_align_and_do_not_pad_the_last_column() {
-        let rows = [[
-            "a-1".into(),
-            "5m".into(),
-            "app".into(),
-            "egress".into(),
-            "x.org".into(),
-        ]];
-        assert_eq!(
-            table(&["ID", "AGE", "BOTTLE", "KIND", "SUMMARY"], &rows),
-            "ID   AGE  BOTTLE  KIND    SUMMARY\na-1  5m   app     egress  x.org\n"
         );
     }
 
