@@ -1,12 +1,21 @@
 //! `.dockerignore` with Docker's semantics, so `--cwd` copies exactly what `docker build` would send.
 //!
-//! Mirrors moby's `patternmatcher`: one pattern a line, `#` comments (only at the start of a line),
-//! surrounding whitespace trimmed, patterns cleaned like Go's `filepath.Clean` with a leading `/`
-//! dropped; `*` and `?` never cross `/`, `[...]` classes, `\` escapes, `**` spans any number of
-//! directories; `!` re-includes; the last matching pattern wins; a pattern matching a parent
-//! directory matches everything below it.
+//! Follows moby's `patternmatcher` (and its `ignorefile` reader) step by step: one pattern a line,
+//! `#` comments (only at the start of a line), surrounding whitespace trimmed, patterns cleaned
+//! like Go's `filepath.Clean` with a leading `/` dropped, `!` re-includes, the last matching
+//! pattern wins, a pattern matching a parent directory matches everything below it. A pattern is
+//! checked with Go's `filepath.Match` syntax, then compiled as moby compiles it: to a plain
+//! comparison where it can (a whole path, a `dir/**` prefix, a `**/name` suffix), else to the same
+//! regular expression (`*` and `?` never cross `/`, `**` spans any number of directories, `[...]`
+//! and `\` passed on). That expression is written for Go's `regexp`; [`go_regex`] rewrites it for
+//! the `regex` crate, whose syntax differs inside classes (nesting, `&&`, `--`, `~~`) and in a
+//! few escapes, so that it matches what Go's would.
 
 use std::fmt;
+use std::iter::Peekable;
+use std::str::Chars;
+
+mod go_regex;
 
 /// A parsed `.dockerignore`.
 #[derive(Debug, Clone, Default)]
@@ -39,24 +48,19 @@ struct Pattern {
     /// Cleaned text without `!`, for the "could an exception live below this directory" test.
     cleaned: String,
     exclusion: bool,
-    tokens: Vec<Token>,
+    matcher: Matcher,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
-    Lit(char),
-    /// `?`: one character but `/`.
-    One,
-    /// `*`: any run without `/`.
-    Star,
-    /// `**` followed by more pattern: `(.*/)?`.
-    AnyDirs,
-    /// `**` at the end: anything at all.
-    Rest,
-    Class {
-        negated: bool,
-        ranges: Vec<(char, char)>,
-    },
+/// moby's `matchType`: the comparison a pattern compiles to.
+#[derive(Debug, Clone)]
+enum Matcher {
+    /// No wildcard: the whole path.
+    Exact,
+    /// `dir/**` (nothing special before it): the path starts with `dir/`.
+    Prefix,
+    /// `**name` (nothing special after it): the path ends with `name`, or is `name` after `**/`.
+    Suffix,
+    Regex(regex::Regex),
 }
 
 impl DockerIgnore {
@@ -69,38 +73,14 @@ impl DockerIgnore {
             } else {
                 raw
             };
-            if line.starts_with('#') {
-                continue;
-            }
-            let mut pattern = line.trim();
-            if pattern.is_empty() {
-                continue;
-            }
-            let exclusion = pattern.starts_with('!');
-            if exclusion {
-                pattern = pattern[1..].trim();
-                if pattern.is_empty() {
-                    return Err(PatternError {
-                        line: i + 1,
-                        pattern: raw.to_owned(),
-                        problem: "illegal exclusion pattern: \"!\" needs a pattern after it",
-                    });
-                }
-            }
-            let mut cleaned = clean(pattern);
-            if cleaned.len() > 1 && cleaned.starts_with('/') {
-                cleaned.remove(0);
-            }
-            let tokens = compile(&cleaned).map_err(|problem| PatternError {
+            let fail = |problem| PatternError {
                 line: i + 1,
                 pattern: raw.to_owned(),
                 problem,
-            })?;
-            patterns.push(Pattern {
-                cleaned,
-                exclusion,
-                tokens,
-            });
+            };
+            if let Some(pattern) = read_line(line) {
+                patterns.push(Pattern::new(&pattern).map_err(fail)?);
+            }
         }
         Ok(Self { patterns })
     }
@@ -110,7 +90,8 @@ impl DockerIgnore {
         self.patterns.is_empty()
     }
 
-    /// Whether `path` (relative to the context, `/`-separated) is excluded from the context.
+    /// Whether `path` (relative to the context, `/`-separated) is excluded from the context
+    /// (moby's `MatchesOrParentMatches`).
     pub fn is_excluded(&self, path: &str) -> bool {
         let parents: Vec<&str> = match path.rfind('/') {
             Some(end) => {
@@ -148,100 +129,188 @@ impl DockerIgnore {
     }
 }
 
-impl Pattern {
-    fn matches(&self, path: &str) -> bool {
-        let chars: Vec<char> = path.chars().collect();
-        match_tokens(&self.tokens, &chars)
+/// The pattern a line holds, as moby's `ignorefile.ReadAll` writes it (`!` kept in front), or
+/// `None` for a comment or a blank line.
+fn read_line(line: &str) -> Option<String> {
+    if line.starts_with('#') {
+        return None;
     }
-}
-
-fn match_tokens(tokens: &[Token], s: &[char]) -> bool {
-    let Some((first, rest)) = tokens.split_first() else {
-        return s.is_empty();
+    let pattern = line.trim();
+    if pattern.is_empty() {
+        return None;
+    }
+    let (invert, pattern) = match pattern.strip_prefix('!') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, pattern),
     };
-    match first {
-        Token::Lit(c) => s.first() == Some(c) && match_tokens(rest, &s[1..]),
-        Token::One => s.first().is_some_and(|&c| c != '/') && match_tokens(rest, &s[1..]),
-        Token::Class { negated, ranges } => {
-            s.first()
-                .is_some_and(|&c| ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != *negated)
-                && match_tokens(rest, &s[1..])
+    let mut cleaned = if pattern.is_empty() {
+        String::new()
+    } else {
+        clean(pattern)
+    };
+    if cleaned.len() > 1 && cleaned.starts_with('/') {
+        cleaned.remove(0);
+    }
+    Some(if invert {
+        format!("!{cleaned}")
+    } else {
+        cleaned
+    })
+}
+
+impl Pattern {
+    /// moby's `New` for one pattern: cleaned once more (with its `!`), checked with
+    /// `filepath.Match`'s syntax, then compiled.
+    fn new(pattern: &str) -> Result<Self, &'static str> {
+        let p = clean(pattern.trim());
+        let (exclusion, p) = match p.strip_prefix('!') {
+            Some("") => {
+                return Err("illegal exclusion pattern: \"!\" needs a pattern after it");
+            }
+            Some(rest) => (true, rest.to_owned()),
+            None => (false, p),
+        };
+        check_syntax(&p)?;
+        let matcher = compile(&p)?;
+        Ok(Self {
+            cleaned: p,
+            exclusion,
+            matcher,
+        })
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        let p = &self.cleaned;
+        match &self.matcher {
+            Matcher::Exact => path == p,
+            Matcher::Prefix => path.starts_with(&p[..p.len() - 2]),
+            Matcher::Suffix => {
+                let suffix = &p[2..];
+                path.ends_with(suffix) || suffix.strip_prefix('/') == Some(path)
+            }
+            Matcher::Regex(re) => re.is_match(path),
         }
-        Token::Star => {
-            let run = s.iter().position(|&c| c == '/').unwrap_or(s.len());
-            (0..=run).any(|i| match_tokens(rest, &s[i..]))
-        }
-        Token::AnyDirs => {
-            match_tokens(rest, s)
-                || s.iter()
-                    .enumerate()
-                    .any(|(i, &c)| c == '/' && match_tokens(rest, &s[i + 1..]))
-        }
-        Token::Rest => true,
     }
 }
 
-/// Translates a cleaned pattern the way moby turns it into a regular expression.
-fn compile(pattern: &str) -> Result<Vec<Token>, &'static str> {
-    let mut tokens = Vec::new();
+/// The errors Go's `filepath.Match` reports for a pattern (moby calls it on every pattern
+/// before use): a `\` with nothing after it, and a class that is not closed or has an item
+/// starting with `-` or `]` (so `[]a]` and `[-a]` are errors; `[a-]` is too, its `]` being taken
+/// for a range's end).
+fn check_syntax(pattern: &str) -> Result<(), &'static str> {
+    const TRAILING: &str = "the pattern ends in an escaping \\ with nothing to escape";
+    const CLASS: &str = "character class is missing its closing ], or an item of it starts with \
+                         - or ] (write \\- or \\])";
     let mut chars = pattern.chars().peekable();
+    // One class item, as Go's `getEsc` reads it: at least one more character must follow.
+    let item = |chars: &mut Peekable<Chars<'_>>| -> Result<(), &'static str> {
+        match chars.next() {
+            None | Some('-' | ']') => return Err(CLASS),
+            Some('\\') => {
+                chars.next().ok_or(CLASS)?;
+            }
+            Some(_) => {}
+        }
+        chars.peek().map(|_| ()).ok_or(CLASS)
+    };
     while let Some(c) = chars.next() {
         match c {
-            '*' if chars.peek() == Some(&'*') => {
-                chars.next();
-                if chars.peek() == Some(&'/') {
-                    chars.next();
-                }
-                tokens.push(if chars.peek().is_none() {
-                    Token::Rest
-                } else {
-                    Token::AnyDirs
-                });
+            '\\' => {
+                chars.next().ok_or(TRAILING)?;
             }
-            '*' => tokens.push(Token::Star),
-            '?' => tokens.push(Token::One),
-            '\\' => tokens.push(Token::Lit(chars.next().unwrap_or('\\'))),
-            '[' => tokens.push(compile_class(&mut chars)?),
-            c => tokens.push(Token::Lit(c)),
+            '[' => {
+                chars.next_if_eq(&'^');
+                let mut items = 0;
+                loop {
+                    if items > 0 && chars.next_if_eq(&']').is_some() {
+                        break;
+                    }
+                    item(&mut chars)?;
+                    if chars.next_if_eq(&'-').is_some() {
+                        item(&mut chars)?;
+                    }
+                    items += 1;
+                }
+            }
+            _ => {}
         }
     }
-    Ok(tokens)
+    Ok(())
 }
 
-/// A character class after its `[`, with regular-expression syntax (`^` negates).
-fn compile_class(
-    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-) -> Result<Token, &'static str> {
-    const UNCLOSED: &str = "character class is missing its closing ]";
-    let negated = chars.next_if_eq(&'^').is_some();
-    let mut ranges = Vec::new();
+/// moby's `Pattern.compile`: the comparison, or the regular expression, a cleaned pattern
+/// becomes.
+fn compile(pattern: &str) -> Result<Matcher, &'static str> {
+    #[derive(PartialEq)]
+    enum Kind {
+        Exact,
+        Prefix,
+        Suffix,
+        Regex,
+    }
+    let mut re = String::from("^");
+    let mut kind = Kind::Exact;
+    let mut chars = pattern.chars().peekable();
     let mut first = true;
-    loop {
-        let c = chars.next().ok_or(UNCLOSED)?;
-        let lo = match c {
-            ']' if !first => break,
-            '\\' => chars.next().ok_or(UNCLOSED)?,
-            c => c,
-        };
-        first = false;
-        let mut hi = lo;
-        if chars.peek() == Some(&'-') {
-            let mut ahead = chars.clone();
-            ahead.next();
-            if ahead.peek().is_some_and(|&c| c != ']') {
-                chars.next();
-                hi = match chars.next().ok_or(UNCLOSED)? {
-                    '\\' => chars.next().ok_or(UNCLOSED)?,
-                    c => c,
-                };
-                if hi < lo {
-                    return Err("character class has a range whose end is before its start");
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.next_if_eq(&'*').is_some() => {
+                chars.next_if_eq(&'/');
+                if chars.peek().is_none() {
+                    if kind == Kind::Exact {
+                        kind = Kind::Prefix;
+                    } else {
+                        re.push_str(".*");
+                        kind = Kind::Regex;
+                    }
+                } else {
+                    re.push_str("(.*/)?");
+                    kind = Kind::Regex;
+                }
+                if first {
+                    kind = Kind::Suffix;
                 }
             }
+            '*' => {
+                re.push_str("[^/]*");
+                kind = Kind::Regex;
+            }
+            '?' => {
+                re.push_str("[^/]");
+                kind = Kind::Regex;
+            }
+            '.' | '+' | '(' | ')' | '|' | '{' | '}' | '$' => {
+                re.push('\\');
+                re.push(c);
+            }
+            '\\' => {
+                re.push('\\');
+                if let Some(next) = chars.next() {
+                    re.push(next);
+                    kind = Kind::Regex;
+                }
+            }
+            '[' | ']' => {
+                re.push(c);
+                kind = Kind::Regex;
+            }
+            c => re.push(c),
         }
-        ranges.push((lo, hi));
+        first = false;
     }
-    Ok(Token::Class { negated, ranges })
+    Ok(match kind {
+        Kind::Exact => Matcher::Exact,
+        Kind::Prefix => Matcher::Prefix,
+        Kind::Suffix => Matcher::Suffix,
+        Kind::Regex => {
+            re.push('$');
+            let rust = go_regex::rewrite(&re)?;
+            Matcher::Regex(
+                regex::Regex::new(&rust)
+                    .map_err(|_| "the pattern is not a valid regular expression to the engine")?,
+            )
+        }
+    })
 }
 
 /// Go's `path.Clean`: drop empty and `.` elements, resolve `..`.
@@ -357,7 +426,7 @@ mod tests {
 
     #[test]
     fn classes_and_escapes() {
-        let ig = ignore("file[0-9].txt\nlog[^a-c]\n\\*literal\n[]]x\n");
+        let ig = ignore("file[0-9].txt\nlog[^a-c]\n\\*literal\n[\\]]x\n");
         assert!(ig.is_excluded("file7.txt"));
         assert!(!ig.is_excluded("fileA.txt"));
         assert!(ig.is_excluded("logd"));
@@ -383,6 +452,75 @@ mod tests {
         let err = DockerIgnore::parse("a\n\n  !  \n").expect_err("bare !");
         assert_eq!(err.line, 3);
         assert!(DockerIgnore::parse("[z-a]").is_err());
+        // What Go's `filepath.Match` refuses, moby refuses: a class item starting with `]` or
+        // `-`, a `\` with nothing after it.
+        for bad in ["[]a]", "[-a]", "[a-]", "x[", "a\\", "[a\\"] {
+            assert!(DockerIgnore::parse(bad).is_err(), "{bad:?}");
+        }
+        // What Go's `regexp` refuses in the expression moby compiles.
+        for bad in ["\\q", "\\1", "\\xZZ", "[[:nope:]]", "\\u0041"] {
+            assert!(DockerIgnore::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// moby compiles a pattern without a wildcard before its `**` to a plain comparison, not to a
+    /// regular expression: `**.log` is any path ending in `.log`, `build**` any starting with
+    /// `build` (`patternmatcher.go`, `suffixMatch` and `prefixMatch`).
+    #[test]
+    fn double_star_at_either_end_compares_text_as_moby_does() {
+        let ig = ignore("**.log\nbuild**\n");
+        assert!(ig.is_excluded("a.log"));
+        assert!(ig.is_excluded("x/y/b.log"));
+        assert!(!ig.is_excluded("xlog"));
+        assert!(ig.is_excluded("builder"));
+        assert!(ig.is_excluded("build/x"));
+        assert!(!ig.is_excluded("rebuild"));
+        let all = ignore("**\n!keep\n");
+        assert!(all.is_excluded("anything/at/all"));
+        assert!(!all.is_excluded("keep"));
+        // `**/name` is the name anywhere, the top included.
+        let ig = ignore("**/.env\n");
+        assert!(ig.is_excluded(".env"));
+        assert!(ig.is_excluded("a/b/.env"));
+        assert!(!ig.is_excluded("a/x.env"));
+    }
+
+    /// The expression is Go's: inside a class `[` and `&&` are plain characters, `\d` is an
+    /// ASCII digit, a `*` inside brackets is moby's `[^/]*` (so `[*]` is a class of `[`, `^`, `/`,
+    /// repeated, then `]`).
+    #[test]
+    fn expressions_mean_what_they_mean_to_gos_regexp() {
+        let ig = ignore("[a&&b]\nv\\d\nn[[:digit:]]\n[*]\n");
+        assert!(ig.is_excluded("&"));
+        assert!(ig.is_excluded("a"));
+        assert!(!ig.is_excluded("c"));
+        assert!(ig.is_excluded("v7"));
+        assert!(!ig.is_excluded("vd"));
+        assert!(!ig.is_excluded("v\u{663}"), "Go's \\d is ASCII only");
+        assert!(ig.is_excluded("n5"));
+        assert!(ig.is_excluded("]"));
+        assert!(ig.is_excluded("[^]"));
+        assert!(!ig.is_excluded("*"));
+        // `\b` is Go's ASCII word boundary.
+        let ig = ignore("x\\b\n");
+        assert!(ig.is_excluded("x"));
+    }
+
+    #[test]
+    fn many_stars_match_in_linear_time() {
+        // The backtracking matcher this replaced took exponential time on such a pattern.
+        let ig = ignore(&format!("{}b\n", "*a".repeat(30)));
+        assert!(!ig.is_excluded(&"a".repeat(4_000)));
+        assert!(ig.is_excluded(&format!("{}b", "a".repeat(4_000))));
+    }
+
+    #[test]
+    fn an_exception_is_cleaned_again_with_its_bang_as_moby_does() {
+        // `!/` becomes `!` once cleaned with its `!`: moby refuses it.
+        assert!(DockerIgnore::parse("!/\n").is_err());
+        let ig = ignore("*\n! /keep/../kept \n");
+        assert!(!ig.is_excluded("kept"));
+        assert!(ig.is_excluded("keep"));
     }
 
     #[test]

@@ -62,7 +62,9 @@ fn sample(root: &Path) {
          ./.git/\n\
          notes/**\n\
          !notes/public/**\n\
-         notes/public/draft*\n",
+         notes/public/draft*\n\
+         **.bak\n\
+         [*]\n",
     );
     for rel in [
         "a.log",
@@ -85,6 +87,11 @@ fn sample(root: &Path) {
         "notes/public/ok.md",
         "notes/public/draft-1.md",
         "src/main.rs",
+        "a.bak",
+        "deep/x/y.bak",
+        "xbak",
+        "]",
+        "*",
     ] {
         write(root, rel, rel);
     }
@@ -183,6 +190,11 @@ fn image_workspace_copy_sends_what_docker_sends() {
         );
     }
     assert!(!ours_files.contains("notes/public/draft-1.md"));
+    // moby compiles `**.bak` to a suffix test, and `[*]` to the class `[[^/]*]`.
+    for gone in ["a.bak", "deep/x/y.bak", "]"] {
+        assert!(!ours_files.contains(gone), "{gone} sent: {ours_files:?}");
+    }
+    assert!(ours_files.contains("xbak") && ours_files.contains("*"));
 }
 
 #[test]
