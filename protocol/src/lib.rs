@@ -1,6 +1,9 @@
 //! Versioned types that cross a process boundary: the shim↔supervise wire and the host queue files.
 //!
-//! Pure data and validation: no I/O, no tokio, nothing of ours imported.
+//! Pure data and validation: no I/O, no tokio, nothing of ours imported. A rule two binaries
+//! apply lives here once (what a proposal may ask, which supervise checks when it is filed and
+//! the launcher when it is applied; byte sizes and the agent's minimums, read from `config.toml`
+//! and a bottle's `limits`).
 //!
 //! Compatibility rules, tested in `version.rs`:
 //! - every message and file carries `version`; a reader refuses a version newer than
