@@ -30,7 +30,7 @@ impl Drop for Kill {
 fn main() {
     if std::env::var_os("BENCH_ROLE").is_some_and(|r| r == "supervise") {
         let args = claude_bottle_supervise::Args::parse_from(std::env::args_os().skip(1));
-        claude_bottle_supervise::init_tracing();
+        claude_bottle_io::runtime::init_tracing("info");
         std::process::exit(
             if claude_bottle_supervise::run(args) == std::process::ExitCode::SUCCESS {
                 0

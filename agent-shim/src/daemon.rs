@@ -10,16 +10,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use claude_bottle_protocol::wire::{
-    ErrorCode, MAX_LINE_BYTES, MAX_WAIT_MS, Request, RequestMsg, Response, ResponseMsg,
-};
-use claude_bottle_protocol::{ProposalId, ProposalKind, from_json, to_json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixStream;
-use tokio::sync::Semaphore;
+use claude_bottle_io::fs::FsError;
+use claude_bottle_io::socket;
+use claude_bottle_protocol::wire::{MAX_WAIT_MS, Request, Response};
+use claude_bottle_protocol::{ProposalId, ProposalKind};
 
 use crate::client;
-use crate::relay::{RelayError, bind_unix_world};
 
 /// Most simultaneous local clients.
 const MAX_CLIENTS: usize = 64;
@@ -48,67 +44,19 @@ struct Shared {
 }
 
 /// Serves the local socket until the task is dropped.
-pub async fn run(cfg: DaemonConfig) -> Result<(), RelayError> {
-    let listener = bind_unix_world(&cfg.listen)?;
+pub async fn run(cfg: DaemonConfig) -> Result<(), FsError> {
+    let listener = socket::bind_world(&cfg.listen)?;
     tracing::info!(listen = %cfg.listen.display(), supervise = %cfg.supervise.display(), "shim daemon listening");
     let shared = Arc::new(Shared {
         cfg,
         recent: Mutex::new(HashMap::new()),
     });
-    let limit = Arc::new(Semaphore::new(MAX_CLIENTS));
-    loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return Ok(());
-        };
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "failed to accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    socket::serve(listener, MAX_CLIENTS, move |stream| {
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = connection(stream, &shared).await {
-                tracing::debug!(error = %e, "client connection ended");
-            }
-        });
-    }
-}
-
-async fn connection(stream: UnixStream, shared: &Shared) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    loop {
-        let mut line = Vec::new();
-        let n = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await?;
-        if n == 0 {
-            return Ok(());
-        }
-        let too_long = line.last() != Some(&b'\n') && line.len() > MAX_LINE_BYTES;
-        let response = if too_long {
-            ResponseMsg::error(ErrorCode::TooLarge, "failed to read the request: too long")
-        } else {
-            match from_json::<RequestMsg>(&line) {
-                Ok(msg) => ResponseMsg::new(forward(shared, msg.request).await),
-                Err(e) => ResponseMsg::error(
-                    ErrorCode::for_parse_error(&e),
-                    format!("failed to read the request: {e}"),
-                ),
-            }
-        };
-        let mut out = to_json(&response);
-        out.push(b'\n');
-        write.write_all(&out).await?;
-        if too_long {
-            return Ok(());
-        }
-    }
+        async move { socket::answer_requests(stream, |request| forward(&shared, request)).await }
+    })
+    .await;
+    Ok(())
 }
 
 /// Answers from the cache or sends to supervise, retrying while it is unreachable.

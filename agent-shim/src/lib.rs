@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use claude_bottle_io::runtime;
 use claude_bottle_protocol::{Capability, ProposalId, ProposalKind};
 
 /// Files capability and egress proposals for the agent and waits for the operator's decision.
@@ -159,17 +160,6 @@ impl Cli {
     }
 }
 
-/// Starts `tracing` on stderr, filtered by `CLAUDE_BOTTLE_LOG` (default: `default_level`).
-pub fn init_tracing(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDE_BOTTLE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// `claude-setup`: the agent's environment decides what is merged (see [`claude_setup`]).
 fn claude_setup(workdir: Option<PathBuf>) -> Result<ExitCode, String> {
     let home = std::env::var_os("HOME")
@@ -199,23 +189,7 @@ fn claude_setup(workdir: Option<PathBuf>) -> Result<ExitCode, String> {
 
 /// Runs one verb to completion and maps its outcome to an exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("claude-bottle-shim: failed to start the async runtime: {e}");
-            return ExitCode::from(70);
-        }
-    };
-    match runtime.block_on(dispatch(cli)) {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("claude-bottle-shim: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    runtime::block_on("claude-bottle-shim", dispatch(cli))
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
@@ -255,7 +229,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             };
             tokio::select! {
                 r = daemon::run(cfg) => r.map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string()),
-                () = shutdown_signal() => Ok(ExitCode::SUCCESS),
+                () = runtime::shutdown_signal() => Ok(ExitCode::SUCCESS),
             }
         }
         Command::Mcp => mcp::serve(target).await.map(|()| ExitCode::SUCCESS),
@@ -264,7 +238,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
             let relays = relay::run(args.listen, args.connect, args.max_connections);
             tokio::select! {
                 r = relays => r.map(|()| ExitCode::SUCCESS).map_err(|e| e.to_string()),
-                () = shutdown_signal() => Ok(ExitCode::SUCCESS),
+                () = runtime::shutdown_signal() => Ok(ExitCode::SUCCESS),
             }
         }
     }
@@ -277,17 +251,4 @@ async fn request(
 ) -> Result<ExitCode, ops::OpError> {
     let wait = c.wait.then(|| Duration::from_secs(c.timeout));
     cli::request(target, kind, c.reason, c.evidence, wait, c.json).await
-}
-
-/// Resolves on SIGINT or SIGTERM so containers stop promptly.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -5,15 +5,15 @@
 
 use std::fmt;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use claude_bottle_io::fs::FsError;
+use claude_bottle_io::socket::{self, Accept};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// How long a connect to the far side may take before the accepted connection is dropped.
@@ -37,10 +37,8 @@ pub enum RelayError {
         #[source]
         source: io::Error,
     },
-    #[error(
-        "failed to listen on {path}: a file that is not a socket is in the way\nhint: remove it or pick another path"
-    )]
-    NotASocket { path: PathBuf },
+    #[error(transparent)]
+    Unix(#[from] FsError),
 }
 
 /// One side of a relay: `tcp:HOST:PORT` or `unix:PATH`.
@@ -99,9 +97,11 @@ enum Listener {
     Unix(UnixListener),
 }
 
-impl Listener {
+impl Accept for ListenerBox {
+    type Conn = Box<dyn Io>;
+
     async fn accept(&self) -> io::Result<Box<dyn Io>> {
-        match self {
+        match &self.0 {
             Listener::Tcp(l) => {
                 let (s, _) = l.accept().await?;
                 // A proxy connection carries interactive TLS; don't batch small writes.
@@ -135,40 +135,13 @@ async fn connect(endpoint: &Endpoint) -> io::Result<Box<dyn Io>> {
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
 }
 
-/// Binds a Unix listening socket that any uid may connect to, replacing a stale socket file.
-pub fn bind_unix_world(path: &Path) -> Result<UnixListener, RelayError> {
-    let listen_err = |source| RelayError::Listen {
-        endpoint: Endpoint::Unix(path.to_owned()),
-        source,
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            std::fs::remove_file(path).map_err(listen_err)?
-        }
-        Ok(_) => {
-            return Err(RelayError::NotASocket {
-                path: path.to_owned(),
-            });
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(listen_err(e)),
-    }
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(listen_err)?;
-    }
-    let listener = UnixListener::bind(path).map_err(listen_err)?;
-    // The agent runs as another uid than the sidecar that created the socket.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).map_err(listen_err)?;
-    Ok(listener)
-}
-
 /// A bound listener and where its connections go.
 #[derive(Debug)]
 pub struct Relay {
     listen: Endpoint,
     connect: Endpoint,
     listener: ListenerBox,
-    limit: Arc<Semaphore>,
+    max_connections: usize,
     /// Until when a connection waits for a target that is not there yet: the warm-up window
     /// counts from the bind, so a target that dies later fails its connections at once.
     ready_by: tokio::time::Instant,
@@ -198,13 +171,13 @@ impl Relay {
                     },
                 )?)
             }
-            Endpoint::Unix(path) => Listener::Unix(bind_unix_world(path)?),
+            Endpoint::Unix(path) => Listener::Unix(socket::bind_world(path)?),
         };
         Ok(Self {
             listen,
             connect,
             listener: ListenerBox(listener),
-            limit: Arc::new(Semaphore::new(max_connections.max(1))),
+            max_connections,
             ready_by: tokio::time::Instant::now() + warmup_wait(),
         })
     }
@@ -221,26 +194,15 @@ impl Relay {
     pub async fn serve(self) {
         tracing::info!(listen = %self.listen, connect = %self.connect, "relay listening");
         let connect = Arc::new(self.connect);
-        loop {
-            // Taking the permit before accepting leaves excess clients in the kernel backlog.
-            let Ok(permit) = self.limit.clone().acquire_owned().await else {
-                return;
-            };
-            let inbound = match self.listener.0.accept().await {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "failed to accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        let ready_by = self.ready_by;
+        socket::serve(self.listener, self.max_connections, move |inbound| {
             let connect = connect.clone();
-            let ready_by = self.ready_by;
-            tokio::spawn(async move {
-                let _permit = permit;
+            async move {
                 pipe(inbound, &connect, ready_by).await;
-            });
-        }
+                Ok(())
+            }
+        })
+        .await;
     }
 }
 

@@ -6,8 +6,6 @@
 //! folder with mode 0600, in the one sidecar's folder that needs them.
 
 use std::fmt;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -69,14 +67,8 @@ pub enum TlsError {
         #[source]
         source: rcgen::Error,
     },
-    #[error(
-        "failed to write {path}: {source}\nhint: check that the bottle's state folder is writable"
-    )]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{0}\nhint: check that the bottle's state folder is writable")]
+    Write(#[from] crate::state::AtomicError),
     #[error("failed to read a certificate: {0}")]
     Pem(String),
 }
@@ -265,36 +257,16 @@ fn set_validity(params: &mut CertificateParams) {
     params.not_after = now + time::Duration::days(CA_VALIDITY_DAYS);
 }
 
-/// Writes `bytes` to `path` with `mode` from the first byte on (a temp file created with the mode, then
-/// renamed over), so a key is never readable by others, not even for a moment, and a reader never sees
-/// half a file.
+/// Writes `bytes` to `path` with `mode` from the first byte on, so a key is never readable by
+/// others, not even for a moment, and a reader never sees half a file.
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), TlsError> {
-    let err = |source| TlsError::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(err)?;
-    // The umask may have taken bits away; set exactly what was asked.
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(err)?;
-    file.write_all(bytes).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(err)
+    Ok(crate::state::atomic::write_atomic_mode(path, bytes, mode)?)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
     use x509_parser::prelude::*;
 

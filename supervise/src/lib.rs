@@ -1,10 +1,10 @@
 //! `claude-bottle-supervise`: serves the shim on a Unix socket and keeps the host queue.
 //!
 //! `server` parses requests and forwards them to `store`, the one owner of the queue folder;
-//! `fsio` holds the file-system rules (atomic writes, no symlinks).
+//! the file-system rules (atomic writes, no symlinks) are `claude_bottle_io::fs`'s.
 
-pub mod fsio;
 mod limits;
+mod listing;
 mod records;
 pub mod server;
 pub mod store;
@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use claude_bottle_io::{runtime, socket};
 use claude_bottle_protocol::BottleName;
 
 /// Default socket path inside the supervise container (a per-bottle volume).
@@ -64,37 +65,11 @@ fn parse_bottle(s: &str) -> Result<BottleName, String> {
     BottleName::new(s).map_err(|e| e.to_string())
 }
 
-/// Starts `tracing` on stderr, filtered by `CLAUDE_BOTTLE_LOG` (default `info`).
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAUDE_BOTTLE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// Runs the daemon until SIGTERM/SIGINT.
 pub fn run(args: Args) -> ExitCode {
-    // One thread: the load is a handful of agents' requests, and a small RSS matters more.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("claude-bottle-supervise: failed to start the async runtime: {e}");
-            return ExitCode::from(70);
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("claude-bottle-supervise: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    runtime::block_on("claude-bottle-supervise", async {
+        serve(args).await.map(|()| ExitCode::SUCCESS)
+    })
 }
 
 async fn serve(args: Args) -> Result<(), String> {
@@ -110,7 +85,7 @@ async fn serve(args: Args) -> Result<(), String> {
         inbox: args.max_connections.saturating_mul(2),
     })
     .map_err(|e| e.to_string())?;
-    let listener = fsio::bind_socket(&args.socket).map_err(|e| e.to_string())?;
+    let listener = socket::bind_world(&args.socket).map_err(|e| e.to_string())?;
     tracing::info!(
         socket = %args.socket.display(),
         queue = %args.queue_dir.display(),
@@ -119,20 +94,8 @@ async fn serve(args: Args) -> Result<(), String> {
     );
     tokio::select! {
         () = server::serve(listener, store, args.max_connections) => {}
-        () = shutdown_signal() => tracing::info!("shutting down"),
+        () = runtime::shutdown_signal() => tracing::info!("shutting down"),
     }
     let _ = std::fs::remove_file(&args.socket);
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

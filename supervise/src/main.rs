@@ -4,6 +4,6 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = claude_bottle_supervise::Args::parse();
-    claude_bottle_supervise::init_tracing();
+    claude_bottle_io::runtime::init_tracing("info");
     claude_bottle_supervise::run(args)
 }

@@ -7,7 +7,7 @@ use claude_bottle_protocol::{
     Applied, Decision, Proposal, ProposalId, ProtocolError, Versioned, from_json,
 };
 
-use crate::fsio::{self, FsError};
+use claude_bottle_io::fs::{self, FsError};
 
 /// Largest queue record read from disk.
 pub const MAX_RECORD_BYTES: u64 = 64 * 1024;
@@ -23,6 +23,8 @@ pub enum RecordError {
         #[source]
         source: ProtocolError,
     },
+    #[error("failed to read {path}: it is gone")]
+    Gone { path: PathBuf },
     #[error(
         "failed to read {path}: it names id {found}, not its file name's\nhint: a record's \"id\" must equal its file name without .json"
     )]
@@ -55,7 +57,11 @@ impl Record for Applied {
 
 /// Reads and checks the record at `path`, which must be `<id>.json`.
 pub fn read<T: Record>(path: &Path, id: &ProposalId) -> Result<T, RecordError> {
-    let bytes = fsio::read_bounded(path, MAX_RECORD_BYTES)?;
+    // Its folder was checked when the queue opened; the file itself is opened without following.
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let bytes = fs::read_in(folder, path, MAX_RECORD_BYTES)?.ok_or_else(|| RecordError::Gone {
+        path: path.to_owned(),
+    })?;
     let record: T = from_json(&bytes).map_err(|source| RecordError::Parse {
         path: path.to_owned(),
         source,

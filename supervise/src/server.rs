@@ -1,123 +1,28 @@
-//! The Unix socket server: reads request lines, turns them into store commands, writes answers.
+//! The Unix socket server: turns request lines into store commands and writes the answers.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use claude_bottle_io::socket;
+use claude_bottle_protocol::ProposalId;
 use claude_bottle_protocol::wire::{
-    ErrorCode, MAX_LINE_BYTES, MAX_WAIT_MS, ProposalStatus, Request, RequestMsg, Response,
-    ResponseMsg, WaitUntil,
+    ErrorCode, MAX_WAIT_MS, ProposalStatus, Request, Response, WaitUntil,
 };
-use claude_bottle_protocol::{ProposalId, from_json, to_json};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::net::UnixListener;
 
 use crate::store::{Command, StoreHandle};
 
-/// How long a connection may sit between requests before it is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
 /// Accepts connections forever, at most `max_connections` served at once.
 pub async fn serve(listener: UnixListener, store: StoreHandle, max_connections: usize) {
-    let limit = Arc::new(Semaphore::new(max_connections.max(1)));
-    loop {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "failed to accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    socket::serve(listener, max_connections, move |stream| {
         let store = store.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = connection(stream, &store).await {
-                tracing::debug!(error = %e, "connection ended");
-            }
-        });
-    }
+        async move { socket::answer_requests(stream, |request| execute(request, &store)).await }
+    })
+    .await;
 }
 
-/// What reading one line produced.
-#[derive(Debug)]
-pub enum Line {
-    /// A complete request (newline stripped).
-    Request(Vec<u8>),
-    /// The peer closed the connection.
-    Eof,
-    /// More than the limit without a newline.
-    TooLong,
-}
-
-/// Reads one newline-terminated line of at most `limit` bytes, never buffering more.
-pub async fn read_line<R: AsyncRead + Unpin>(
-    reader: &mut BufReader<R>,
-    limit: usize,
-) -> std::io::Result<Line> {
-    let mut buf = Vec::new();
-    let n = reader
-        .take(limit as u64 + 1)
-        .read_until(b'\n', &mut buf)
-        .await?;
-    if n == 0 {
-        return Ok(Line::Eof);
-    }
-    if buf.last() == Some(&b'\n') {
-        buf.pop();
-    } else if buf.len() > limit {
-        return Ok(Line::TooLong);
-    }
-    Ok(Line::Request(buf))
-}
-
-async fn connection(stream: UnixStream, store: &StoreHandle) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut reader = BufReader::new(read);
-    loop {
-        let line = match tokio::time::timeout(IDLE_TIMEOUT, read_line(&mut reader, MAX_LINE_BYTES))
-            .await
-        {
-            Ok(line) => line?,
-            Err(_) => return Ok(()),
-        };
-        let (response, close) = match line {
-            Line::Eof => return Ok(()),
-            Line::TooLong => (
-                ResponseMsg::error(
-                    ErrorCode::TooLarge,
-                    format!("failed to read the request: longer than {MAX_LINE_BYTES} bytes"),
-                ),
-                true,
-            ),
-            Line::Request(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => continue,
-            Line::Request(bytes) => (dispatch(&bytes, store).await, false),
-        };
-        let mut out = to_json(&response);
-        out.push(b'\n');
-        write.write_all(&out).await?;
-        if close {
-            // The rest of an oversized line cannot be resynchronised; drop the connection.
-            return Ok(());
-        }
-    }
-}
-
-/// Parses one request line and carries it out.
-pub async fn dispatch(line: &[u8], store: &StoreHandle) -> ResponseMsg {
-    let msg: RequestMsg = match from_json(line) {
-        Ok(m) => m,
-        Err(e) => {
-            return ResponseMsg::error(
-                ErrorCode::for_parse_error(&e),
-                format!("failed to read the request: {e}"),
-            );
-        }
-    };
-    let response = match msg.request {
+/// Carries out one request.
+async fn execute(request: Request, store: &StoreHandle) -> Response {
+    match request {
         Request::Submit {
             kind,
             reason,
@@ -147,8 +52,7 @@ pub async fn dispatch(line: &[u8], store: &StoreHandle) -> ResponseMsg {
             )
             .await
         }
-    };
-    ResponseMsg::new(response)
+    }
 }
 
 async fn status_of(store: &StoreHandle, id: &ProposalId) -> Result<ProposalStatus, Response> {

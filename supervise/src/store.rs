@@ -20,8 +20,10 @@ use claude_bottle_protocol::{
 use notify::Watcher;
 use tokio::sync::{oneshot, watch};
 
-use crate::fsio::{self, FsError};
+use claude_bottle_io::fs::{self, FsError, Overwrite};
+
 use crate::limits::RateLimit;
+use crate::listing;
 use crate::records;
 
 /// Most proposals listed by a `status` without id (the newest ones).
@@ -217,11 +219,12 @@ impl Store {
 
     /// Checks the folders, removes our own leftover temp files, loads every proposal and record.
     fn open(&mut self) -> Result<(), StoreError> {
-        fsio::ensure_dir(&self.cfg.queue_dir, true)?;
+        let root = &self.cfg.queue_dir;
+        fs::ensure_dir_in(root, root)?;
         for folder in Folder::ALL {
             // decisions/ and applied/ are read-only mounts in production; creating them is
             // only for a fresh test folder.
-            if let Err(e) = fsio::ensure_dir(&self.dir(folder), true) {
+            if let Err(e) = fs::ensure_dir_in(root, &self.dir(folder)) {
                 if folder == Folder::Proposals || matches!(e, FsError::Symlink { .. }) {
                     return Err(e.into());
                 }
@@ -229,7 +232,7 @@ impl Store {
             }
         }
         let dir = self.dir(Folder::Proposals);
-        for name in fsio::list_files_warn(&dir)? {
+        for name in listing::list_files_warn(&dir)? {
             if name.starts_with(queue::TEMP_PREFIX) {
                 // A write interrupted by a crash: the rename never happened, so nobody saw it.
                 let _ = std::fs::remove_file(dir.join(&name));
@@ -329,13 +332,11 @@ impl Store {
             evidence,
             created,
         );
-        self.nonce += 1;
-        let temp = queue::temp_file_name(&id, self.nonce);
-        if let Err(e) = fsio::write_atomic(
-            &self.dir(Folder::Proposals),
-            &id.file_name(),
-            &temp,
+        if let Err(e) = fs::write_atomic_in(
+            &self.cfg.queue_dir,
+            &self.dir(Folder::Proposals).join(id.file_name()),
             &to_json_pretty(&proposal),
+            Overwrite::Replace,
         ) {
             tracing::error!(error = %e, "failed to write a proposal");
             return Response::Error {
@@ -401,13 +402,10 @@ impl Store {
         let mut files = Vec::new();
         for name in current_config::FILES {
             let path = self.cfg.config_dir.join(name);
-            let content = match fsio::read_bounded(&path, current_config::MAX_FILE_BYTES as u64) {
-                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                Err(FsError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    continue;
-                }
+            let limit = current_config::MAX_FILE_BYTES as u64;
+            let content = match fs::read_in(&self.cfg.config_dir, &path, limit) {
+                Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                Ok(None) => continue,
                 Err(e) => format!("[not shown: {e}]"),
             };
             files.push(ConfigFile {
@@ -424,7 +422,7 @@ impl Store {
         let mut changed = false;
         for folder in [Folder::Decisions, Folder::Applied] {
             let dir = self.dir(folder);
-            let names = match fsio::list_files(&dir) {
+            let names = match listing::list_files(&dir) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot list records");

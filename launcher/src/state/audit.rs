@@ -9,9 +9,7 @@
 //! `O_APPEND` in one `write` and fsynced, so concurrent writers do not interleave and a crash
 //! loses at most the line being written; a torn last line is closed before the next append.
 
-use std::fs::OpenOptions;
 use std::io::{self, BufRead as _, Read as _, Seek as _, SeekFrom, Write as _};
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -143,21 +141,8 @@ pub fn read(state_dir: &Path) -> Result<Vec<Entry>, AuditError> {
 /// Streams the log line by line (it grows without bound; it is never read whole).
 fn for_each(state_dir: &Path, mut f: impl FnMut(Entry)) -> Result<(), AuditError> {
     let path = state_dir.join(AUDIT_FILE);
-    atomic::check_no_symlinks(state_dir, &path)?;
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(nofollow())
-        .open(&path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(AuditError::Io {
-                action: "open",
-                path,
-                source,
-            });
-        }
+    let Some(file) = atomic::open_in(state_dir, &path)? else {
+        return Ok(());
     };
     let mut reader = io::BufReader::new(file);
     let mut line = Vec::new();
@@ -186,14 +171,9 @@ fn for_each(state_dir: &Path, mut f: impl FnMut(Entry)) -> Result<(), AuditError
     Ok(())
 }
 
-fn nofollow() -> i32 {
-    nix::fcntl::OFlag::O_NOFOLLOW.bits() | nix::fcntl::OFlag::O_CLOEXEC.bits()
-}
-
 fn append(state_dir: &Path, entry: &Entry) -> Result<(), AuditError> {
     let path = state_dir.join(AUDIT_FILE);
     atomic::ensure_dir_in(state_dir, state_dir)?;
-    atomic::check_no_symlinks(state_dir, &path)?;
     let io_err = |action| {
         let path = path.clone();
         move |source| AuditError::Io {
@@ -202,14 +182,7 @@ fn append(state_dir: &Path, entry: &Entry) -> Result<(), AuditError> {
             source,
         }
     };
-    let mut f = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(AUDIT_MODE)
-        .custom_flags(nofollow())
-        .open(&path)
-        .map_err(io_err("open"))?;
+    let mut f = atomic::open_append_in(state_dir, &path, AUDIT_MODE)?;
     let mut line = Vec::with_capacity(512);
     if !ends_with_newline(&mut f).map_err(io_err("read"))? {
         line.push(b'\n');

@@ -11,9 +11,9 @@
 mod merge;
 pub mod scan;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 pub use merge::merge_into;
@@ -133,6 +133,7 @@ pub enum SnapshotError {
     },
     #[error("failed to save the agent's snapshot: the archive of {part} stopped before its end")]
     Incomplete { part: String },
+    /// Streaming an archive to or from the engine; the snapshot's own files fail as `State`.
     #[error("failed to {action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -154,17 +155,6 @@ impl crate::error::Diagnose for SnapshotError {
             }
             SnapshotError::Io { .. } | SnapshotError::State(_) => crate::error::Kind::Internal,
         }
-    }
-}
-
-fn io_err<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(io::Error) -> SnapshotError + 'a {
-    move |source| SnapshotError::Io {
-        action,
-        path: path.to_owned(),
-        source,
     }
 }
 
@@ -190,7 +180,7 @@ impl Store {
         atomic::ensure_dir_in(&self.state_dir, &dir)?;
         // The agent's home is the operator's business alone: the folder is closed to other users.
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(io_err("restrict", &dir))?;
+            .map_err(AtomicError::io("restrict", &dir))?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
@@ -222,7 +212,7 @@ impl Store {
             }
             let file = dir.join(name);
             atomic::check_no_symlinks(&self.state_dir, &file)?;
-            let meta = std::fs::symlink_metadata(&file).map_err(io_err("read", &file))?;
+            let meta = std::fs::symlink_metadata(&file).map_err(AtomicError::io("read", &file))?;
             if !meta.is_file() {
                 return Err(AtomicError::NotAFile { path: file }.into());
             }
@@ -238,17 +228,10 @@ impl Store {
     /// The file of `part`, opened for reading without following a symlink.
     fn open(&self, part: &SnapshotPart) -> Result<File, SnapshotError> {
         let path = self.latest().join(&part.file);
-        atomic::check_no_symlinks(&self.state_dir, &path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        let meta = file.metadata().map_err(io_err("stat", &path))?;
-        if !meta.is_file() {
-            return Err(AtomicError::NotAFile { path }.into());
+        match atomic::open_in(&self.state_dir, &path)? {
+            Some(file) => Ok(file),
+            None => Err(AtomicError::io("open", &path)(io::ErrorKind::NotFound.into()).into()),
         }
-        Ok(file)
     }
 }
 
@@ -291,13 +274,8 @@ impl Writer {
         let base = path.trim_matches('/').replace('/', "_");
         let name = format!("{base}-{}.tar", self.generation);
         let temp = self.dir.join(format!("{TEMP_PREFIX}{name}"));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-            .open(&temp)
-            .map_err(io_err("create", &temp))?;
+        // The agent's files are the operator's alone (the folder is 0700 too).
+        let file = atomic::create_new(&temp, 0o600)?;
         let budget = self.store.max_bytes.saturating_sub(self.streamed);
         self.current = Some(Current {
             path: path.to_owned(),
@@ -317,7 +295,10 @@ impl Writer {
         if let Err(e) = cur.scan.feed(chunk) {
             return Err(self.refused(e));
         }
-        cur.out.write(chunk).map_err(io_err("write", &cur.temp))
+        Ok(cur
+            .out
+            .write(chunk)
+            .map_err(AtomicError::io("write", &cur.temp))?)
     }
 
     /// The current part's archive is complete.
@@ -331,7 +312,7 @@ impl Writer {
         }
         if let Err(e) = cur.out.finish() {
             let _ = std::fs::remove_file(&cur.temp);
-            return Err(io_err("write", &cur.temp)(e));
+            return Err(AtomicError::io("write", &cur.temp)(e).into());
         }
         self.streamed += cur.scan.seen();
         self.largest = merge_largest(&self.largest, cur.scan.largest());
@@ -361,7 +342,7 @@ impl Writer {
         let mut index = String::new();
         for w in &self.done {
             let to = self.dir.join(&w.part.file);
-            std::fs::rename(&w.temp, &to).map_err(io_err("rename into place", &to))?;
+            std::fs::rename(&w.temp, &to).map_err(AtomicError::io("rename into place", &to))?;
             index.push_str(&format!("{} {}\n", w.part.file, w.part.path));
         }
         atomic::sync_dir(&self.dir)?;
