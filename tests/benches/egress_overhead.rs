@@ -183,7 +183,7 @@ fn measure(
         &slug,
         claude_bottle::backend::NetworkAttachment::Egress,
     );
-    let image = claude_bottle::egress::images::test_internet(claude_bottle_e2e::BASE_IMAGE)
+    let image = claude_bottle_e2e::images::test_internet(claude_bottle_e2e::BASE_IMAGE)
         .expect("recipe")
         .tag;
     let mut direct_out = String::new();

@@ -84,7 +84,7 @@ fn main() {
             let deadline = Instant::now() + Duration::from_secs(60);
             while !claude_bottle::backend::docker::tail_logs(&d, &pipelock, 50)
                 .await
-                .contains(claude_bottle::egress::images::STANDIN_READY_LINE)
+                .contains(claude_bottle_e2e::images::STANDIN_READY_LINE)
             {
                 assert!(Instant::now() < deadline, "pipelock never got ready");
                 tokio::time::sleep(Duration::from_millis(50)).await;

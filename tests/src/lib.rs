@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests against a real Docker engine: a throw-away home with uniquely
 //! named bottles, the launcher binary, and cleanup that runs even when a test fails.
 
+pub mod images;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -447,17 +449,16 @@ pub fn real_pipelock() -> bool {
 pub fn standin_image() -> String {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| {
-        claude_bottle::egress::images::pipelock_standin(BASE_IMAGE)
+        images::pipelock_standin(BASE_IMAGE)
             .expect("stand-in recipe")
             .tag
     })
     .clone()
 }
 
-/// The pipelock STAND-IN and the test internet images (built from the launcher's own recipes over
+/// The pipelock STAND-IN and the test internet images (the tests' own recipes, [`images`], over
 /// [`BASE_IMAGE`], cached by content like every shared image).
 pub async fn ensure_egress_test_images(d: &Docker) {
-    use claude_bottle::egress::images;
     let _guard = EGRESS_BUILD_LOCK.lock().await;
     let standin = images::pipelock_standin(BASE_IMAGE).expect("stand-in recipe");
     let internet = images::test_internet(BASE_IMAGE).expect("test internet recipe");
@@ -527,9 +528,7 @@ impl TestInternet {
         std::fs::create_dir_all(&certs).expect("mkdir");
         std::fs::write(certs.join("cert.pem"), &leaf.cert_pem).expect("cert");
         std::fs::write(certs.join("key.pem"), leaf.key_pem.expose()).expect("key");
-        let image = claude_bottle::egress::images::test_internet(BASE_IMAGE)
-            .expect("recipe")
-            .tag;
+        let image = images::test_internet(BASE_IMAGE).expect("recipe").tag;
         let container = format!("{slug}-test-internet");
         let body = ContainerCreateBody {
             image: Some(image),
@@ -573,7 +572,7 @@ impl TestInternet {
         .expect("start test internet");
         loop {
             let logs = claude_bottle::backend::docker::tail_logs(d, &container, 50).await;
-            if logs.contains(claude_bottle::egress::images::TEST_INTERNET_READY_LINE) {
+            if logs.contains(images::TEST_INTERNET_READY_LINE) {
                 break;
             }
             if let Ok(Some(status)) = launcher.try_wait() {

@@ -39,6 +39,7 @@ use sha2::{Digest, Sha256};
 pub use context::{ContextBuilder, FIXED_MTIME};
 pub use digest::{digest_of, file_digest};
 pub use dockerignore::{DockerIgnore, PatternError};
+pub(crate) use recipes::check_reference;
 pub use recipes::{
     AgentSource, BASH_ENV_PATH, BASH_ENV_SCRIPT, BUILD_CA_IN_CONTEXT, ENTRYPOINT_SCRIPT,
     InheritedCommand, Sidecar, agent_base, is_static_elf, sidecar_scratch, sidecar_scratch_tag,

@@ -247,7 +247,7 @@ fn declares_arg(dockerfile: &str, name: &str) -> bool {
 }
 
 /// An image reference goes into a Dockerfile line: it must be one word.
-pub(super) fn check_reference(reference: &str) -> Result<(), ImageError> {
+pub(crate) fn check_reference(reference: &str) -> Result<(), ImageError> {
     if reference.is_empty()
         || reference
             .chars()

@@ -1,0 +1,93 @@
+//! The tests' own images: the pipelock stand-in and the test internet. The launcher never builds
+//! them (they are not part of the product); the end-to-end helpers and benches do, over
+//! [`crate::BASE_IMAGE`], with the launcher's recipe for shared images
+//! ([`claude_bottle::egress::images::from_base`]), so they are cached by content like every
+//! shared image. The constants are the contract each image's entrypoint honours; the Dockerfile
+//! headers say the same.
+
+use claude_bottle::egress::dlp::PATTERNS_JSON;
+use claude_bottle::egress::images::from_base;
+use claude_bottle::image::{ImageError, ImageRecipe};
+
+const STANDIN_DOCKERFILE: &str = include_str!("../../docker/pipelock-standin/Dockerfile");
+const STANDIN_ADDON: &str = include_str!("../../docker/pipelock-standin/standin.py");
+const STANDIN_START: &str = include_str!("../../docker/pipelock-standin/start.sh");
+/// The egress-proxy's DLP module: the stand-in scans requests with the same code.
+const EGRESS_PROXY_DLP: &str = include_str!("../../docker/egress-proxy/dlp.py");
+const TEST_INTERNET_DOCKERFILE: &str = include_str!("../../docker/test-internet/Dockerfile");
+const TEST_INTERNET_SERVER: &str = include_str!("../../docker/test-internet/server.py");
+
+/// pipelock stand-in: the config file (default `/etc/pipelock/pipelock.yaml`).
+pub const STANDIN_CONFIG_ENV: &str = "PIPELOCK_CONFIG";
+/// pipelock stand-in: listen port (default 8888, as pipelock).
+pub const STANDIN_PORT_ENV: &str = "PIPELOCK_PORT";
+/// pipelock stand-in: optional PEM bundle its upstream leg trusts besides the public roots.
+pub const STANDIN_EXTRA_CA_ENV: &str = "STANDIN_EXTRA_CA";
+/// pipelock stand-in: printed once listening.
+pub const STANDIN_READY_LINE: &str = "pipelock-standin: ready";
+/// pipelock stand-in: printed after every (re)load of the config, with the host count.
+pub const STANDIN_LOADED_LINE: &str = "pipelock-standin: loaded";
+
+/// test internet: certificate and key (default `/etc/test-internet/cert.pem`, `key.pem`).
+pub const TEST_INTERNET_CERT_ENV: &str = "TEST_INTERNET_CERT";
+pub const TEST_INTERNET_KEY_ENV: &str = "TEST_INTERNET_KEY";
+/// test internet: the folder the default cert and key paths are in.
+pub const TEST_INTERNET_CERT_DIR: &str = "/etc/test-internet";
+/// test internet: ports (`TEST_INTERNET_HTTPS_PORT` default 443, `TEST_INTERNET_HTTP_PORT` default
+/// 80, 0 turns plain HTTP off).
+pub const TEST_INTERNET_HTTPS_PORT_ENV: &str = "TEST_INTERNET_HTTPS_PORT";
+pub const TEST_INTERNET_HTTP_PORT_ENV: &str = "TEST_INTERNET_HTTP_PORT";
+/// test internet: printed once both ports listen.
+pub const TEST_INTERNET_READY_LINE: &str = "test-internet: ready";
+
+/// The pipelock STAND-IN image (mitmdump enforcing the generated allowlist and DLP rules).
+pub fn pipelock_standin(base_image: &str) -> Result<ImageRecipe, ImageError> {
+    from_base(
+        "test-pipelock-standin",
+        STANDIN_DOCKERFILE,
+        &[
+            ("standin.py", 0o644, STANDIN_ADDON),
+            ("start.sh", 0o755, STANDIN_START),
+            ("dlp.py", 0o644, EGRESS_PROXY_DLP),
+            ("dlp-patterns.json", 0o644, PATTERNS_JSON),
+        ],
+        base_image,
+    )
+}
+
+/// The test internet image (an HTTPS echo server for many host names).
+pub fn test_internet(base_image: &str) -> Result<ImageRecipe, ImageError> {
+    from_base(
+        "test-internet",
+        TEST_INTERNET_DOCKERFILE,
+        &[("server.py", 0o644, TEST_INTERNET_SERVER)],
+        base_image,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_images_are_built_over_the_base_under_their_own_names() {
+        let standin = pipelock_standin(crate::BASE_IMAGE).expect("stand-in");
+        let internet = test_internet(crate::BASE_IMAGE).expect("test internet");
+        assert!(
+            standin
+                .tag
+                .starts_with("claude-bottle/test-pipelock-standin:")
+        );
+        assert!(internet.tag.starts_with("claude-bottle/test-internet:"));
+        for recipe in [&standin, &internet] {
+            assert_eq!(recipe.build_args["BASE_IMAGE"], crate::BASE_IMAGE);
+            assert!(recipe.dockerfile.contains("FROM ${BASE_IMAGE}"));
+        }
+    }
+
+    #[test]
+    fn the_standin_says_what_it_is() {
+        assert!(STANDIN_DOCKERFILE.starts_with("# pipelock STAND-IN"));
+        assert!(STANDIN_DOCKERFILE.contains("NOT for production"));
+    }
+}
