@@ -22,14 +22,8 @@ pub struct CapabilityArgs {
     /// Dockerfile lines to append to the bottle's image, one instruction each.
     #[serde(default)]
     pub dockerfile_lines: Vec<String>,
-    /// Why the agent needs it: the task and what failed.
-    pub reason: String,
-    /// Supporting output, such as the failing command and its error.
-    #[serde(default)]
-    pub evidence: Vec<String>,
-    /// Seconds to wait for the operator's decision (0: return at once with the id).
-    #[serde(default)]
-    pub wait_seconds: u64,
+    #[serde(flatten)]
+    pub request: RequestArgs,
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -39,9 +33,17 @@ pub struct EgressArgs {
     /// Leave out: ports are not enforced (an allowed host is reachable on every port the egress
     /// proxy serves), so a proposal with a port is refused.
     pub port: Option<u16>,
-    /// Why the agent needs it.
+    #[serde(flatten)]
+    pub request: RequestArgs,
+}
+
+/// What every request tool takes besides the thing asked for. Flattened: the tools' schemas list
+/// these beside their own arguments, as the agent sees them.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct RequestArgs {
+    /// Why the agent needs it: the task and what failed.
     pub reason: String,
-    /// Supporting output, such as the blocked request.
+    /// Supporting output, such as the failing command and its error, or the blocked request.
     #[serde(default)]
     pub evidence: Vec<String>,
     /// Seconds to wait for the operator's decision (0: return at once with the id).
@@ -107,14 +109,17 @@ impl Shim {
         }
     }
 
-    async fn file(
-        &self,
-        kind: ProposalKind,
-        reason: String,
-        evidence: Vec<String>,
-        wait_seconds: u64,
-    ) -> Result<String, OpError> {
-        let filed = self.target.submit(kind, reason, evidence).await?;
+    /// Files `kind` and answers the tool call: the id, or the outcome when asked to wait.
+    async fn file(&self, kind: ProposalKind, r: RequestArgs) -> CallToolResult {
+        match self.file_and_wait(kind, r).await {
+            Ok(s) => text(s),
+            Err(e) => failure(e),
+        }
+    }
+
+    async fn file_and_wait(&self, kind: ProposalKind, r: RequestArgs) -> Result<String, OpError> {
+        let wait_seconds = r.wait_seconds;
+        let filed = self.target.submit(kind, r.reason, r.evidence).await?;
         let mut out = format!(
             "proposal {} {}",
             filed.id,
@@ -154,10 +159,7 @@ impl Shim {
         if let Err(e) = kind.validate() {
             return failure(e);
         }
-        match self.file(kind, a.reason, a.evidence, a.wait_seconds).await {
-            Ok(s) => text(s),
-            Err(e) => failure(e),
-        }
+        self.file(kind, a.request).await
     }
 
     #[tool(
@@ -169,10 +171,7 @@ impl Shim {
             Err(e) => return failure(e),
         };
         let kind = ProposalKind::Egress(Egress { host, port: a.port });
-        match self.file(kind, a.reason, a.evidence, a.wait_seconds).await {
-            Ok(s) => text(s),
-            Err(e) => failure(e),
-        }
+        self.file(kind, a.request).await
     }
 
     #[tool(
@@ -240,4 +239,30 @@ pub async fn serve(target: Target) -> Result<(), String> {
         .await
         .map_err(|e| format!("the MCP server stopped: {e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_tools_list_their_common_arguments_at_the_top_level() {
+        for schema in [
+            schemars::schema_for!(CapabilityArgs),
+            schemars::schema_for!(EgressArgs),
+        ] {
+            let json = serde_json::to_value(&schema).expect("schema");
+            let properties = json["properties"].as_object().expect("properties");
+            for name in ["reason", "evidence", "wait_seconds"] {
+                assert!(properties.contains_key(name), "{name} in {json}");
+            }
+            assert!(json["required"].to_string().contains("reason"), "{json}");
+        }
+        let a: EgressArgs =
+            serde_json::from_str(r#"{"host":"h.example","reason":"pip"}"#).expect("parse");
+        assert_eq!(
+            (a.request.reason.as_str(), a.request.wait_seconds),
+            ("pip", 0)
+        );
+    }
 }

@@ -28,6 +28,8 @@ use crate::tls::{self, BottleCa, CaPurpose};
 pub const NET_DIR_IN_CONTAINER: &str = "/run/claude-bottle/net";
 /// The relay's socket in [`NET_DIR_IN_CONTAINER`].
 pub const PROXY_SOCKET: &str = "proxy.sock";
+/// Set in the agent's environment (to the socket's path) to make its entrypoint start the relay.
+pub const PROXY_SOCKET_ENV: &str = "CLAUDE_BOTTLE_PROXY_SOCKET";
 /// The CA the agent trusts (certificate only), in [`NET_DIR_IN_CONTAINER`].
 pub const AGENT_CA_FILE: &str = "ca.pem";
 /// The image's own roots plus [`AGENT_CA_FILE`], mounted over [`SYSTEM_BUNDLE`].
@@ -36,6 +38,8 @@ pub const AGENT_BUNDLE_FILE: &str = "ca-bundle.pem";
 pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Where the agent's HTTP(S)_PROXY points: the shim's relay inside the agent.
 pub const AGENT_PROXY_PORT: u16 = 3128;
+/// Set in the agent's environment to [`AGENT_PROXY_PORT`] for its entrypoint's relay.
+pub const AGENT_PROXY_PORT_ENV: &str = "CLAUDE_BOTTLE_PROXY_PORT";
 /// What the agent gets for a credential variable whose real value only the egress-proxy holds.
 /// Not secret, and shaped so no DLP pattern matches it.
 pub const TOKEN_PLACEHOLDER: &str =
@@ -266,13 +270,6 @@ pub fn placeholder_names(plan: &BottlePlan) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::home::Home;
-
-    fn default_plan(tmp: &Path) -> BottlePlan {
-        let home = Home::new(tmp);
-        let bottle = crate::manifest::load(&home, "default").expect("embedded default");
-        crate::plan::build(&home, bottle, &Default::default(), |_| None)
-    }
 
     fn resolved(plan: &BottlePlan, token: &str) -> ResolvedTokens {
         EgressRoutes::from_routes(&plan.routes)
@@ -287,7 +284,7 @@ mod tests {
     #[test]
     fn stages_keys_closed_and_the_agent_gets_certificates_only() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let plan = default_plan(tmp.path());
+        let plan = crate::plan::default_plan_in(tmp.path());
         let tokens = resolved(&plan, "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789");
         let roots = "-----BEGIN CERTIFICATE-----\nIMAGEROOT\n-----END CERTIFICATE-----";
         let staged = stage(&plan, &tokens, None, &[], roots).expect("stage");
@@ -339,7 +336,7 @@ mod tests {
     #[test]
     fn each_launch_mints_new_cas() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let plan = default_plan(tmp.path());
+        let plan = crate::plan::default_plan_in(tmp.path());
         let tokens = resolved(&plan, "t0ken");
         let a = stage(&plan, &tokens, None, &[], "").expect("first");
         let b = stage(&plan, &tokens, None, &[], "").expect("second");
@@ -349,7 +346,7 @@ mod tests {
     #[test]
     fn without_credentials_the_agent_trusts_pipelock_and_no_proxy_folder_is_left() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut plan = default_plan(tmp.path());
+        let mut plan = crate::plan::default_plan_in(tmp.path());
         let tokens = resolved(&plan, "t0ken");
         stage(&plan, &tokens, None, &[], "").expect("with credentials");
         for r in &mut plan.routes {
@@ -375,7 +372,7 @@ mod tests {
     #[test]
     fn upstream_ca_is_checked_and_staged() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let plan = default_plan(tmp.path());
+        let plan = crate::plan::default_plan_in(tmp.path());
         let tokens = resolved(&plan, "t0ken");
         let bad = tmp.path().join("bad.pem");
         std::fs::write(&bad, "not a certificate").expect("write");
@@ -420,7 +417,7 @@ mod tests {
     #[test]
     fn placeholders_only_for_env_tokens_the_bottle_does_not_set() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut plan = default_plan(tmp.path());
+        let mut plan = crate::plan::default_plan_in(tmp.path());
         assert_eq!(
             placeholder_names(&plan),
             vec!["ANTHROPIC_API_KEY".to_string()]

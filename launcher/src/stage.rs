@@ -162,14 +162,11 @@ pub fn write_current_config(plan: &BottlePlan, dir: &Path) -> Result<(), StageEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::home::Home;
 
     #[test]
     fn stages_queue_run_and_current_config() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let home = Home::new(tmp.path());
-        let bottle = crate::manifest::load(&home, "default").expect("embedded default");
-        let plan = crate::plan::build(&home, bottle, &Default::default(), |_| None);
+        let plan = crate::plan::default_plan_in(tmp.path());
         let stage = prepare(&plan).expect("stage");
         for d in ["proposals", "decisions", "applied"] {
             assert!(stage.queue.join(d).is_dir());

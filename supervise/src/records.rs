@@ -79,35 +79,39 @@ pub fn read<T: Record>(path: &Path, id: &ProposalId) -> Result<T, RecordError> {
 mod tests {
     use super::*;
 
-    fn id(s: &str) -> ProposalId {
-        ProposalId::new(s).expect("valid id")
+    /// Writes `bytes` as `a.json` and reads it as the decision on `id`.
+    fn decision_in_a_json(bytes: &[u8], id: &str) -> Result<Decision, RecordError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a.json");
+        std::fs::write(&path, bytes).expect("write");
+        read(&path, &ProposalId::new(id).expect("valid id"))
     }
 
     #[test]
     fn a_record_must_name_its_own_id() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("a.json");
-        std::fs::write(&path, br#"{"version":1,"id":"b","decision":"approve"}"#).expect("write");
+        let record = br#"{"version":1,"id":"b","decision":"approve"}"#;
         assert!(matches!(
-            read::<Decision>(&path, &id("a")),
+            decision_in_a_json(record, "a"),
             Err(RecordError::WrongId { .. })
         ));
-        assert!(read::<Decision>(&path, &id("b")).is_ok());
+        assert!(decision_in_a_json(record, "b").is_ok());
     }
 
     #[test]
-    fn unparsable_and_oversized_records_are_errors() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("a.json");
-        std::fs::write(&path, b"{\"version\":1,").expect("write");
+    fn unparsable_oversized_and_vanished_records_are_errors() {
         assert!(matches!(
-            read::<Decision>(&path, &id("a")),
+            decision_in_a_json(b"{\"version\":1,", "a"),
             Err(RecordError::Parse { .. })
         ));
-        std::fs::write(&path, vec![b' '; 70 * 1024]).expect("write");
         assert!(matches!(
-            read::<Decision>(&path, &id("a")),
+            decision_in_a_json(&vec![b' '; 70 * 1024], "a"),
             Err(RecordError::Fs(_))
         ));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gone = read::<Decision>(
+            &dir.path().join("a.json"),
+            &ProposalId::new("a").expect("valid id"),
+        );
+        assert!(matches!(gone, Err(RecordError::Gone { .. })), "{gone:?}");
     }
 }

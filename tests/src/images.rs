@@ -2,8 +2,8 @@
 //! them (they are not part of the product); the end-to-end helpers and benches do, over
 //! [`crate::BASE_IMAGE`], with the launcher's recipe for shared images
 //! ([`claude_bottle::egress::images::from_base`]), so they are cached by content like every
-//! shared image. The constants are the contract each image's entrypoint honours; the Dockerfile
-//! headers say the same.
+//! shared image. Each Dockerfile's header states the image's contract (environment, mounts,
+//! readiness line); the constants are the parts the helpers use.
 
 use claude_bottle::egress::dlp::PATTERNS_JSON;
 use claude_bottle::egress::images::from_base;
@@ -17,26 +17,10 @@ const EGRESS_PROXY_DLP: &str = include_str!("../../docker/egress-proxy/dlp.py");
 const TEST_INTERNET_DOCKERFILE: &str = include_str!("../../docker/test-internet/Dockerfile");
 const TEST_INTERNET_SERVER: &str = include_str!("../../docker/test-internet/server.py");
 
-/// pipelock stand-in: the config file (default `/etc/pipelock/pipelock.yaml`).
-pub const STANDIN_CONFIG_ENV: &str = "PIPELOCK_CONFIG";
-/// pipelock stand-in: listen port (default 8888, as pipelock).
-pub const STANDIN_PORT_ENV: &str = "PIPELOCK_PORT";
-/// pipelock stand-in: optional PEM bundle its upstream leg trusts besides the public roots.
-pub const STANDIN_EXTRA_CA_ENV: &str = "STANDIN_EXTRA_CA";
 /// pipelock stand-in: printed once listening.
 pub const STANDIN_READY_LINE: &str = "pipelock-standin: ready";
-/// pipelock stand-in: printed after every (re)load of the config, with the host count.
-pub const STANDIN_LOADED_LINE: &str = "pipelock-standin: loaded";
-
-/// test internet: certificate and key (default `/etc/test-internet/cert.pem`, `key.pem`).
-pub const TEST_INTERNET_CERT_ENV: &str = "TEST_INTERNET_CERT";
-pub const TEST_INTERNET_KEY_ENV: &str = "TEST_INTERNET_KEY";
-/// test internet: the folder the default cert and key paths are in.
+/// test internet: the folder its certificate and key are mounted at (`cert.pem`, `key.pem`).
 pub const TEST_INTERNET_CERT_DIR: &str = "/etc/test-internet";
-/// test internet: ports (`TEST_INTERNET_HTTPS_PORT` default 443, `TEST_INTERNET_HTTP_PORT` default
-/// 80, 0 turns plain HTTP off).
-pub const TEST_INTERNET_HTTPS_PORT_ENV: &str = "TEST_INTERNET_HTTPS_PORT";
-pub const TEST_INTERNET_HTTP_PORT_ENV: &str = "TEST_INTERNET_HTTP_PORT";
 /// test internet: printed once both ports listen.
 pub const TEST_INTERNET_READY_LINE: &str = "test-internet: ready";
 

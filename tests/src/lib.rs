@@ -541,7 +541,11 @@ impl TestInternet {
             ])),
             host_config: Some(HostConfig {
                 network_mode: Some(network.clone()),
-                binds: Some(vec![format!("{}:/etc/test-internet:ro", certs.display())]),
+                binds: Some(vec![format!(
+                    "{}:{}:ro",
+                    certs.display(),
+                    images::TEST_INTERNET_CERT_DIR
+                )]),
                 ..Default::default()
             }),
             networking_config: Some(NetworkingConfig {

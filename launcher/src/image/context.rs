@@ -94,15 +94,7 @@ impl ContextBuilder {
         root: &Path,
         ignore: &DockerIgnore,
     ) -> Result<&mut Self, ImageError> {
-        let meta = std::fs::metadata(root).map_err(|source| ImageError::Read {
-            path: root.to_owned(),
-            source,
-        })?;
-        if !meta.is_dir() {
-            return Err(ImageError::NotADirectory {
-                path: root.to_owned(),
-            });
-        }
+        check_dir(root)?;
         if !prefix.is_empty() {
             self.dir(prefix, 0o755);
         }
@@ -209,4 +201,17 @@ impl ContextBuilder {
             source,
         })
     }
+}
+/// Refuses a build context that is not a directory (following symlinks, as `docker build` does).
+pub(super) fn check_dir(dir: &Path) -> Result<(), ImageError> {
+    let meta = std::fs::metadata(dir).map_err(|source| ImageError::Read {
+        path: dir.to_owned(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(ImageError::NotADirectory {
+            path: dir.to_owned(),
+        });
+    }
+    Ok(())
 }

@@ -59,18 +59,7 @@ pub const BASE_IMAGE_ARG: &str = "BASE_IMAGE";
 pub const SHIM_PATH: &str = "/usr/local/bin/claude-bottle-shim";
 /// The entrypoint the launcher injects (root-owned, 0755).
 pub const ENTRYPOINT_PATH: &str = "/usr/local/lib/claude-bottle/entrypoint.sh";
-/// The Unix socket through which the agent reaches the proxy (in a volume mounted at
-/// `/run/claude-bottle/net`).
-pub const PROXY_SOCKET_PATH: &str = "/run/claude-bottle/net/proxy.sock";
-/// Set in the agent's environment (to [`PROXY_SOCKET_PATH`]) to make the entrypoint start the relay.
-pub const PROXY_SOCKET_ENV: &str = "CLAUDE_BOTTLE_PROXY_SOCKET";
-/// Optional: the loopback port the relay listens on (default [`PROXY_PORT`]).
-pub const PROXY_PORT_ENV: &str = "CLAUDE_BOTTLE_PROXY_PORT";
-/// Where the relay listens in the agent by default; use `http://127.0.0.1:3128` as HTTP(S)_PROXY.
-pub const PROXY_PORT: u16 = 3128;
-/// The agent's user (uid 1000) and working copy, as the embedded Dockerfile makes them.
-pub const AGENT_USER: &str = "agent";
-/// The agent's workspace folder.
+/// The agent's working copy, as the embedded Dockerfile makes it.
 pub const WORKSPACE_DIR: &str = "/workspace";
 
 /// The engine labels (one definition, in `plan`); roles of images are `agent-base`, `agent`,

@@ -209,15 +209,7 @@ pub fn sidecar_scratch_tag(sidecar: Sidecar, digest: &str) -> Result<String, Ima
 
 /// `dir/.dockerignore`, or nothing ignored when there is none; `dir` must be a directory.
 pub(crate) fn read_dockerignore(dir: &Path) -> Result<DockerIgnore, ImageError> {
-    let meta = std::fs::metadata(dir).map_err(|source| ImageError::Read {
-        path: dir.to_owned(),
-        source,
-    })?;
-    if !meta.is_dir() {
-        return Err(ImageError::NotADirectory {
-            path: dir.to_owned(),
-        });
-    }
+    super::context::check_dir(dir)?;
     let path = dir.join(".dockerignore");
     match std::fs::read_to_string(&path) {
         Ok(text) => {

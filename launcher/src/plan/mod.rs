@@ -241,6 +241,15 @@ pub fn load(
     Ok(plan)
 }
 
+/// The plan of the embedded `default` bottle in a home at `dir`, with no environment: the
+/// starting point of the unit tests that need a whole plan.
+#[cfg(test)]
+pub(crate) fn default_plan_in(dir: &std::path::Path) -> BottlePlan {
+    let home = crate::home::Home::new(dir);
+    let bottle = crate::manifest::load(&home, "default").expect("embedded default");
+    build(&home, bottle, &Default::default(), |_| None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,14 +46,7 @@ impl Block {
 /// The compact preflight (without the `Launch? [y/N]` question).
 pub fn render(plan: &BottlePlan) -> String {
     let mut b = Block::new(LABEL_WIDTH);
-    b.field(
-        "agent",
-        [format!(
-            "{} ({})",
-            plan.agent.name,
-            source_text(&plan.agent.source)
-        )],
-    );
+    b.field("agent", [agent_text(plan)]);
     b.field("env", env_lines(plan));
     b.field("skills", plan.skills.iter().map(|s| s.name.clone()));
     let mut bottle = vec![format!("{} ({})", plan.name, source_text(&plan.source))];
@@ -125,6 +118,11 @@ fn image_text(plan: &BottlePlan) -> String {
     }
 }
 
+/// `claude (embedded)`, `claude (~/…/agents/claude.md)`: the agent and where it came from.
+fn agent_text(plan: &BottlePlan) -> String {
+    format!("{} ({})", plan.agent.name, source_text(&plan.agent.source))
+}
+
 fn source_text(s: &Source) -> String {
     match s {
         Source::Embedded => "embedded".to_string(),
@@ -147,14 +145,7 @@ pub fn render_info(plan: &BottlePlan) -> String {
     let mut b = Block::new(12);
     b.field("bottle", [plan.name.clone()]);
     b.field("source", [source_text(&plan.source)]);
-    b.field(
-        "agent",
-        [format!(
-            "{} ({})",
-            plan.agent.name,
-            source_text(&plan.agent.source)
-        )],
-    );
+    b.field("agent", [agent_text(plan)]);
     b.field("command", [plan.agent.command.join(" ")]);
     b.field(
         "model",

@@ -468,6 +468,16 @@ mod tests {
         b.append_data(&mut h, path, data).expect("append");
     }
 
+    /// A header block alone: `path` of `kind`, announcing `size` bytes that do not follow.
+    fn lone_header(path: &str, kind: tar::EntryType, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(path).expect("path");
+        h.set_entry_type(kind);
+        h.set_size(size);
+        h.set_cksum();
+        h
+    }
+
     /// Feed `data` in pieces of `step` bytes.
     fn scan(data: &[u8], budget: u64, step: usize) -> (Scanner, Result<(), ScanError>) {
         let mut s = Scanner::new(budget, "/");
@@ -570,11 +580,7 @@ mod tests {
 
     #[test]
     fn sparse_entries_and_oversized_records_are_refused() {
-        let mut h = tar::Header::new_gnu();
-        h.set_path("w/sparse").expect("path");
-        h.set_entry_type(tar::EntryType::GNUSparse);
-        h.set_size(0);
-        h.set_cksum();
+        let h = lone_header("w/sparse", tar::EntryType::GNUSparse, 0);
         let (_, r) = scan(h.as_bytes(), 1 << 30, 512);
         assert!(matches!(r, Err(ScanError::Sparse { .. })), "{r:?}");
 
@@ -585,29 +591,18 @@ mod tests {
         let (_, r) = scan(&b.into_inner().expect("tar"), 1 << 30, 512);
         assert!(matches!(r, Err(ScanError::Sparse { .. })), "{r:?}");
 
-        let mut h = tar::Header::new_ustar();
-        h.set_path("././@PaxHeader").expect("path");
-        h.set_entry_type(tar::EntryType::XHeader);
-        h.set_size(MAX_META + 1);
-        h.set_cksum();
+        let h = lone_header("././@PaxHeader", tar::EntryType::XHeader, MAX_META + 1);
         let (_, r) = scan(h.as_bytes(), 1 << 30, 512);
         assert!(matches!(r, Err(ScanError::Malformed(_))), "{r:?}");
     }
 
     #[test]
     fn data_behind_a_header_only_type_and_bad_checksums_are_refused() {
-        let mut h = tar::Header::new_ustar();
-        h.set_path("w/link").expect("path");
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(4096);
-        h.set_cksum();
+        let h = lone_header("w/link", tar::EntryType::Symlink, 4096);
         let (_, r) = scan(h.as_bytes(), 1 << 30, 512);
         assert!(matches!(r, Err(ScanError::Malformed(_))), "{r:?}");
 
-        let mut h = tar::Header::new_ustar();
-        h.set_path("w/file").expect("path");
-        h.set_size(1);
-        h.set_cksum();
+        let h = lone_header("w/file", tar::EntryType::Regular, 1);
         let mut bytes = h.as_bytes().to_vec();
         bytes[0] ^= 1;
         let (_, r) = scan(&bytes, 1 << 30, 512);
