@@ -20,8 +20,8 @@ pub async fn serve(listener: UnixListener, store: StoreHandle, max_connections: 
     .await;
 }
 
-/// Carries out one request.
-async fn execute(request: Request, store: &StoreHandle) -> Response {
+/// Carries out one request (public for the launcher's test that both sides refuse alike).
+pub async fn execute(request: Request, store: &StoreHandle) -> Response {
     match request {
         Request::Submit {
             kind,

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use claude_bottle::state::dockerfile;
 use claude_bottle_protocol::wire::{Request, RequestMsg, Response};
-use claude_bottle_protocol::{BottleName, Capability, ProposalId, ProposalKind, to_json};
+use claude_bottle_protocol::{
+    BottleName, Capability, ProposalId, ProposalKind, from_json, to_json,
+};
 use claude_bottle_supervise::{server, store};
 
 /// `(apt packages, Dockerfile lines)`: accepted and refused ones, of every rule both sides have.
@@ -88,15 +90,20 @@ fn supervise_refuses_at_filing_exactly_what_the_launcher_refuses_at_apply() {
             apt,
             dockerfile_lines,
         };
+        // As supervise's socket reads a line: parsed (and validated) by the protocol, then
+        // carried out by the store.
         let line = to_json(&RequestMsg::new(Request::Submit {
             kind: ProposalKind::Capability(cap.clone()),
             reason: "the tests need it".to_owned(),
             evidence: vec![],
         }));
-        let filed = match rt.block_on(server::dispatch(&line, &handle)).response {
-            Response::Submitted { .. } => Ok(()),
-            Response::Error { message, .. } => Err(message),
-            other => panic!("unexpected answer {other:?}"),
+        let filed = match from_json::<RequestMsg>(&line) {
+            Err(e) => Err(e.to_string()),
+            Ok(msg) => match rt.block_on(server::execute(msg.request, &handle)) {
+                Response::Submitted { .. } => Ok(()),
+                Response::Error { message, .. } => Err(message),
+                other => panic!("unexpected answer {other:?}"),
+            },
         };
         let applied =
             dockerfile::with_capability("FROM x\n", &ProposalId::new("p-1").expect("id"), &cap);
