@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable as _};
+
 use claude_bottle_io::fs::FsError;
 use claude_bottle_io::socket;
 use claude_bottle_protocol::wire::{MAX_WAIT_MS, Request, Response};
@@ -80,20 +82,20 @@ async fn forward(shared: &Shared, request: Request) -> Response {
         _ => CALL_TIMEOUT,
     };
     let give_up = Instant::now() + shared.cfg.retry_for;
-    let mut backoff = Duration::from_millis(50);
-    let response = loop {
-        match client::call(&shared.cfg.supervise, &request, timeout).await {
-            Ok(r) => break r,
-            // Nothing reached supervise, or the connection broke: resending is safe for every
-            // request (submissions are merged by supervise).
-            Err(e) if Instant::now() + backoff < give_up => {
-                tracing::debug!(error = %e, "supervise unreachable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => break e.to_response(),
-        }
-    };
+    let backoff = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(1))
+        .without_max_times()
+        .with_total_delay(Some(shared.cfg.retry_for));
+    // Nothing reached supervise, or the connection broke: resending is safe for every request
+    // (submissions are merged by supervise).
+    let response = (|| client::call(&shared.cfg.supervise, &request, timeout))
+        .retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|_| Instant::now() < give_up)
+        .notify(|e, _| tracing::debug!(error = %e, "supervise unreachable; retrying"))
+        .await
+        .unwrap_or_else(|e| e.to_response());
     if let (Some(key), Response::Submitted { id, .. }) = (cache_key, &response) {
         shared.remember(key, id.clone());
     }

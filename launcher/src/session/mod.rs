@@ -339,19 +339,20 @@ impl Signals {
 
 /// Remove the bottle, retrying once; a failure is reported, never hidden.
 pub async fn teardown<B: Backend>(backend: &B, slug: &str) {
-    for attempt in 1..=2 {
-        match backend.stop(slug, Removal::KeepKeptAgent).await {
-            Ok(removed) => {
-                tracing::info!(slug, removed = removed.len(), "bottle removed");
-                return;
-            }
-            Err(e) if attempt == 2 => {
-                eprintln!(
-                    "claude-bottle: failed to remove bottle {slug}: {e}\n  hint: run `claude-bottle stop {slug}`"
-                );
-            }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(300)).await,
-        }
+    use backon::{ConstantBuilder, Retryable as _};
+    let removed = (|| backend.stop(slug, Removal::KeepKeptAgent))
+        .retry(
+            ConstantBuilder::new()
+                .with_delay(std::time::Duration::from_millis(300))
+                .with_max_times(1),
+        )
+        .sleep(tokio::time::sleep)
+        .await;
+    match removed {
+        Ok(removed) => tracing::info!(slug, removed = removed.len(), "bottle removed"),
+        Err(e) => eprintln!(
+            "claude-bottle: failed to remove bottle {slug}: {e}\n  hint: run `claude-bottle stop {slug}`"
+        ),
     }
 }
 
