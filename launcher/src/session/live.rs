@@ -256,7 +256,11 @@ where
         for approval in scan.approvals {
             let id = approval.proposal.id.clone();
             let applied = match self.decide(&approval) {
-                Action::Refuse { detail } => Applied::failed(id, &detail, audit::now()),
+                Action::Refuse { detail } => {
+                    // Said as it is while the bottle runs, and recorded there.
+                    self.refused(&id, &detail);
+                    continue;
+                }
                 Action::AllowHost { host, entry } => {
                     self.allow_host(None, &id, &host, &entry).await?
                 }

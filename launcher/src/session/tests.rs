@@ -386,6 +386,27 @@ async fn approvals_made_while_no_launcher_ran_apply_before_launch() {
 }
 
 #[tokio::test]
+async fn an_approval_refused_before_launch_is_said_as_a_refusal() {
+    let b = Bottle::new();
+    let p = b.file("1-cap", capability("ripgrep"));
+    let decision = Decision::approve_bound(&p, "ok", "op", audit::now());
+    b.file("1-cap", capability("nmap"));
+    std::fs::write(
+        b.queue().path(Folder::Decisions, &p.id),
+        to_json_pretty(&decision),
+    )
+    .expect("decision");
+    let r = running(&b, b.opts()).await;
+    let applied = b.applied("1-cap").expect("applied");
+    assert_eq!(applied.outcome, AppliedOutcome::Failed);
+    let text = b.seen.text();
+    assert!(text.contains("refused to apply 1-cap"), "{text}");
+    assert!(!text.contains("applied 1-cap before launch"), "{text}");
+    b.fake.exit_agent(b.slug(), 0);
+    r.outcome().await.expect("session");
+}
+
+#[tokio::test]
 async fn a_failed_chain_stops_the_agent_and_ends_the_session_naming_it() {
     let b = Bottle::new();
     b.fake.fail(Op::AwaitSidecars, "pipelock exited (code 1)");
