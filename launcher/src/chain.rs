@@ -126,9 +126,9 @@ pub fn stage(
     allow_private_cidrs: &[String],
     image_roots: &str,
 ) -> Result<EgressStage, ChainError> {
-    let run = plan.state_dir.join("run");
-    let net = run.join("net");
-    let pipelock = run.join("pipelock");
+    let layout = plan.layout();
+    let net = layout.net();
+    let pipelock = layout.pipelock();
     make_dir(&net, 0o755)?;
     make_dir(&pipelock, 0o700)?;
     let stale = net.join(PROXY_SOCKET);
@@ -165,7 +165,7 @@ pub fn stage(
     let pipelock_trust = format!("{}{upstream_pem}", pipelock_ca.cert_pem);
 
     let routes = EgressRoutes::from_routes(&plan.routes);
-    let proxy_dir = run.join("egress-proxy");
+    let proxy_dir = layout.egress_proxy();
     let (agent_ca, egress_proxy) = if routes.is_empty() {
         if proxy_dir.exists() {
             std::fs::remove_dir_all(&proxy_dir).map_err(io_at(&proxy_dir))?;
@@ -357,10 +357,7 @@ mod tests {
             .expect("nothing to resolve");
         let staged = stage(&plan, &none, None, &[], "").expect("stage");
         assert!(staged.egress_proxy.is_none());
-        assert!(
-            !plan.state_dir.join("run/egress-proxy").exists(),
-            "old keys removed"
-        );
+        assert!(!plan.layout().egress_proxy().exists(), "old keys removed");
         let ca = std::fs::read_to_string(staged.net.join(AGENT_CA_FILE)).expect("ca");
         assert_eq!(
             tls::fingerprint_pem(&ca).expect("fp"),

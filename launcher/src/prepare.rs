@@ -293,7 +293,7 @@ async fn keep_contract<B: Backend>(
     builds: &mut Vec<BuildReport>,
 ) -> Result<Contracted, BackendError> {
     let slug = &plan.slug;
-    let dir = plan.state_dir.join("run").join("image-contract");
+    let dir = plan.layout().image_contract();
     let skills = !plan.skills.is_empty();
     let cache = dir.join(format!(
         "{}{}.json",
@@ -479,11 +479,7 @@ async fn scratch_image<B: Backend>(
     builds: &mut Vec<BuildReport>,
 ) -> Result<String, BackendError> {
     let slug = &plan.slug;
-    let cache = plan
-        .state_dir
-        .join("run")
-        .join("binaries")
-        .join(format!("{}.digest", sidecar.binary_name()));
+    let cache = plan.layout().binary_digest(sidecar.binary_name());
     let digest = image::file_digest(binary, &cache).map_err(|e| image_err(slug, &e))?;
     let tag = image::sidecar_scratch_tag(sidecar, &digest).map_err(|e| image_err(slug, &e))?;
     if backend.image_info(&tag).await?.is_some() {
@@ -503,7 +499,7 @@ async fn image_roots<B: Backend>(
     plan: &BottlePlan,
     image: &str,
 ) -> Result<String, BackendError> {
-    let dir = plan.state_dir.join("run").join("image-roots");
+    let dir = plan.layout().image_roots();
     let cached = dir.join(format!("{}.pem", file_key(image)));
     if let Ok(text) = std::fs::read_to_string(&cached) {
         return Ok(text);

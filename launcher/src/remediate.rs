@@ -127,10 +127,7 @@ impl Decisions {
 
     /// The folder whose changes mean a new decision.
     pub fn folder(&self) -> PathBuf {
-        self.queue
-            .state_dir()
-            .join(state::queue::QUEUE_DIR)
-            .join(Folder::Decisions.dir_name())
+        state::Layout::new(self.queue.state_dir()).queue_folder(Folder::Decisions)
     }
 
     /// Read the folder: approvals to apply (each returned once per session) and decisions to

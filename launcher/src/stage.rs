@@ -83,7 +83,8 @@ pub fn effective_dockerfile(plan: &BottlePlan) -> Result<EffectiveDockerfile, St
 
 /// Create the folders and write the current-config of `plan`.
 pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
-    let queue = plan.state_dir.join("queue");
+    let layout = plan.layout();
+    let queue = layout.queue();
     for folder in [
         queue::PROPOSALS_DIR,
         queue::DECISIONS_DIR,
@@ -92,7 +93,7 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
         let dir = queue.join(folder);
         std::fs::create_dir_all(&dir).map_err(at(&dir))?;
     }
-    let supervise_run = plan.state_dir.join("run").join("supervise");
+    let supervise_run = layout.supervise_run();
     std::fs::create_dir_all(&supervise_run).map_err(at(&supervise_run))?;
     for dir in [queue.join(queue::PROPOSALS_DIR), supervise_run.clone()] {
         share_with_supervise(&dir)?;
@@ -101,10 +102,10 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
     if stale.exists() {
         std::fs::remove_file(&stale).map_err(at(&stale))?;
     }
-    let current_config = plan.state_dir.join("current-config");
+    let current_config = layout.current_config();
     std::fs::create_dir_all(&current_config).map_err(at(&current_config))?;
     write_current_config(plan, &current_config)?;
-    let agent_lib = plan.state_dir.join("run").join("lib");
+    let agent_lib = layout.agent_lib();
     std::fs::create_dir_all(&agent_lib).map_err(at(&agent_lib))?;
     // The agent's prompt rides along; the entrypoint copies it to ~/.claude/CLAUDE.md as the
     // agent's own user (an upload into the created container cost a round trip per start).

@@ -28,7 +28,7 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
                 ));
             }
             let dir = home.state_dir(&slug);
-            if dir.join(queue::QUEUE_DIR).is_dir() {
+            if crate::state::Layout::new(&dir).queue().is_dir() {
                 vec![Queue::open(&dir).map_err(error)?]
             } else {
                 Vec::new()

@@ -9,7 +9,7 @@ use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, Proposal
 use super::queue::{age, host_port, kind_name, locate, summary};
 use crate::home::Home;
 use crate::image::DEFAULT_AGENT_DOCKERFILE;
-use crate::state::dockerfile::{self, PER_BOTTLE_DOCKERFILE};
+use crate::state::dockerfile;
 use crate::state::{Queue, audit};
 
 #[derive(Debug, clap::Args)]
@@ -153,7 +153,7 @@ fn current_dockerfile(
     p: &Proposal,
 ) -> Result<dockerfile::EffectiveDockerfile, String> {
     let state_dir = q.state_dir();
-    let per_bottle = state_dir.join(PER_BOTTLE_DOCKERFILE);
+    let per_bottle = crate::state::Layout::new(state_dir).per_bottle_dockerfile();
     let own = if std::fs::symlink_metadata(&per_bottle).is_ok() {
         None
     } else {

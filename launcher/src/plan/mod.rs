@@ -123,6 +123,11 @@ impl BottlePlan {
         true
     }
 
+    /// The bottle's state folder, path by path.
+    pub fn layout(&self) -> crate::state::Layout {
+        crate::state::Layout::new(&self.state_dir)
+    }
+
     /// Labels every engine object of this bottle carries (the role is added per object).
     pub fn base_labels(&self) -> Vec<(String, String)> {
         vec![
@@ -228,9 +233,7 @@ pub fn load(
     for host in approved {
         plan.approve_host(&host);
     }
-    let per_bottle = plan
-        .state_dir
-        .join(crate::state::dockerfile::PER_BOTTLE_DOCKERFILE);
+    let per_bottle = plan.layout().per_bottle_dockerfile();
     if let Ok(text) = std::fs::read_to_string(&per_bottle) {
         let steps = text
             .lines()

@@ -25,7 +25,7 @@ use crate::prepare::{self, PrepareOptions};
 use crate::remediate::{self, Action, Approval, Decisions};
 use crate::stage::{self, Stage};
 use crate::state::snapshot::Store;
-use crate::state::{approved, audit, dockerfile};
+use crate::state::{approved, audit};
 
 /// What the session's tasks report.
 #[derive(Debug)]
@@ -540,7 +540,7 @@ where
     }
 
     /// Once the egress chain is up (the launch's own work done), build the step every first
-    /// approved capability starts with ([`dockerfile::ROOT_STEP`]), so that approval builds one
+    /// approved capability starts with ([`crate::state::dockerfile::ROOT_STEP`]), so that approval builds one
     /// step instead of two. Only for bottles that can file proposals (supervise) and whose image
     /// does not already end as root. In the background and silent: a failure costs only the
     /// speed-up.
@@ -805,7 +805,7 @@ where
                 "the rebuild failed; the agent keeps running unchanged\n{e}"
             ))
         })?;
-        let per_bottle = self.plan.state_dir.join(dockerfile::PER_BOTTLE_DOCKERFILE);
+        let per_bottle = self.plan.layout().per_bottle_dockerfile();
         crate::state::write_atomic(&per_bottle, candidate.as_bytes())
             .map_err(|e| fail(e.to_string()))?;
         let built = prepared

@@ -17,7 +17,7 @@ use super::fake::{Fake, Op};
 use super::{Captured, Console, Outcome, SessionError, SessionOptions, Signals, run_with};
 use crate::home::Home;
 use crate::plan::BottlePlan;
-use crate::state::{Queue, audit, dockerfile};
+use crate::state::{Queue, audit};
 
 /// Long enough for anything the fake does; a hang fails the test instead of blocking the suite.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -146,7 +146,7 @@ impl Bottle {
     }
 
     fn per_bottle_dockerfile(&self) -> Option<String> {
-        std::fs::read_to_string(self.plan.state_dir.join(dockerfile::PER_BOTTLE_DOCKERFILE)).ok()
+        std::fs::read_to_string(self.plan.layout().per_bottle_dockerfile()).ok()
     }
 
     fn agent(&self) -> super::fake::Container {

@@ -7,12 +7,10 @@ use std::path::Path;
 
 use super::atomic::{self, AtomicError};
 
-/// The file's name in the state folder.
-pub const APPROVED_HOSTS: &str = "approved-hosts";
-
 /// The approved entries, in the order they were approved; missing file = none.
 pub fn read(state_dir: &Path) -> Result<Vec<String>, AtomicError> {
-    let Some(bytes) = atomic::read_in(state_dir, &state_dir.join(APPROVED_HOSTS))? else {
+    let Some(bytes) = atomic::read_in(state_dir, &super::Layout::new(state_dir).approved_hosts())?
+    else {
         return Ok(Vec::new());
     };
     Ok(String::from_utf8_lossy(&bytes)
@@ -44,7 +42,7 @@ pub fn add(state_dir: &Path, entry: &str) -> Result<bool, AtomicError> {
     text.push('\n');
     atomic::write_atomic_in(
         state_dir,
-        &state_dir.join(APPROVED_HOSTS),
+        &super::Layout::new(state_dir).approved_hosts(),
         text.as_bytes(),
         atomic::Overwrite::Replace,
     )?;

@@ -18,8 +18,6 @@ use serde::{Deserialize, Serialize};
 
 use super::atomic::{self, AtomicError};
 
-/// The log's file name in the state folder.
-pub const AUDIT_FILE: &str = "audit.jsonl";
 /// Mode of the log: it stays on the host, readable by the operator only.
 pub const AUDIT_MODE: u32 = 0o600;
 
@@ -140,7 +138,7 @@ pub fn read(state_dir: &Path) -> Result<Vec<Entry>, AuditError> {
 
 /// Streams the log line by line (it grows without bound; it is never read whole).
 fn for_each(state_dir: &Path, mut f: impl FnMut(Entry)) -> Result<(), AuditError> {
-    let path = state_dir.join(AUDIT_FILE);
+    let path = super::Layout::new(state_dir).audit_log();
     let Some(file) = atomic::open_in(state_dir, &path)? else {
         return Ok(());
     };
@@ -172,7 +170,7 @@ fn for_each(state_dir: &Path, mut f: impl FnMut(Entry)) -> Result<(), AuditError
 }
 
 fn append(state_dir: &Path, entry: &Entry) -> Result<(), AuditError> {
-    let path = state_dir.join(AUDIT_FILE);
+    let path = super::Layout::new(state_dir).audit_log();
     atomic::ensure_dir_in(state_dir, state_dir)?;
     let io_err = |action| {
         let path = path.clone();
@@ -238,7 +236,8 @@ mod tests {
             &Event::Applied(Applied::ok(p.id.clone(), "ok", 3)),
         )
         .expect("applied");
-        let text = std::fs::read_to_string(tmp.path().join(AUDIT_FILE)).expect("read");
+        let text = std::fs::read_to_string(crate::state::Layout::new(tmp.path()).audit_log())
+            .expect("read");
         assert_eq!(text.lines().count(), 3);
         let first: serde_json::Value =
             serde_json::from_str(text.lines().next().expect("a line")).expect("json");
@@ -268,8 +267,11 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let line = r#"{"version":1,"at":1,"event":"applied","id":"old","record":{}}"#;
         let n = usize::try_from(atomic::MAX_READ).expect("fits") / line.len() + 10;
-        std::fs::write(tmp.path().join(AUDIT_FILE), format!("{line}\n").repeat(n))
-            .expect("big log");
+        std::fs::write(
+            crate::state::Layout::new(tmp.path()).audit_log(),
+            format!("{line}\n").repeat(n),
+        )
+        .expect("big log");
         assert_eq!(
             note_proposals(tmp.path(), &[proposal("p1")]).expect("note"),
             1
@@ -280,7 +282,11 @@ mod tests {
     #[test]
     fn a_torn_last_line_is_closed_and_skipped() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::write(tmp.path().join(AUDIT_FILE), b"{\"version\":1,\"at\"").expect("torn");
+        std::fs::write(
+            crate::state::Layout::new(tmp.path()).audit_log(),
+            b"{\"version\":1,\"at\"",
+        )
+        .expect("torn");
         record(tmp.path(), &Event::Proposal(proposal("p1"))).expect("append");
         let entries = read(tmp.path()).expect("read");
         assert_eq!(entries.len(), 1);
@@ -292,7 +298,8 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let victim = tmp.path().join("victim");
         std::fs::write(&victim, b"").expect("victim");
-        std::os::unix::fs::symlink(&victim, tmp.path().join(AUDIT_FILE)).expect("link");
+        std::os::unix::fs::symlink(&victim, crate::state::Layout::new(tmp.path()).audit_log())
+            .expect("link");
         assert!(record(tmp.path(), &Event::Proposal(proposal("p1"))).is_err());
         assert_eq!(std::fs::read(&victim).expect("read"), b"");
     }

@@ -13,9 +13,6 @@ use claude_bottle_protocol::{
 
 pub mod syntax;
 
-/// The per-bottle Dockerfile's name in the state folder.
-pub const PER_BOTTLE_DOCKERFILE: &str = "Dockerfile";
-
 /// The Dockerfile a bottle's agent image is built from now, and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EffectiveDockerfile {
@@ -52,7 +49,7 @@ pub fn effective(
     bottle_dockerfile: Option<&Path>,
     embedded: &'static str,
 ) -> Result<EffectiveDockerfile, super::AtomicError> {
-    let per_bottle = state_dir.join(PER_BOTTLE_DOCKERFILE);
+    let per_bottle = super::Layout::new(state_dir).per_bottle_dockerfile();
     if let Some(bytes) = super::atomic::read_in(state_dir, &per_bottle)? {
         return Ok(EffectiveDockerfile::PerBottle {
             path: per_bottle,
@@ -787,7 +784,11 @@ mod tests {
         );
         let e = effective(&state, Some(&own), "FROM embedded\n").expect("bottle's");
         assert_eq!(e.text(), "FROM own\n");
-        std::fs::write(state.join(PER_BOTTLE_DOCKERFILE), "FROM per-bottle\n").expect("write");
+        std::fs::write(
+            crate::state::Layout::new(&state).per_bottle_dockerfile(),
+            "FROM per-bottle\n",
+        )
+        .expect("write");
         let e = effective(&state, Some(&own), "FROM embedded\n").expect("per-bottle");
         assert!(matches!(e, EffectiveDockerfile::PerBottle { .. }));
         assert_eq!(e.text(), "FROM per-bottle\n");

@@ -15,10 +15,12 @@ pub mod approved;
 pub mod atomic;
 pub mod audit;
 pub mod dockerfile;
+pub mod layout;
 pub mod queue;
 pub mod snapshot;
 
 pub use atomic::{AtomicError, Overwrite, write_atomic, write_atomic_in};
 pub use audit::{AuditError, Event};
 pub use dockerfile::{DockerfileError, EffectiveDockerfile, with_capability};
+pub use layout::Layout;
 pub use queue::{Pending, Queue, QueueError};

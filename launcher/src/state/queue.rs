@@ -17,9 +17,6 @@ use claude_bottle_protocol::{
 use super::atomic::{self, AtomicError, Overwrite};
 use super::audit::{self, Event};
 
-/// The queue folder under a bottle's state folder.
-pub const QUEUE_DIR: &str = "queue";
-
 /// Why a queue operation failed; each names the file or id involved.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -113,7 +110,7 @@ impl Queue {
     pub fn open(state_dir: &Path) -> Result<Self, QueueError> {
         let q = Self {
             state_dir: state_dir.to_owned(),
-            root: state_dir.join(QUEUE_DIR),
+            root: super::Layout::new(state_dir).queue(),
         };
         for f in Folder::ALL {
             atomic::ensure_dir_in(state_dir, &q.root.join(f.dir_name()))?;
@@ -354,7 +351,7 @@ fn queue_dirs(state_root: &Path) -> Result<Vec<PathBuf>, QueueError> {
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| e.path())
-        .filter(|p| std::fs::symlink_metadata(p.join(QUEUE_DIR)).is_ok())
+        .filter(|p| std::fs::symlink_metadata(super::Layout::new(p).queue()).is_ok())
         .collect();
     dirs.sort();
     Ok(dirs)
@@ -380,9 +377,8 @@ pub fn find(state_root: &Path, id: &ProposalId) -> Result<Queue, QueueError> {
     let mut found: Vec<PathBuf> = queue_dirs(state_root)?
         .into_iter()
         .filter(|d| {
-            let p = d
-                .join(QUEUE_DIR)
-                .join(Folder::Proposals.dir_name())
+            let p = super::Layout::new(d)
+                .queue_folder(Folder::Proposals)
                 .join(id.file_name());
             std::fs::symlink_metadata(p).is_ok()
         })

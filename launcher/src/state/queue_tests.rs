@@ -41,7 +41,11 @@ fn setup() -> (tempfile::TempDir, Queue) {
 fn open_creates_the_folders_and_lists_pending_oldest_first() {
     let (_tmp, q) = setup();
     for f in Folder::ALL {
-        assert!(q.state_dir().join(QUEUE_DIR).join(f.dir_name()).is_dir());
+        assert!(
+            crate::state::Layout::new(q.state_dir())
+                .queue_folder(f)
+                .is_dir()
+        );
     }
     assert_eq!(q.slug(), "app");
     file(&q, &proposal("b", 20));
@@ -136,7 +140,7 @@ fn a_symlink_planted_as_the_decision_is_refused_and_not_followed() {
 fn a_symlinked_queue_folder_is_refused() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let state = tmp.path().join("app");
-    std::fs::create_dir_all(state.join(QUEUE_DIR)).expect("queue");
+    std::fs::create_dir_all(crate::state::Layout::new(&state).queue()).expect("queue");
     std::fs::create_dir(tmp.path().join("elsewhere")).expect("elsewhere");
     symlink(tmp.path().join("elsewhere"), state.join("queue/decisions")).expect("plant");
     let err = Queue::open(&state).expect_err("refused");

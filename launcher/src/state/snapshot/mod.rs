@@ -171,7 +171,7 @@ impl Store {
     }
 
     fn latest(&self) -> PathBuf {
-        self.state_dir.join("snapshots").join("latest")
+        super::Layout::new(&self.state_dir).latest_snapshot()
     }
 
     /// Start a new snapshot; the latest one stays until [`Writer::commit`].

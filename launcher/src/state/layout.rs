@@ -1,0 +1,138 @@
+//! The state folder of one bottle, `state/<slug>/`: every path the launcher reads or writes there,
+//! one method each, so the layout is spelled in one place ([docs/state.md](../../../docs/state.md)).
+
+use std::path::{Path, PathBuf};
+
+use claude_bottle_protocol::queue::Folder;
+
+/// `state/<slug>/` and what lives in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            root: state_dir.to_owned(),
+        }
+    }
+
+    /// `state/<slug>/` itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `queue/`: supervise writes `proposals/`, the host `decisions/` and `applied/`.
+    pub fn queue(&self) -> PathBuf {
+        self.root.join("queue")
+    }
+
+    /// One folder of the queue.
+    pub fn queue_folder(&self, folder: Folder) -> PathBuf {
+        self.queue().join(folder.dir_name())
+    }
+
+    /// `audit.jsonl`: one line per proposal, decision and outcome.
+    pub fn audit_log(&self) -> PathBuf {
+        self.root.join("audit.jsonl")
+    }
+
+    /// `approved-hosts`: the egress hosts the operator approved, one a line.
+    pub fn approved_hosts(&self) -> PathBuf {
+        self.root.join("approved-hosts")
+    }
+
+    /// `Dockerfile`: the bottle's Dockerfile with its approved capabilities, once there is one.
+    pub fn per_bottle_dockerfile(&self) -> PathBuf {
+        self.root.join("Dockerfile")
+    }
+
+    /// `current-config/`: what the agent and supervise read of the bottle's settings.
+    pub fn current_config(&self) -> PathBuf {
+        self.root.join("current-config")
+    }
+
+    /// `snapshots/latest/`: the agent's home and workspace, as the last session left them.
+    pub fn latest_snapshot(&self) -> PathBuf {
+        self.root.join("snapshots").join("latest")
+    }
+
+    /// `run/`: what one launch stages, and the caches of warm starts.
+    pub fn run(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// `run/supervise/`: supervise's socket folder.
+    pub fn supervise_run(&self) -> PathBuf {
+        self.run().join("supervise")
+    }
+
+    /// `run/lib/`: the agent's entrypoint and bash hook.
+    pub fn agent_lib(&self) -> PathBuf {
+        self.run().join("lib")
+    }
+
+    /// `run/net/`: the relay's socket and the agent's trust bundle.
+    pub fn net(&self) -> PathBuf {
+        self.run().join("net")
+    }
+
+    /// `run/pipelock/`: pipelock's config and CA.
+    pub fn pipelock(&self) -> PathBuf {
+        self.run().join("pipelock")
+    }
+
+    /// `run/egress-proxy/`: the egress-proxy's routes and CA.
+    pub fn egress_proxy(&self) -> PathBuf {
+        self.run().join("egress-proxy")
+    }
+
+    /// `run/binaries/<name>.digest`: a static binary's digest, keyed by the file's identity.
+    pub fn binary_digest(&self, name: &str) -> PathBuf {
+        self.run().join("binaries").join(format!("{name}.digest"))
+    }
+
+    /// `run/image-roots/`: the agent image's own trust roots, per image.
+    pub fn image_roots(&self) -> PathBuf {
+        self.run().join("image-roots")
+    }
+
+    /// `run/image-contract/`: the image contract's verdict, per image id.
+    pub fn image_contract(&self) -> PathBuf {
+        self.run().join("image-contract")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_is_the_documented_one() {
+        let l = Layout::new(Path::new("/s/app"));
+        let rel = |p: PathBuf| {
+            p.strip_prefix("/s/app")
+                .expect("under the root")
+                .display()
+                .to_string()
+        };
+        assert_eq!(rel(l.queue_folder(Folder::Decisions)), "queue/decisions");
+        assert_eq!(rel(l.audit_log()), "audit.jsonl");
+        assert_eq!(rel(l.approved_hosts()), "approved-hosts");
+        assert_eq!(rel(l.per_bottle_dockerfile()), "Dockerfile");
+        assert_eq!(rel(l.current_config()), "current-config");
+        assert_eq!(rel(l.latest_snapshot()), "snapshots/latest");
+        assert_eq!(rel(l.supervise_run()), "run/supervise");
+        assert_eq!(rel(l.agent_lib()), "run/lib");
+        assert_eq!(rel(l.net()), "run/net");
+        assert_eq!(rel(l.pipelock()), "run/pipelock");
+        assert_eq!(rel(l.egress_proxy()), "run/egress-proxy");
+        assert_eq!(
+            rel(l.binary_digest("claude-bottle-shim")),
+            "run/binaries/claude-bottle-shim.digest"
+        );
+        assert_eq!(rel(l.image_roots()), "run/image-roots");
+        assert_eq!(rel(l.image_contract()), "run/image-contract");
+    }
+}
