@@ -7,18 +7,11 @@ use claude_bottle_e2e::{TestBottle, assert_clean, docker, line};
 
 /// The engine's storage driver and what it can bound.
 async fn support(d: &bollard::Docker) -> (String, DriverSupport) {
-    let info = d.info().await.expect("engine info");
-    let driver = info.driver.unwrap_or_default();
-    let backing = info
-        .driver_status
-        .unwrap_or_default()
-        .into_iter()
-        .find_map(|kv| match kv.as_slice() {
-            [k, v] if k == "Backing Filesystem" => Some(v.clone()),
-            _ => None,
-        });
-    let support = driver_support(&driver, backing.as_deref());
-    (driver, support)
+    let facts = claude_bottle::backend::docker::engine_facts(d)
+        .await
+        .expect("engine info");
+    let support = driver_support(&facts.storage_driver, facts.backing_fs.as_deref());
+    (facts.storage_driver, support)
 }
 
 #[tokio::test]

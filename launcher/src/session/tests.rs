@@ -418,45 +418,40 @@ async fn a_failed_chain_stops_the_agent_and_ends_the_session_naming_it() {
     assert!(b.fake.containers().is_empty(), "{:?}", b.fake.containers());
 }
 
-#[tokio::test]
-async fn a_chain_that_fails_during_a_swap_ends_the_session_after_it() {
+/// The chain comes up late and fails while an approval's swap is held at `step`; the session
+/// ends with the chain's failure once that step goes on. Returns the bottle, for its record.
+async fn chain_fails_during(step: Op) -> Bottle {
     let b = Bottle::new();
     b.fake.hold(Op::AwaitSidecars);
     let r = b.start(b.opts());
     within(b.fake.held(Op::AwaitSidecars)).await;
-    b.fake.hold(Op::SwapIn);
+    b.fake.hold(step);
     b.approve("1-cap", capability("ripgrep"));
-    within(b.fake.held(Op::SwapIn)).await;
+    within(b.fake.held(step)).await;
     b.fake.fail(Op::AwaitSidecars, "pipelock exited (code 1)");
     b.fake.release(Op::AwaitSidecars);
     within(b.fake.finished(Op::AwaitSidecars)).await;
-    b.fake.release(Op::SwapIn);
+    b.fake.release(step);
     let err = r.outcome().await.expect_err("the chain failed");
     assert!(err.to_string().contains("pipelock exited"), "{err}");
+    assert!(b.fake.containers().is_empty(), "{:?}", b.fake.containers());
+    b
+}
+
+#[tokio::test]
+async fn a_chain_that_fails_during_a_swap_ends_the_session_after_it() {
+    let b = chain_fails_during(Op::SwapIn).await;
     // The swap finished first: its record says so, and its agent was stopped for the failure.
     assert_eq!(
         b.applied("1-cap").expect("applied").outcome,
         AppliedOutcome::Ok
     );
     assert_eq!(b.fake.count(Op::StopAgent), 2);
-    assert!(b.fake.containers().is_empty(), "{:?}", b.fake.containers());
 }
 
 #[tokio::test]
 async fn a_chain_that_fails_while_a_rebuilt_agent_waits_drops_the_swap() {
-    let b = Bottle::new();
-    b.fake.hold(Op::AwaitSidecars);
-    let r = b.start(b.opts());
-    within(b.fake.held(Op::AwaitSidecars)).await;
-    b.fake.hold(Op::StopAgent);
-    b.approve("1-cap", capability("ripgrep"));
-    within(b.fake.held(Op::StopAgent)).await;
-    b.fake.fail(Op::AwaitSidecars, "pipelock exited (code 1)");
-    b.fake.release(Op::AwaitSidecars);
-    within(b.fake.finished(Op::AwaitSidecars)).await;
-    b.fake.release(Op::StopAgent);
-    let err = r.outcome().await.expect_err("the chain failed");
-    assert!(err.to_string().contains("pipelock exited"), "{err}");
+    let b = chain_fails_during(Op::StopAgent).await;
     let applied = b.applied("1-cap").expect("applied");
     assert_eq!(applied.outcome, AppliedOutcome::Failed);
     assert!(
@@ -467,7 +462,6 @@ async fn a_chain_that_fails_while_a_rebuilt_agent_waits_drops_the_swap() {
         applied.detail
     );
     assert_eq!(b.fake.count(Op::SwapIn), 0);
-    assert!(b.fake.containers().is_empty(), "{:?}", b.fake.containers());
 }
 
 #[tokio::test]

@@ -5,10 +5,7 @@
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptions, DownloadFromContainerOptions, UploadToContainerOptions,
-};
+use bollard::query_parameters::{DownloadFromContainerOptions, UploadToContainerOptions};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
@@ -39,19 +36,9 @@ pub async fn read_image_file(
     path: &str,
     labels: HashMap<String, String>,
 ) -> Result<Option<Vec<u8>>, BackendError> {
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        labels: Some(labels),
-        entrypoint: Some(vec!["/nonexistent".into()]),
-        network_disabled: Some(true),
-        ..Default::default()
-    };
-    let created = docker
-        .create_container(None::<CreateContainerOptions>, body)
-        .await
-        .map_err(|e| engine_err("create a probe container of", image, e))?;
-    let result = read_following(docker, &created.id, image, path).await;
-    let _ = remove(docker, &created.id).await;
+    let id = super::probe::create_probe(docker, image, labels).await?;
+    let result = read_following(docker, &id, image, path).await;
+    let _ = remove(docker, &id).await;
     result
 }
 

@@ -98,30 +98,34 @@ fn networked(spec: &LaunchSpec, kind: Gating) -> bool {
         .any(|s| s.gates_agent == (kind == Gating::Gates) && !s.networks.is_empty())
 }
 
+/// The engine's storage driver (and the file system under it, where it says) and runtimes.
+pub async fn engine_facts(docker: &Docker) -> Result<EngineFacts, BackendError> {
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| engine_err("query", "engine info", e))?;
+    let backing_fs = info
+        .driver_status
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|kv| match kv.as_slice() {
+            [k, v] if k == "Backing Filesystem" => Some(v.clone()),
+            _ => None,
+        });
+    Ok(EngineFacts {
+        storage_driver: info.driver.unwrap_or_default(),
+        backing_fs,
+        runtimes: info.runtimes.unwrap_or_default().into_keys().collect(),
+    })
+}
+
 fn label_map(labels: &[(String, String)]) -> std::collections::HashMap<String, String> {
     labels.iter().cloned().collect()
 }
 
 impl Backend for DockerBackend {
     async fn engine_facts(&self) -> Result<EngineFacts, BackendError> {
-        let info = self
-            .docker
-            .info()
-            .await
-            .map_err(|e| engine_err("query", "engine info", e))?;
-        let backing_fs = info
-            .driver_status
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|kv| match kv.as_slice() {
-                [k, v] if k == "Backing Filesystem" => Some(v.clone()),
-                _ => None,
-            });
-        Ok(EngineFacts {
-            storage_driver: info.driver.unwrap_or_default(),
-            backing_fs,
-            runtimes: info.runtimes.unwrap_or_default().into_keys().collect(),
-        })
+        engine_facts(&self.docker).await
     }
 
     async fn image_info(&self, tag: &str) -> Result<Option<ImageInfo>, BackendError> {

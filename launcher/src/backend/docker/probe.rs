@@ -23,6 +23,24 @@ pub(super) async fn first_entries(
     paths: &[(&str, u64)],
     labels: HashMap<String, String>,
 ) -> Result<Vec<FirstEntry>, BackendError> {
+    let id = create_probe(docker, image, labels).await?;
+    let id = id.as_str();
+    let reads = paths
+        .iter()
+        .map(|(path, limit)| first_entry(docker, id, path, *limit));
+    let result = futures_util::future::try_join_all(reads).await;
+    let _ = remove(docker, id).await;
+    result
+}
+
+/// A container of `image` that is never started (its entrypoint does not exist, it has no
+/// network): what the engine's archive API reads an image's files through. Returns its id; the
+/// caller removes it.
+pub(super) async fn create_probe(
+    docker: &Docker,
+    image: &str,
+    labels: HashMap<String, String>,
+) -> Result<String, BackendError> {
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
         labels: Some(labels),
@@ -34,13 +52,7 @@ pub(super) async fn first_entries(
         .create_container(None::<CreateContainerOptions>, body)
         .await
         .map_err(|e| engine_err("create a probe container of", image, e))?;
-    let id = created.id.as_str();
-    let reads = paths
-        .iter()
-        .map(|(path, limit)| first_entry(docker, id, path, *limit));
-    let result = futures_util::future::try_join_all(reads).await;
-    let _ = remove(docker, id).await;
-    result
+    Ok(created.id)
 }
 
 /// The archive of `path` in container `id`, read only as far as its first entry (and, for a
