@@ -71,11 +71,6 @@ pub fn id_from_file_name(name: &str) -> Option<ProposalId> {
     ProposalId::new(stem).ok()
 }
 
-/// A temp file name for an atomic write of `id`; `nonce` makes concurrent writers distinct.
-pub fn temp_file_name(id: &ProposalId, nonce: u64) -> String {
-    format!("{TEMP_PREFIX}{id}-{nonce:x}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,10 +80,8 @@ mod tests {
         let id = ProposalId::new("abc").expect("id");
         assert_eq!(id_from_file_name("abc.json"), Some(id.clone()));
         assert_eq!(Folder::Decisions.relative_path(&id), "decisions/abc.json");
-        let tmp = temp_file_name(&id, 0xbeef);
-        assert_eq!(tmp, ".tmp-abc-beef");
         for skip in [
-            tmp.as_str(),
+            ".tmp-abc-beef",
             "abc",
             "abc.json.swp",
             "../abc.json",

@@ -452,11 +452,11 @@ fn agent_egress_env(plan: &BottlePlan) -> Vec<(String, EnvValue)> {
     let ca = format!("{}/{}", chain::NET_DIR_IN_CONTAINER, chain::AGENT_CA_FILE);
     let mut env: Vec<(String, String)> = vec![
         (
-            "CLAUDE_BOTTLE_PROXY_SOCKET".into(),
+            chain::PROXY_SOCKET_ENV.into(),
             format!("{}/{}", chain::NET_DIR_IN_CONTAINER, chain::PROXY_SOCKET),
         ),
         (
-            "CLAUDE_BOTTLE_PROXY_PORT".into(),
+            chain::AGENT_PROXY_PORT_ENV.into(),
             chain::AGENT_PROXY_PORT.to_string(),
         ),
         ("HTTP_PROXY".into(), proxy.clone()),
