@@ -484,7 +484,8 @@ where
         }
         self.tasks.shutdown().await;
         self.console = self.console.with_terminal(Terminal::Lines);
-        let Some(launched) = self.launched.take() else {
+        // Still the session's until saved: a signal during the snapshot saves it again.
+        let Some(launched) = self.launched.clone() else {
             return Ok(code?);
         };
         let saved = match last {
@@ -497,6 +498,7 @@ where
             LastSnapshot::Taken => Ok(()),
             LastSnapshot::Failed(e) => Err(e),
         };
+        self.launched = None;
         if let Err(cause) = saved {
             return Err(keep(&self.backend, &self.plan, &launched, cause)
                 .await

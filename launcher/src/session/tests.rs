@@ -665,6 +665,25 @@ async fn a_signal_at_any_step_removes_the_bottle_and_saves_what_the_agent_did() 
 }
 
 #[tokio::test]
+async fn a_signal_during_the_last_snapshot_saves_the_agent_again() {
+    let b = Bottle::new();
+    let r = running(&b, b.opts()).await;
+    b.fake.agent_writes(b.slug(), "last words");
+    b.fake.hold(Op::Snapshot);
+    b.fake.exit_agent(b.slug(), 0);
+    within(b.fake.held(Op::Snapshot)).await;
+    r.signals.send(15).expect("signal");
+    assert_eq!(r.outcome().await.expect("session"), Outcome::Signalled(15));
+    assert_eq!(
+        b.fake.count(Op::Snapshot),
+        2,
+        "saved by the signal's own snapshot"
+    );
+    assert_eq!(b.fake.state().snapshot_files.as_deref(), Some("last words"));
+    assert!(b.fake.containers().is_empty());
+}
+
+#[tokio::test]
 async fn a_signal_whose_snapshot_fails_keeps_the_agent_and_the_exit_code_stands() {
     let b = Bottle::new();
     let r = running(&b, b.opts()).await;
