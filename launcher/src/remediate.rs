@@ -248,7 +248,129 @@ fn changes_content(event: &notify::Event) -> bool {
 mod tests {
     use std::time::Duration;
 
+    use claude_bottle_protocol::{
+        BottleName, Capability, Decision, Egress, HostName, Proposal, ProposalId, ProposalKind,
+    };
     use notify::Watcher as _;
+
+    use super::{Action, decide};
+
+    fn proposal(kind: ProposalKind) -> Proposal {
+        Proposal::new(
+            ProposalId::new("1-p").expect("id"),
+            BottleName::new("app").expect("name"),
+            kind,
+            "needed".into(),
+            vec![],
+            1,
+        )
+    }
+
+    fn capability(apt: &str) -> ProposalKind {
+        ProposalKind::Capability(Capability {
+            apt: vec![apt.into()],
+            dockerfile_lines: vec![],
+        })
+    }
+
+    fn egress(host: &str) -> ProposalKind {
+        ProposalKind::Egress(Egress {
+            host: HostName::new(host).expect("host"),
+            port: None,
+        })
+    }
+
+    fn refused(action: Action) -> String {
+        match action {
+            Action::Refuse { detail } => detail,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_approved_capability_is_a_rebuild_of_the_effective_dockerfile_with_it() {
+        let p = proposal(capability("ripgrep"));
+        let d = Decision::approve_bound(&p, "", "op", 2);
+        match decide(&p, &d, Ok("FROM base\nUSER agent\n")) {
+            Action::Rebuild { candidate } => {
+                assert!(
+                    candidate.starts_with("FROM base\nUSER agent\n"),
+                    "{candidate}"
+                );
+                assert!(candidate.contains("ripgrep:native"), "{candidate}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_operators_edit_is_what_is_decided() {
+        let p = proposal(capability("ripgrep"));
+        let mut d = Decision::approve_bound(&p, "", "op", 2);
+        d.edit = Some(capability("jq"));
+        let Action::Rebuild { candidate } = decide(&p, &d, Ok("FROM base\n")) else {
+            panic!("a rebuild");
+        };
+        assert!(candidate.contains("jq:native") && !candidate.contains("ripgrep"));
+        // An edit of another kind cannot apply.
+        d.edit = Some(egress("example.org"));
+        assert!(
+            refused(decide(&p, &d, Ok("FROM base\n"))).contains("the operator's edit cannot apply")
+        );
+    }
+
+    #[test]
+    fn an_approval_of_other_text_is_refused() {
+        let p = proposal(capability("ripgrep"));
+        let d = Decision::approve_bound(&p, "", "op", 2);
+        let replaced = proposal(capability("nmap"));
+        assert!(
+            refused(decide(&replaced, &d, Ok("FROM base\n")))
+                .starts_with("refused, nothing applied")
+        );
+        let unbound = Decision::approve(p.id.clone(), "", "op", 2);
+        assert!(
+            refused(decide(&p, &unbound, Ok("FROM base\n")))
+                .starts_with("refused, nothing applied")
+        );
+    }
+
+    #[test]
+    fn an_internal_host_needs_the_operators_flag() {
+        let p = proposal(egress("169.254.169.254"));
+        let mut d = Decision::approve_bound(&p, "", "op", 2);
+        assert!(refused(decide(&p, &d, Ok(""))).contains("allow_internal_host"));
+        d.allow_internal_host = true;
+        assert_eq!(
+            decide(&p, &d, Ok("")),
+            Action::AllowHost {
+                host: "169.254.169.254".into(),
+                entry: "169.254.169.254".into()
+            }
+        );
+        let p = proposal(egress("files.example.org"));
+        let d = Decision::approve_bound(&p, "", "op", 2);
+        assert!(matches!(
+            decide(&p, &d, Err("unused".into())),
+            Action::AllowHost { .. }
+        ));
+    }
+
+    #[test]
+    fn a_capability_on_an_unreadable_or_unfit_dockerfile_is_refused() {
+        let p = proposal(capability("ripgrep"));
+        let d = Decision::approve_bound(&p, "", "op", 2);
+        assert_eq!(
+            refused(decide(
+                &p,
+                &d,
+                Err("failed to read Dockerfile: a symlink".into())
+            )),
+            "failed to read Dockerfile: a symlink"
+        );
+        // A Dockerfile that ends in a continuation would swallow the appended step.
+        assert!(!refused(decide(&p, &d, Ok("FROM base\nRUN true \\\n"))).is_empty());
+    }
 
     /// A real inotify watcher on a folder, counting the events that pass `changes_content`.
     fn watched(

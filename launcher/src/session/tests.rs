@@ -407,6 +407,51 @@ async fn an_approval_refused_before_launch_is_said_as_a_refusal() {
 }
 
 #[tokio::test]
+async fn a_chain_that_cannot_be_created_ends_the_session_naming_it() {
+    let b = Bottle::new();
+    b.fake.fail(Op::StartSidecars, "network create failed");
+    let err = b.start(b.opts()).outcome().await.expect_err("no chain");
+    assert!(err.to_string().contains("network create failed"), "{err}");
+    assert_eq!(b.fake.count(Op::AwaitSidecars), 0);
+    assert!(b.fake.containers().is_empty(), "{:?}", b.fake.containers());
+}
+
+#[tokio::test]
+async fn an_agent_that_ends_while_its_chain_is_created_waits_for_it_before_the_teardown() {
+    let b = Bottle::new();
+    b.fake.hold(Op::StartSidecars);
+    let r = b.start(b.opts());
+    within(b.fake.held(Op::StartSidecars)).await;
+    within(b.fake.reached(Op::RunAgent, 1)).await;
+    b.fake.exit_agent(b.slug(), 4);
+    // Not ended yet: the chain's containers are still being made.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !r.task.is_finished(),
+        "ended before the chain's creation finished"
+    );
+    b.fake.release(Op::StartSidecars);
+    assert_eq!(r.outcome().await.expect("session"), Outcome::Exited(4));
+    assert!(
+        b.fake.containers().is_empty(),
+        "the teardown saw the chain: {:?}",
+        b.fake.containers()
+    );
+}
+
+#[tokio::test]
+async fn a_root_step_that_cannot_be_built_ahead_costs_nothing_but_the_speed_up() {
+    let b = Bottle::new();
+    b.fake.fail(Op::WarmRootStep, "no space left");
+    let r = running(&b, b.opts()).await;
+    within(b.fake.reached(Op::WarmRootStep, 1)).await;
+    b.approve("1-cap", capability("ripgrep"));
+    assert_eq!(b.applied_soon("1-cap").await.outcome, AppliedOutcome::Ok);
+    b.fake.exit_agent(b.slug(), 0);
+    assert_eq!(r.outcome().await.expect("session"), Outcome::Exited(0));
+}
+
+#[tokio::test]
 async fn a_failed_chain_stops_the_agent_and_ends_the_session_naming_it() {
     let b = Bottle::new();
     b.fake.fail(Op::AwaitSidecars, "pipelock exited (code 1)");
