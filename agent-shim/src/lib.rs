@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod mcp;
 pub mod ops;
 pub mod relay;
+pub mod transcript_times;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -177,14 +178,19 @@ fn claude_setup(workdir: Option<PathBuf>) -> Result<ExitCode, String> {
         .to_string_lossy()
         .into_owned();
     claude_setup::Setup {
-        home,
+        home: home.clone(),
         workdir,
         api_key: std::env::var("ANTHROPIC_API_KEY").ok(),
         mcp_command: supervised.then_some(shim),
     }
     .apply()
-    .map(|_| ExitCode::SUCCESS)
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    // A resumed home's transcripts: `--continue` must find the session written last. A failure
+    // costs only that order, not the start.
+    if let Err(e) = transcript_times::refine(&home) {
+        eprintln!("claude-bottle: --continue may resume an earlier session: {e}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs one verb to completion and maps its outcome to an exit code.

@@ -328,3 +328,72 @@ async fn a_swap_whose_snapshot_is_refused_keeps_the_agent_instead_of_replacing_i
     assert_eq!(stop.status.code(), Some(0), "{}", text(&stop.stderr));
     assert_clean(&d, &slug).await;
 }
+
+/// Two Claude Code session transcripts last written within one second: the engine's archive keeps
+/// whole seconds, so they come back with equal times and `claude --continue` (newest `mtime`
+/// first) could resume the earlier session. The entrypoint's `claude-setup` orders them by their
+/// last records again. A stand-in `claude` is in the image: the entrypoint runs `claude-setup`
+/// only where Claude Code is installed; no model is needed.
+#[tokio::test]
+async fn transcripts_written_within_one_second_come_back_in_the_order_they_were_written() {
+    let Some(d) = docker().await else { return };
+    // The later session's file sorts first, so the archive restores it first.
+    let script = r#"p=$HOME/.claude/projects/-workspace
+if [ "$1" = resumed ]; then
+  echo "TIMES $(stat -c %.9Y $p/0-later.jsonl $p/f-earlier.jsonl | tr '\n' ' ')"
+  exit 0
+fi
+mkdir -p $p
+record() { printf '{"type":"assistant","timestamp":"%s"}\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)" > "$p/$1"; }
+while [ "$(date +%N | cut -c1)" != 0 ]; do sleep 0.02; done
+record f-earlier.jsonl
+sleep 0.3
+record 0-later.jsonl
+echo "WRITTEN $(stat -c %.9Y $p/0-later.jsonl $p/f-earlier.jsonl | tr '\n' ' ')"
+"#;
+    let bottle = TestBottle::new("snaptimes", "", &[]);
+    std::fs::write(
+        bottle.path().join("bottles/Dockerfile"),
+        "FROM claude-bottle/test-agent:bookworm\nUSER root\n\
+         RUN echo 'exit 0' > /usr/local/bin/claude && chmod 0755 /usr/local/bin/claude\n\
+         USER agent\n",
+    )
+    .expect("Dockerfile");
+    bottle.write_agent_resuming(&["/bin/sh", "-c", script, "agent"], &["resumed"]);
+    let slug = bottle.slug();
+    let times = |out: &str, key: &str| -> Vec<f64> {
+        line(out, key)
+            .split_whitespace()
+            .map(|t| t.parse().expect("a time"))
+            .collect()
+    };
+
+    let first = bottle
+        .command(&["start", "--yes", &bottle.name])
+        .output()
+        .expect("start");
+    let stdout = text(&first.stdout);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let written = times(&stdout, "WRITTEN");
+    assert_eq!(
+        written[0].floor(),
+        written[1].floor(),
+        "one second: {stdout}"
+    );
+    assert!(written[0] > written[1], "{stdout}");
+
+    let resumed = bottle
+        .command(&["resume", "--yes", &bottle.name])
+        .output()
+        .expect("resume");
+    let stdout = text(&resumed.stdout);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let restored = times(&stdout, "TIMES");
+    assert!(
+        restored[0] > restored[1],
+        "the later transcript is newer again: written {written:?}, restored {restored:?}"
+    );
+    assert_eq!(restored[0].floor(), written[0].floor(), "its own second");
+    assert_eq!(restored[1].floor(), written[1].floor(), "its own second");
+    assert_clean(&d, &slug).await;
+}
