@@ -34,6 +34,15 @@ pub fn successor_name(slug: &str) -> String {
     format!("{slug}-agent-next")
 }
 
+/// Container name of an agent replaced by a rebuilt one, until it is removed (in the background,
+/// after the swap). Unique, so a swap that follows at once never meets the last one's.
+pub fn retired_agent_name(slug: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{slug}-agent-retired-{nanos:x}")
+}
+
 /// Container name of an agent kept because its snapshot failed ([`crate::backend::Backend::keep_agent`]).
 pub fn kept_agent_name(slug: &str) -> String {
     format!("{slug}-agent-kept")
@@ -421,4 +430,23 @@ pub async fn rename(docker: &Docker, name: &str, to: &str) -> Result<(), Backend
         )
         .await
         .map_err(|e| engine_err("rename", &format!("{name} to {to}"), e))
+}
+
+/// [`rename`], where a container already gone is fine.
+pub async fn rename_if_present(docker: &Docker, name: &str, to: &str) -> Result<(), BackendError> {
+    match docker
+        .rename_container(
+            name,
+            bollard::query_parameters::RenameContainerOptions {
+                name: to.to_string(),
+            },
+        )
+        .await
+    {
+        Ok(())
+        | Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Ok(()),
+        Err(e) => Err(engine_err("rename", &format!("{name} to {to}"), e)),
+    }
 }

@@ -12,7 +12,8 @@ use bollard::Docker;
 
 pub use attach::exit_code;
 pub use containers::{
-    agent_name, kept_agent_name, sidecar_name, successor_name, tail_logs, volume_name,
+    agent_name, kept_agent_name, retired_agent_name, sidecar_name, successor_name, tail_logs,
+    volume_name,
 };
 pub use images::{build as build_image, ensure as ensure_image, exists as image_exists};
 pub use resources::network_name;
@@ -329,12 +330,34 @@ impl Backend for DockerBackend {
         successor: Launched,
         restore: Option<(&Store, &Snapshot)>,
     ) -> Result<Launched, BackendError> {
-        if let Some((store, snap)) = restore {
-            archive::restore(&self.docker, &successor.agent, store, snap).await?;
-        }
-        containers::remove(&self.docker, &old.agent).await?;
+        // The stopped agent gives up its name while the snapshot is unpacked, and is removed in
+        // the background: removing a container (its writable layer) costs more than renaming
+        // it, and nothing waits for it. If the launcher ends first, the session's teardown
+        // removes it with the bottle's other objects (it keeps their labels).
+        let retired = retired_agent_name(&old.slug);
+        let restored = async {
+            match restore {
+                Some((store, snap)) => {
+                    archive::restore(&self.docker, &successor.agent, store, snap).await
+                }
+                None => Ok(()),
+            }
+        };
+        let (restored, renamed) = tokio::join!(
+            restored,
+            containers::rename_if_present(&self.docker, &old.agent, &retired)
+        );
+        let retire = |docker: Docker| async move {
+            if let Err(e) = containers::remove(&docker, &retired).await {
+                tracing::warn!(error = %e, "failed to remove the replaced agent");
+            }
+        };
+        // Either failure ends the session, whose teardown removes both containers.
+        restored?;
+        renamed?;
         let name = agent_name(&old.slug);
         containers::rename(&self.docker, &successor.agent, &name).await?;
+        tokio::spawn(retire(self.docker.clone()));
         Ok(Launched {
             agent: name,
             ..successor
