@@ -283,7 +283,8 @@ async fn a_pipelock_image_that_cannot_be_pulled_is_refused_with_a_hint() {
     let bottle = TestBottle::new("egress-pull", "", &["/bin/true"]);
     let unpullable = "127.0.0.1:9/claude-bottle/no-such-pipelock:none";
     let pipelock = (claude_bottle::config::ENV_PIPELOCK_IMAGE, Some(unpullable));
-    let err = start_fails(&d, &bottle, pipelock, 1).await;
+    // The operator's setting or machine, like an invalid config.toml: exit 2.
+    let err = start_fails(&d, &bottle, pipelock, 2).await;
     assert!(
         err.contains(&format!(
             "the pipelock image {unpullable} is not on this engine"
