@@ -63,6 +63,14 @@ impl From<SessionError> for Halt {
     }
 }
 
+/// Whether what the operator approved (the edit, else the proposal) is a capability.
+fn is_capability(approval: &Approval) -> bool {
+    matches!(
+        approval.decision.effective_kind(&approval.proposal.kind),
+        Ok(ProposalKind::Capability(_))
+    )
+}
+
 /// Every error the session meets ends it as a [`SessionError`].
 macro_rules! halt_from {
     ($($t:ty),*) => {$(
@@ -578,9 +586,14 @@ where
 
     /// What `approval` asks, decided on the bottle as it is now.
     fn decide(&self, approval: &Approval) -> Action {
-        let effective = stage::effective_dockerfile(&self.plan)
-            .map(|e| e.text().to_owned())
-            .map_err(|e| e.to_string());
+        // Only a capability is decided on the Dockerfile: an egress approval reads no file.
+        let effective = if is_capability(approval) {
+            stage::effective_dockerfile(&self.plan)
+                .map(|e| e.text().to_owned())
+                .map_err(|e| e.to_string())
+        } else {
+            Ok(String::new())
+        };
         remediate::decide(
             &approval.proposal,
             &approval.decision,
@@ -593,10 +606,7 @@ where
         let scan = self.decisions().scan();
         self.audit(&scan.unaudited);
         for approval in scan.approvals {
-            let capability = matches!(
-                approval.decision.effective_kind(&approval.proposal.kind),
-                Ok(ProposalKind::Capability(_))
-            );
+            let capability = is_capability(&approval);
             let busy = running.building.is_some() || !matches!(running.agent, Agent::Running);
             if capability && busy {
                 running.waiting.push_back(approval);
