@@ -155,9 +155,10 @@ fn main() {
 fn phases(log: &[String]) -> String {
     const PHASES: &[(&str, &str)] = &[
         ("rebuild finished", "rebuild"),
+        // Before the agent stops: not part of the swap's share (its downtime).
+        ("successor created", "create"),
         ("agent stopped ", "stop"),
-        ("agent snapshotted, successor created", "snapshot+create"),
-        ("successor restored and swapped in", "restore+swap"),
+        ("files carried over, successor swapped in", "carry+swap"),
         ("agent started", "attach+start"),
     ];
     let mut out = Vec::new();

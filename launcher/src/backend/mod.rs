@@ -306,6 +306,16 @@ impl crate::error::Diagnose for BackendError {
     }
 }
 
+/// How [`Backend::swap_in`] failed.
+#[derive(Debug)]
+pub enum SwapError {
+    /// The stopped agent's files could not be saved: nothing was replaced, and the agent (under
+    /// its own name) still holds the only copy.
+    Snapshot(BackendError),
+    /// The files were saved (the latest snapshot), but the successor could not take over.
+    Successor(BackendError),
+}
+
 /// A place where bottles run.
 pub trait Backend {
     /// The engine's storage driver and runtimes.
@@ -438,14 +448,16 @@ pub trait Backend {
         agent: &AgentSpec,
     ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
 
-    /// Unpack `restore` into `successor`, remove the stopped agent it replaces (`old`) and give
-    /// the successor the agent's name; `run_agent` starts it.
+    /// Carry the stopped agent's (`old`'s) home and workspace into the created `successor` and,
+    /// in the same pass, into a new snapshot of `store` (streamed, checked and bounded as
+    /// [`Backend::snapshot_agent`]); then remove `old` and give the successor the agent's name.
+    /// `run_agent` starts it.
     fn swap_in(
         &self,
         old: &Launched,
         successor: Launched,
-        restore: Option<(&Store, &Snapshot)>,
-    ) -> impl Future<Output = Result<Launched, BackendError>> + Send;
+        store: &Store,
+    ) -> impl Future<Output = Result<Launched, SwapError>> + Send;
 
     /// Unpack a snapshot of `store` into the created (not yet started) agent, streamed from disk.
     fn restore_agent(

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 use crate::backend::{
     AgentSpec, Backend, BackendError, BottleStatus, BuildReport, EngineFacts, EntryKind,
     FirstEntry, ImageInfo, LaunchSpec, Launched, Progress, Removal, Resource, ResourceKind,
-    SidecarSpec,
+    SidecarSpec, SwapError,
 };
 use crate::image::ImageRecipe;
 use crate::state::snapshot::{Snapshot, Store};
@@ -512,14 +512,18 @@ impl Backend for Fake {
         &self,
         old: &Launched,
         successor: Launched,
-        restore: Option<(&Store, &Snapshot)>,
-    ) -> Result<Launched, BackendError> {
-        self.enter(Op::SwapIn).await?;
+        store: &Store,
+    ) -> Result<Launched, SwapError> {
+        self.enter(Op::SwapIn).await.map_err(SwapError::Successor)?;
+        // The files are saved on the way, as a snapshot is: `Op::Snapshot` fails or holds it.
+        self.snapshot_agent(old, store)
+            .await
+            .map_err(SwapError::Snapshot)?;
         let mut s = self.state();
-        let files = restore.and_then(|_| s.snapshot_files.clone());
+        let files = s.snapshot_files.clone().unwrap_or_default();
         s.containers.remove(&old.agent);
         if let Some(mut c) = s.containers.remove(&successor.agent) {
-            c.files = files.unwrap_or_default();
+            c.files = files;
             s.containers.insert(old.agent.clone(), c);
         }
         Ok(Launched {

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use super::{Console, Outcome, SessionError, SessionOptions, Signals, Terminal, keep};
 use crate::backend::{
-    AgentSpec, Backend, BackendError, LaunchSpec, Launched, Prepared, SidecarSpec,
+    AgentSpec, Backend, BackendError, LaunchSpec, Launched, Prepared, SidecarSpec, SwapError,
 };
 use crate::plan::BottlePlan;
 use crate::prepare::{self, PrepareOptions};
@@ -94,23 +94,25 @@ halt_from!(
 enum Agent {
     Running,
     /// Stopped by the session; its exit carries out what follows.
-    Stopping(Box<Then>),
+    Stopping(Then),
 }
 
 /// What follows an agent the session stopped.
 #[derive(Debug)]
 enum Then {
     /// Replace it with one from the rebuilt image.
-    Swap(Swap),
+    Swap(Box<Swap>),
     /// End the session with the egress chain's failure.
     Fail(BackendError),
 }
 
-/// A rebuilt agent waiting for the running one to stop.
+/// A rebuilt agent, created, waiting for the running one to stop.
 #[derive(Debug)]
 struct Swap {
     id: ProposalId,
     agent: AgentSpec,
+    /// The created (not started) successor; the teardown removes it if the swap never comes.
+    successor: Launched,
     /// `N steps, M cached`, for the applied record.
     built: String,
 }
@@ -401,7 +403,7 @@ where
                 Event::AgentExited(code) => {
                     let then = match std::mem::replace(&mut running.agent, Agent::Running) {
                         Agent::Running => None,
-                        Agent::Stopping(then) => Some(*then),
+                        Agent::Stopping(then) => Some(then),
                     };
                     match then {
                         None => return self.end(running, code, LastSnapshot::Take).await,
@@ -409,7 +411,7 @@ where
                             return self.end(running, Err(e), LastSnapshot::Take).await;
                         }
                         Some(Then::Swap(swap)) => {
-                            if let Some((code, last)) = self.swap(running, swap).await? {
+                            if let Some((code, last)) = self.swap(running, *swap).await? {
                                 return self.end(running, code, last).await;
                             }
                             self.next_waiting(running);
@@ -445,7 +447,7 @@ where
     async fn chain_failed(&mut self, running: &mut Running, e: BackendError) -> Result<(), Halt> {
         let then = match std::mem::replace(&mut running.agent, Agent::Running) {
             Agent::Running => None,
-            Agent::Stopping(then) => Some(*then),
+            Agent::Stopping(then) => Some(then),
         };
         match then {
             None => {
@@ -463,11 +465,11 @@ where
             }
             Some(Then::Fail(first)) => {
                 tracing::warn!(error = %e, "a second egress chain failure");
-                running.agent = Agent::Stopping(Box::new(Then::Fail(first)));
+                running.agent = Agent::Stopping(Then::Fail(first));
                 return Ok(());
             }
         }
-        running.agent = Agent::Stopping(Box::new(Then::Fail(e)));
+        running.agent = Agent::Stopping(Then::Fail(e));
         Ok(())
     }
 
@@ -784,10 +786,29 @@ where
         if let Some(user) = &prepared.agent_user {
             agent.user = user.clone();
         }
-        tracing::info!(id = %id, image = %agent.image, "rebuilt; stopping the agent for its successor");
         let Some(launched) = self.launched.clone() else {
             return Ok(());
         };
+        // The successor is created while the agent still runs: its downtime is the stop, the
+        // carry-over of its files and the start, nothing that could happen before.
+        let t = std::time::Instant::now();
+        let successor = step(
+            &mut self.signals,
+            self.backend.create_successor(&running.spec, &agent),
+        )
+        .await?;
+        let successor = match successor {
+            Ok(s) => s,
+            Err(e) => {
+                self.record(&Applied::failed(
+                    id,
+                    &format!("rebuilt, but the new agent could not be created; the agent keeps running unchanged\n{e}"),
+                    audit::now(),
+                ));
+                return Ok(());
+            }
+        };
+        tracing::info!(id = %id, image = %agent.image, ms = t.elapsed().as_millis(), "successor created; stopping the agent");
         let t = std::time::Instant::now();
         let stopped = step(&mut self.signals, self.backend.stop_agent(&launched)).await?;
         tracing::info!(id = %id, ms = t.elapsed().as_millis(), "agent stopped");
@@ -799,7 +820,12 @@ where
             ));
             return Ok(());
         }
-        running.agent = Agent::Stopping(Box::new(Then::Swap(Swap { id, agent, built })));
+        running.agent = Agent::Stopping(Then::Swap(Box::new(Swap {
+            id,
+            agent,
+            successor,
+            built,
+        })));
         Ok(())
     }
 
@@ -835,62 +861,24 @@ where
         Ok((prepared, built))
     }
 
-    /// The agent stopped for a rebuilt one: carry its home and workspace over to a successor
-    /// and start it. `Some` ends the session with that code and what it still owes.
+    /// The agent stopped for a rebuilt one: carry its home and workspace over to its successor
+    /// (saving them on the way) and start it. `Some` ends the session with that code and what it
+    /// still owes.
     async fn swap(&mut self, running: &mut Running, swap: Swap) -> Result<Option<Ending>, Halt> {
         let Some(old) = self.launched.clone() else {
             return Ok(None);
         };
-        tracing::info!("agent stopped for a rebuilt one");
         let t = std::time::Instant::now();
-        // The successor is created while the stopped agent is copied out.
-        let (snap, successor) = step(
+        let swapped = step(
             &mut self.signals,
-            futures_util::future::join(
-                self.backend.snapshot_agent(&old, &self.store),
-                self.backend.create_successor(&running.spec, &swap.agent),
-            ),
+            self.backend.swap_in(&old, swap.successor, &self.store),
         )
         .await?;
         tracing::info!(
             ms = t.elapsed().as_millis(),
-            "agent snapshotted, successor created"
+            "agent's files carried over, successor swapped in"
         );
-        let failed = |e: &BackendError, snapshot: bool| {
-            if snapshot {
-                format!("rebuilt, but the agent's snapshot failed, so it was not replaced: {e}")
-            } else {
-                format!("rebuilt, but the new agent did not start: {e}")
-            }
-        };
-        let snap = match snap {
-            Ok(s) => s,
-            Err(e) => {
-                self.record(&Applied::failed(swap.id, &failed(&e, true), audit::now()));
-                // The agent is kept (its files exist nowhere else): that is the session's end.
-                return Ok(Some((Ok(0), LastSnapshot::Failed(e))));
-            }
-        };
-        let successor = match successor {
-            Ok(s) => s,
-            Err(e) => {
-                self.record(&Applied::failed(swap.id, &failed(&e, false), audit::now()));
-                // The stopped agent was saved just before; the swap may have removed it since.
-                return Ok(Some((Err(e), LastSnapshot::Taken)));
-            }
-        };
-        let t = std::time::Instant::now();
-        let new = step(
-            &mut self.signals,
-            self.backend
-                .swap_in(&old, successor, Some((&self.store, &snap))),
-        )
-        .await?;
-        tracing::info!(
-            ms = t.elapsed().as_millis(),
-            "successor restored and swapped in"
-        );
-        match new {
+        match swapped {
             Ok(new) => {
                 self.launched = Some(new);
                 running.spec.agent = swap.agent;
@@ -907,8 +895,24 @@ where
                 self.start_agent();
                 Ok(None)
             }
-            Err(e) => {
-                self.record(&Applied::failed(swap.id, &failed(&e, false), audit::now()));
+            Err(SwapError::Snapshot(e)) => {
+                self.record(&Applied::failed(
+                    swap.id,
+                    &format!(
+                        "rebuilt, but the agent's snapshot failed, so it was not replaced: {e}"
+                    ),
+                    audit::now(),
+                ));
+                // The agent is kept (its files exist nowhere else): that is the session's end.
+                Ok(Some((Ok(0), LastSnapshot::Failed(e))))
+            }
+            Err(SwapError::Successor(e)) => {
+                self.record(&Applied::failed(
+                    swap.id,
+                    &format!("rebuilt, but the new agent did not start: {e}"),
+                    audit::now(),
+                ));
+                // Its files were saved on the way.
                 Ok(Some((Err(e), LastSnapshot::Taken)))
             }
         }

@@ -543,20 +543,27 @@ async fn a_swap_whose_snapshot_fails_keeps_the_agent() {
 }
 
 #[tokio::test]
-async fn a_successor_that_cannot_be_created_ends_the_session_and_is_recorded() {
+async fn a_successor_that_cannot_be_created_is_recorded_and_the_agent_runs_on() {
     let b = Bottle::new();
     let r = running(&b, b.opts()).await;
     b.fake.fail(Op::CreateSuccessor, "no such image");
     b.approve("1-cap", capability("ripgrep"));
-    let err = r.outcome().await.expect_err("no successor");
-    assert!(err.to_string().contains("no such image"), "{err}");
-    let applied = b.applied("1-cap").expect("applied");
+    let applied = b.applied_soon("1-cap").await;
+    assert_eq!(applied.outcome, AppliedOutcome::Failed);
     assert!(
-        applied
-            .detail
-            .contains("rebuilt, but the new agent did not start")
+        applied.detail.contains(
+            "rebuilt, but the new agent could not be created; the agent keeps running unchanged"
+        ),
+        "{}",
+        applied.detail
     );
-    assert_eq!(b.fake.count(Op::Snapshot), 1, "saved once, during the swap");
+    assert!(applied.detail.contains("no such image"));
+    // Created before the agent is stopped: nothing was stopped or saved.
+    assert_eq!(b.fake.count(Op::StopAgent), 0);
+    assert_eq!(b.fake.count(Op::Snapshot), 0);
+    assert!(b.agent().running);
+    b.fake.exit_agent(b.slug(), 0);
+    assert_eq!(r.outcome().await.expect("session"), Outcome::Exited(0));
     assert!(b.fake.containers().is_empty());
 }
 
@@ -670,9 +677,10 @@ async fn a_signal_at_any_step_removes_the_bottle_and_saves_what_the_agent_did() 
         (Op::StartSidecars, false),
         (Op::AwaitSidecars, false),
         (Op::Build, true),
-        (Op::StopAgent, true),
         (Op::CreateSuccessor, true),
+        (Op::StopAgent, true),
         (Op::SwapIn, true),
+        (Op::Snapshot, true),
     ];
     for (op, approve) in steps {
         let b = Bottle::new();
@@ -745,10 +753,10 @@ async fn a_signal_whose_snapshot_fails_keeps_the_agent_and_the_exit_code_stands(
 async fn a_crash_between_any_two_steps_of_an_approval_is_repaired_at_the_next_start() {
     for op in [
         Op::Build,
-        Op::StopAgent,
-        Op::Snapshot,
         Op::CreateSuccessor,
+        Op::StopAgent,
         Op::SwapIn,
+        Op::Snapshot,
     ] {
         let b = Bottle::new();
         let r = running(&b, b.opts()).await;

@@ -14,7 +14,7 @@ use super::containers::remove;
 use super::engine_err;
 use crate::backend::BackendError;
 use crate::state::snapshot::scan::{self, Scanner};
-use crate::state::snapshot::{Snapshot, SnapshotError, Store};
+use crate::state::snapshot::{Carry, Snapshot, SnapshotError, Store};
 
 /// Largest file [`read_image_file`] reads (the image's trust bundle): Debian's is 210 KiB, the
 /// largest distributions' stay under 1 MiB.
@@ -300,6 +300,188 @@ async fn feed_parts(
         tx.send(end).await.map_err(|_| hung_up())?;
     }
     Ok(())
+}
+
+/// How [`carry_over`] failed.
+#[derive(Debug)]
+pub enum CarryError {
+    /// No snapshot was saved: the stopped agent's files are still only in it.
+    Snapshot(BackendError),
+    /// The snapshot was saved (it is the latest); the successor could not be filled.
+    Restore(BackendError),
+}
+
+/// Copy each of `paths` out of the stopped container `from` into a new snapshot of `store` and,
+/// from the same bytes as they arrive, into the created container `to` (one archive unpacked at
+/// `/`, as [`restore`] would unpack the saved snapshot): a swap reads the agent's files once and
+/// never waits for them on disk. The snapshot's checks decide what reaches `to`; a refused
+/// snapshot fails the upload too, so the engine does not unpack a cut archive as complete.
+pub async fn carry_over(
+    docker: &Docker,
+    from: &str,
+    to: &str,
+    paths: &[String],
+    store: &Store,
+) -> Result<Snapshot, CarryError> {
+    docker
+        .inspect_container(from, None)
+        .await
+        .map_err(|e| CarryError::Snapshot(engine_err("snapshot", from, e)))?;
+    let (tx, rx) = mpsc::channel::<Feed>(CHANNEL_CHUNKS);
+    let (up_tx, up_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let store = store.clone();
+    let carrier = tokio::task::spawn_blocking(move || carry_feed(rx, &store, up_tx));
+    let body = futures_util::stream::unfold(up_rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let opts = UploadToContainerOptions {
+        path: "/".to_string(),
+        ..Default::default()
+    };
+    let fed = async {
+        let mut fed = feed_parts(docker, from, paths, &tx).await;
+        if fed.is_ok() && tx.send(Feed::Commit).await.is_err() {
+            fed = Err(refused(from));
+        }
+        drop(tx);
+        fed
+    };
+    let (fed, uploaded) = tokio::join!(
+        fed,
+        docker.upload_to_container(to, Some(opts), bollard::body_try_stream(body))
+    );
+    let carried = carrier.await.map_err(|e| {
+        CarryError::Snapshot(BackendError::Engine {
+            action: "snapshot",
+            object: from.to_string(),
+            detail: format!("the carrying task failed: {e}"),
+        })
+    })?;
+    // As in [`snapshot`]: the writer's refusal explains why the feed stopped.
+    let restored = match (fed, carried) {
+        (_, Err(e)) => return Err(CarryError::Snapshot(BackendError::Snapshot(e))),
+        (Err(e), Ok(_)) => return Err(CarryError::Snapshot(e)),
+        (Ok(()), Ok(None)) => {
+            return Err(CarryError::Snapshot(BackendError::Engine {
+                action: "snapshot",
+                object: from.to_string(),
+                detail: "the snapshot's writer stopped before the end".to_string(),
+            }));
+        }
+        (Ok(()), Ok(Some((snap, restored)))) => (snap, restored),
+    };
+    let (snap, restored) = restored;
+    // The engine's answer first: a restore side that could not send means it stopped reading.
+    match (uploaded, restored) {
+        (Ok(()), Ok(())) => Ok(snap),
+        (Err(e), _) => Err(CarryError::Restore(engine_err("restore into", to, e))),
+        (Ok(()), Err(e)) => Err(CarryError::Restore(BackendError::Engine {
+            action: "restore into",
+            object: to.to_string(),
+            detail: e.to_string(),
+        })),
+    }
+}
+
+fn refused(name: &str) -> BackendError {
+    BackendError::Engine {
+        action: "snapshot",
+        object: name.to_string(),
+        detail: "the snapshot was refused".to_string(),
+    }
+}
+
+/// The blocking side of [`carry_over`]: each part's feed through a [`Carry`] into the snapshot's
+/// files and the upload. `Ok(None)`: the feed stopped before the end, nothing was committed.
+#[allow(clippy::type_complexity)]
+fn carry_feed(
+    mut rx: mpsc::Receiver<Feed>,
+    store: &Store,
+    up_tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<Option<(Snapshot, std::io::Result<()>)>, SnapshotError> {
+    let out = ChunkSender {
+        tx: up_tx.clone(),
+        buf: Vec::with_capacity(UPLOAD_CHUNK),
+    };
+    let fail_upload = || {
+        let _ = up_tx.blocking_send(Err(std::io::Error::other("the snapshot was refused")));
+    };
+    let mut carry = Carry::new(store, out)?;
+    while let Some(feed) = rx.blocking_recv() {
+        match feed {
+            Feed::Part(path) => {
+                let mut part = PartReader {
+                    rx: &mut rx,
+                    chunk: Bytes::new(),
+                    end: None,
+                };
+                if let Err(e) = carry.part(&path, &mut part) {
+                    fail_upload();
+                    return Err(e);
+                }
+                match part.end {
+                    Some(Feed::Missing) => carry.skip_part(),
+                    Some(_) => {
+                        if let Err(e) = carry.finish_part() {
+                            fail_upload();
+                            return Err(e);
+                        }
+                    }
+                    // The feed stopped inside the part.
+                    None => {
+                        fail_upload();
+                        return Ok(None);
+                    }
+                }
+            }
+            Feed::Commit => {
+                let (snap, out) = match carry.finish() {
+                    Ok(done) => done,
+                    Err(e) => {
+                        fail_upload();
+                        return Err(e);
+                    }
+                };
+                let restored = out.and_then(|mut out| out.flush_chunk());
+                if restored.is_err() {
+                    fail_upload();
+                }
+                return Ok(Some((snap, restored)));
+            }
+            Feed::Data(_) | Feed::Missing | Feed::End => {}
+        }
+    }
+    fail_upload();
+    Ok(None)
+}
+
+/// One part's bytes from the feed, as a reader: it ends at the part's `End` or `Missing` (kept in
+/// `end`), or early when the feed stops.
+struct PartReader<'a> {
+    rx: &'a mut mpsc::Receiver<Feed>,
+    chunk: Bytes,
+    end: Option<Feed>,
+}
+
+impl std::io::Read for PartReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            if self.end.is_some() {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(Feed::Data(bytes)) => self.chunk = bytes,
+                Some(end @ (Feed::End | Feed::Missing)) => self.end = Some(end),
+                // The feed stopped inside the part (`end` stays `None`): the engine's error, or
+                // the snapshot's refusal, says why.
+                Some(Feed::Part(_) | Feed::Commit) | None => return Ok(0),
+            }
+        }
+        let n = self.chunk.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        let _ = self.chunk.split_to(n);
+        Ok(n)
+    }
 }
 
 /// Unpack a snapshot into a created (not yet started) container, in one call: each call mounts

@@ -20,7 +20,7 @@ pub use resources::network_name;
 
 use super::{
     AgentSpec, Backend, BackendError, BottleStatus, BuildReport, EngineFacts, FirstEntry,
-    ImageInfo, LaunchSpec, Launched, Progress, Removal, Resource,
+    ImageInfo, LaunchSpec, Launched, Progress, Removal, Resource, SwapError,
 };
 use crate::backend::SidecarSpec;
 use crate::config::Config;
@@ -328,36 +328,42 @@ impl Backend for DockerBackend {
         &self,
         old: &Launched,
         successor: Launched,
-        restore: Option<(&Store, &Snapshot)>,
-    ) -> Result<Launched, BackendError> {
-        // The stopped agent gives up its name while the snapshot is unpacked, and is removed in
-        // the background: removing a container (its writable layer) costs more than renaming
-        // it, and nothing waits for it. If the launcher ends first, the session's teardown
-        // removes it with the bottle's other objects (it keeps their labels).
+        store: &Store,
+    ) -> Result<Launched, SwapError> {
+        // Until its files are saved the stopped agent keeps its name: a launcher interrupted here
+        // (a signal drops this future) saves or keeps the agent it finds under that name.
+        let carried = archive::carry_over(
+            &self.docker,
+            &old.agent,
+            &successor.agent,
+            &old.state_paths,
+            store,
+        )
+        .await;
+        match carried {
+            Ok(_) => {}
+            Err(archive::CarryError::Snapshot(e)) => return Err(SwapError::Snapshot(e)),
+            // The session ends; its teardown removes both containers.
+            Err(archive::CarryError::Restore(e)) => return Err(SwapError::Successor(e)),
+        }
+        // Then it gives up its name and is removed in the background: removing a container (its
+        // writable layer) costs more than renaming it, and nothing waits for it. If the launcher
+        // ends first, the teardown removes it with the bottle's other objects (it keeps their
+        // labels).
         let retired = retired_agent_name(&old.slug);
-        let restored = async {
-            match restore {
-                Some((store, snap)) => {
-                    archive::restore(&self.docker, &successor.agent, store, snap).await
-                }
-                None => Ok(()),
-            }
-        };
-        let (restored, renamed) = tokio::join!(
-            restored,
-            containers::rename_if_present(&self.docker, &old.agent, &retired)
-        );
-        let retire = |docker: Docker| async move {
+        containers::rename_if_present(&self.docker, &old.agent, &retired)
+            .await
+            .map_err(SwapError::Successor)?;
+        let name = agent_name(&old.slug);
+        containers::rename(&self.docker, &successor.agent, &name)
+            .await
+            .map_err(SwapError::Successor)?;
+        let docker = self.docker.clone();
+        tokio::spawn(async move {
             if let Err(e) = containers::remove(&docker, &retired).await {
                 tracing::warn!(error = %e, "failed to remove the replaced agent");
             }
-        };
-        // Either failure ends the session, whose teardown removes both containers.
-        restored?;
-        renamed?;
-        let name = agent_name(&old.slug);
-        containers::rename(&self.docker, &successor.agent, &name).await?;
-        tokio::spawn(retire(self.docker.clone()));
+        });
         Ok(Launched {
             agent: name,
             ..successor

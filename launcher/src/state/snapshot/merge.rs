@@ -113,3 +113,111 @@ impl<R: Read> Read for Checked<R> {
         Ok(n)
     }
 }
+
+/// A snapshot saved and, from the same bytes as they arrive, the archive a restore of it would
+/// unpack at `/` ([`merge_into`]'s output) written to `out`: a swap copies the stopped agent's
+/// folders into its successor in one pass instead of saving them and reading them back.
+///
+/// The snapshot decides: every byte goes through [`Writer::write`] (its scan and limit) before
+/// the restore's archive sees it, so nothing the snapshot refuses reaches `out`. A failure on the
+/// restore's side (`out`, or an archive the tar reader cannot rewrite) stops only that side: the
+/// snapshot is still saved whole, since the agent's files may exist nowhere else.
+pub struct Carry<W: Write> {
+    writer: super::Writer,
+    out: Option<tar::Builder<W>>,
+    restore_failed: Option<io::Error>,
+}
+
+impl<W: Write> std::fmt::Debug for Carry<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Carry")
+            .field("writer", &self.writer)
+            .field("restoring", &self.out.is_some())
+            .field("restore_failed", &self.restore_failed)
+            .finish()
+    }
+}
+
+impl<W: Write> Carry<W> {
+    pub fn new(store: &Store, out: W) -> Result<Self, SnapshotError> {
+        Ok(Self {
+            writer: store.writer()?,
+            out: Some(tar::Builder::new(out)),
+            restore_failed: None,
+        })
+    }
+
+    /// Carry the engine's archive of container folder `path`, read from `input` to its end. Then
+    /// [`Carry::finish_part`], or [`Carry::skip_part`] when the folder turned out to be missing.
+    pub fn part<R: Read>(&mut self, path: &str, input: R) -> Result<(), SnapshotError> {
+        self.writer.start_part(path)?;
+        let mut tee = Tee {
+            inner: input,
+            writer: &mut self.writer,
+            refused: None,
+        };
+        if let Some(out) = self.out.as_mut() {
+            let mut archive = tar::Archive::new(&mut tee);
+            let copied = copy_entries(&mut archive, out, &super::restore_into(path));
+            if let Some(e) = tee.refused.take() {
+                return Err(e);
+            }
+            if let Err(e) = copied {
+                self.out = None;
+                self.restore_failed = Some(e);
+            }
+        }
+        // The tar reader stops at the end blocks; the snapshot keeps the engine's archive whole.
+        io::copy(&mut tee, &mut io::sink()).map_err(|source| match tee.refused.take() {
+            Some(e) => e,
+            None => SnapshotError::Io {
+                action: "read",
+                path: PathBuf::from(path),
+                source,
+            },
+        })?;
+        Ok(())
+    }
+
+    pub fn finish_part(&mut self) -> Result<(), SnapshotError> {
+        self.writer.finish_part()
+    }
+
+    pub fn skip_part(&mut self) {
+        self.writer.skip_part();
+    }
+
+    /// Commit the snapshot (it replaces the latest one) and end the restore's archive. The
+    /// snapshot's failure comes first: without it nothing may be restored.
+    pub fn finish(self) -> Result<(Snapshot, io::Result<W>), SnapshotError> {
+        let snap = self.writer.commit()?;
+        let restored = match (self.out, self.restore_failed) {
+            (Some(out), None) => out.into_inner(),
+            (_, Some(e)) => Err(e),
+            (None, None) => Err(io::Error::other("the restore stopped")),
+        };
+        Ok((snap, restored))
+    }
+}
+
+/// A reader that hands every byte to the snapshot's writer before passing it on, and fails the
+/// read the writer refuses.
+struct Tee<'a, R> {
+    inner: R,
+    writer: &'a mut super::Writer,
+    refused: Option<SnapshotError>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.refused.is_some() {
+            return Err(io::Error::other("the snapshot was refused"));
+        }
+        let n = self.inner.read(buf)?;
+        if let Err(e) = self.writer.write(&buf[..n]) {
+            self.refused = Some(e);
+            return Err(io::Error::other("the snapshot was refused"));
+        }
+        Ok(n)
+    }
+}

@@ -16,7 +16,7 @@ use std::io;
 use std::os::unix::fs::{FileExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-pub use merge::merge_into;
+pub use merge::{Carry, merge_into};
 use scan::{Entry, ScanError, Scanner};
 
 use super::atomic::{self, AtomicError, TEMP_PREFIX};

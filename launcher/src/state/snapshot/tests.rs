@@ -418,3 +418,113 @@ fn sizes_are_shown_in_binary_units() {
     assert_eq!(human(8 << 30), "8 GiB");
     assert_eq!(human(1536), "1.5 KiB");
 }
+
+/// A reader that hands out `data` 700 bytes at a time, as the engine's stream arrives.
+struct Pieces<'a>(&'a [u8]);
+
+impl std::io::Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.len().min(buf.len()).min(700);
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_carry_saves_the_snapshot_and_writes_what_its_restore_would_unpack() {
+    let parts = [
+        ("/home/agent", engine_tar("agent")),
+        ("/workspace", engine_tar("workspace")),
+    ];
+    let (_dir, saved_store, saved_snap) = saved(&parts);
+    let restored = merge_into(&saved_store, &saved_snap, Vec::new()).expect("merge");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(dir.path(), 1 << 30);
+    let mut carry = Carry::new(&store, Vec::new()).expect("carry");
+    for (path, tar) in &parts {
+        carry.part(path, Pieces(tar)).expect("part");
+        carry.finish_part().expect("finish");
+    }
+    // A folder the image lacks: the engine answers nothing, the part is left out.
+    carry
+        .part("/opt/missing", Pieces(&[]))
+        .expect("missing part");
+    carry.skip_part();
+    let (snap, out) = carry.finish().expect("saved");
+    assert_eq!(
+        out.expect("restore side"),
+        restored,
+        "the same archive as a restore of it"
+    );
+    assert_eq!(store.load().expect("load"), Some(snap.clone()));
+    assert_eq!(snap.parts.len(), 2);
+    assert_eq!(
+        merge_into(&store, &snap, Vec::new()).expect("merge the carried one"),
+        restored
+    );
+}
+
+#[test]
+fn a_carry_past_the_limit_saves_nothing_and_stops_the_restore_at_the_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(dir.path(), 1 << 20);
+    save(&store, &[("/home/agent", engine_tar("agent"))]).expect("first save");
+    let before = contents(dir.path());
+    let big = one_file("workspace/big", 2 << 20, b'x');
+    let mut carry = Carry::new(&store, Vec::new()).expect("carry");
+    let err = carry.part("/workspace", Pieces(&big)).expect_err("refused");
+    assert!(matches!(err, SnapshotError::TooLarge(_)), "{err}");
+    drop(carry);
+    assert_eq!(
+        contents(dir.path()),
+        before,
+        "the previous snapshot is untouched"
+    );
+}
+
+/// A sink that takes `room` bytes, then fails as an engine that stopped reading.
+struct Gone {
+    room: usize,
+}
+
+impl std::io::Write for Gone {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::Error::other("the engine stopped reading"));
+        }
+        let n = data.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_restore_that_fails_half_way_still_saves_the_whole_snapshot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::new(dir.path(), 1 << 30);
+    let parts = [
+        ("/home/agent", engine_tar("agent")),
+        ("/workspace", engine_tar("workspace")),
+    ];
+    let mut carry = Carry::new(&store, Gone { room: 2048 }).expect("carry");
+    for (path, tar) in &parts {
+        carry.part(path, Pieces(tar)).expect("part");
+        carry.finish_part().expect("finish");
+    }
+    let (snap, out) = carry.finish().expect("the snapshot is saved");
+    let err = out.err().expect("the restore failed");
+    assert!(err.to_string().contains("stopped reading"), "{err}");
+    assert_eq!(store.load().expect("load"), Some(snap.clone()));
+    let (_d, s2, expected) = saved(&parts);
+    assert_eq!(
+        merge_into(&store, &snap, Vec::new()).expect("merge"),
+        merge_into(&s2, &expected, Vec::new()).expect("merge"),
+        "the saved snapshot is whole"
+    );
+}
