@@ -5,6 +5,7 @@ pub mod claude_setup;
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod hold;
 pub mod mcp;
 pub mod ops;
 pub mod relay;
@@ -75,6 +76,12 @@ pub enum Command {
         /// The folder Claude Code starts in, trusted without asking (default: the current one).
         #[arg(long)]
         workdir: Option<PathBuf>,
+    },
+    /// Wait until FILE exists: a successor started ahead of its swap is released so (the
+    /// entrypoint runs it when $CLAUDE_BOTTLE_GATE is set).
+    Hold {
+        /// The file the launcher creates.
+        file: PathBuf,
     },
 }
 
@@ -240,6 +247,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Mcp => mcp::serve(target).await.map(|()| ExitCode::SUCCESS),
         Command::ClaudeSetup { workdir } => claude_setup(workdir),
+        Command::Hold { file } => tokio::select! {
+            () = hold::until_exists(&file) => Ok(ExitCode::SUCCESS),
+            () = runtime::shutdown_signal() => Err(format!("stopped while held at {}", file.display())),
+        },
         Command::Relay(args) => {
             let relays = relay::run(args.listen, args.connect, args.max_connections);
             tokio::select! {

@@ -48,6 +48,13 @@ if [ -n "${CLAUDE_BOTTLE_PROXY_SOCKET:-}" ]; then
     done
 fi
 
+# A successor started ahead of its swap waits here, before it touches the home, until the
+# launcher has carried the old agent's files in and creates the gate file (in a folder the agent
+# has read-only).
+if [ -n "${CLAUDE_BOTTLE_GATE:-}" ]; then
+    "$shim" hold "$CLAUDE_BOTTLE_GATE" || exit 70
+fi
+
 # The agent file's prompt (its Markdown body), as Claude Code's user memory file. Copied, not
 # mounted: the agent owns its ~/.claude and may edit the file. An existing one is kept (a resumed
 # session restores its home).

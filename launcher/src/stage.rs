@@ -38,6 +38,8 @@ pub struct Stage {
     pub current_config: PathBuf,
     /// The launcher's scripts for the agent (entrypoint, bash hook), mounted read-only.
     pub agent_lib: PathBuf,
+    /// Where a successor's release appears, mounted read-only ([`crate::backend::AgentSpec::gate`]).
+    pub gate: PathBuf,
     /// The egress chain's files, when the bottle allows any host ([`crate::chain::stage`]).
     pub egress: Option<crate::chain::EgressStage>,
 }
@@ -107,6 +109,12 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
     write_current_config(plan, &current_config)?;
     let agent_lib = layout.agent_lib();
     std::fs::create_dir_all(&agent_lib).map_err(at(&agent_lib))?;
+    // A release left by an earlier launch names a successor that is gone: start empty.
+    let gate = layout.gate();
+    if gate.exists() {
+        std::fs::remove_dir_all(&gate).map_err(at(&gate))?;
+    }
+    std::fs::create_dir_all(&gate).map_err(at(&gate))?;
     // The agent's prompt rides along; the entrypoint copies it to ~/.claude/CLAUDE.md as the
     // agent's own user (an upload into the created container cost a round trip per start).
     let prompt = if plan.agent.prompt.is_empty() {
@@ -129,6 +137,7 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
         queue,
         supervise_run,
         current_config,
+        gate,
         egress: None,
     })
 }

@@ -208,6 +208,9 @@ pub struct Launched {
     pub tty: bool,
     /// Folders a snapshot of this agent saves.
     pub state_paths: Vec<String>,
+    /// A started agent held at its gate: creating this host file releases it
+    /// ([`AgentSpec::gate`]). `None`: created, not started.
+    pub release: Option<std::path::PathBuf>,
 }
 
 /// Backend errors carry the bottle or object they are about.

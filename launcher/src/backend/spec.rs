@@ -52,6 +52,11 @@ pub struct AgentSpec {
     pub state_paths: Vec<String>,
     /// Attach a TTY (interactive operator) or stream output only.
     pub tty: bool,
+    /// Started ahead and held until this host file exists (a file of the stage's gate folder,
+    /// which every agent has read-only at [`GATE_IN_AGENT`]; the entrypoint waits for the file
+    /// named by `CLAUDE_BOTTLE_GATE` before it touches the home). `None`: created, and started by
+    /// `run_agent`.
+    pub gate: Option<PathBuf>,
 }
 
 /// An environment value; secrets pass straight to the engine API and are never logged.
@@ -176,6 +181,11 @@ impl LaunchSpec {
             target: AGENT_LIB_DIR.into(),
             read_only: true,
         });
+        mounts.push(Mount {
+            source: MountSource::Bind(stage.gate.clone()),
+            target: GATE_IN_AGENT.into(),
+            read_only: true,
+        });
         env.push((
             "BASH_ENV".into(),
             EnvValue::Plain(image::BASH_ENV_PATH.into()),
@@ -231,6 +241,7 @@ impl LaunchSpec {
                 runtime: plan.runtime,
                 state_paths: vec![AGENT_HOME.into(), crate::image::WORKSPACE_DIR.into()],
                 tty,
+                gate: None,
             },
         }
     }
@@ -244,7 +255,28 @@ impl AgentSpec {
         next.command.extend(plan.agent.resume.iter().cloned());
         next
     }
+
+    /// The same agent, started ahead and held until `release` (a new file name in the stage's
+    /// gate folder) exists: a successor, whose start then costs the swap nothing.
+    pub fn held(mut self, release: PathBuf) -> Self {
+        let name = release
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.env.retain(|(k, _)| k != GATE_ENV);
+        self.env.push((
+            GATE_ENV.into(),
+            EnvValue::Plain(format!("{GATE_IN_AGENT}/{name}")),
+        ));
+        self.gate = Some(release);
+        self
+    }
 }
+
+/// Where the agent sees the stage's gate folder (read-only).
+pub const GATE_IN_AGENT: &str = "/run/claude-bottle/gate";
+/// The file a held agent's entrypoint waits for.
+const GATE_ENV: &str = "CLAUDE_BOTTLE_GATE";
 
 /// Where the launcher's scripts live in the agent (the entrypoint and the bash hook).
 pub const AGENT_LIB_DIR: &str = "/usr/local/lib/claude-bottle";

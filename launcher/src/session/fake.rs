@@ -61,6 +61,8 @@ pub struct Container {
     pub image: String,
     pub running: bool,
     pub kept: bool,
+    /// Started ahead and waiting at its gate until this file exists.
+    pub held: Option<std::path::PathBuf>,
     /// The agent's home and workspace, as one text (what a snapshot carries).
     pub files: String,
 }
@@ -237,6 +239,7 @@ impl Fake {
             agent: name.to_owned(),
             tty,
             state_paths: vec!["/home/agent".into(), "/workspace".into()],
+            release: None,
         }
     }
 
@@ -248,6 +251,7 @@ impl Fake {
                 image: image.to_owned(),
                 running: false,
                 kept: false,
+                held: None,
                 files: String::new(),
             },
         );
@@ -377,8 +381,17 @@ impl Backend for Fake {
 
     async fn run_agent(&self, launched: &Launched) -> Result<i64, BackendError> {
         self.enter(Op::RunAgent).await?;
+        if let Some(release) = &launched.release {
+            // As the engine's backend: the held agent goes on once its release file exists.
+            std::fs::File::create(release).map_err(|e| BackendError::Engine {
+                action: "release",
+                object: launched.agent.clone(),
+                detail: e.to_string(),
+            })?;
+        }
         if let Some(c) = self.state().containers.get_mut(&launched.agent) {
             c.running = true;
+            c.held = None;
         }
         loop {
             let notified = self.0.changed.notified();
@@ -505,7 +518,16 @@ impl Backend for Fake {
         self.enter(Op::CreateSuccessor).await?;
         let name = format!("{}-agent-next", spec.slug);
         self.add(&name, "agent", &agent.image);
-        Ok(Self::launched(&spec.slug, &name, agent.tty))
+        if let Some(gate) = &agent.gate {
+            let mut s = self.state();
+            let c = s.containers.get_mut(&name).expect("just added");
+            c.running = true;
+            c.held = Some(gate.clone());
+        }
+        Ok(Launched {
+            release: agent.gate.clone(),
+            ..Self::launched(&spec.slug, &name, agent.tty)
+        })
     }
 
     async fn swap_in(

@@ -781,7 +781,12 @@ where
             self.record(&Applied::failed(id, &e.to_string(), audit::now()));
             return Ok(());
         }
-        let mut agent = running.spec.agent.resuming(&self.plan);
+        // Started ahead and held at its gate, released when it runs (named after the approval).
+        let mut agent = running
+            .spec
+            .agent
+            .resuming(&self.plan)
+            .held(running.stage.gate.join(id.to_string()));
         agent.image = prepared.agent_image.clone();
         if let Some(user) = &prepared.agent_user {
             agent.user = user.clone();

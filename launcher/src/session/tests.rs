@@ -543,6 +543,32 @@ async fn a_swap_whose_snapshot_fails_keeps_the_agent() {
 }
 
 #[tokio::test]
+async fn the_successor_starts_held_before_the_agent_stops_and_is_released_when_it_runs() {
+    let b = Bottle::new();
+    let r = running(&b, b.opts()).await;
+    b.fake.hold(Op::StopAgent);
+    b.approve("1-cap", capability("ripgrep"));
+    within(b.fake.held(Op::StopAgent)).await;
+    let gate = b.plan.layout().gate().join("1-cap");
+    let next = b.fake.state().containers[&format!("{}-agent-next", b.slug())].clone();
+    assert!(next.running, "started while the old agent still runs");
+    assert_eq!(next.held.as_deref(), Some(gate.as_path()));
+    assert!(b.agent().running);
+    assert!(!gate.exists(), "not released before its files are in");
+    b.fake.release(Op::StopAgent);
+    assert_eq!(b.applied_soon("1-cap").await.outcome, AppliedOutcome::Ok);
+    within(async {
+        while b.agent().held.is_some() {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(gate.exists(), "released by its run");
+    b.fake.exit_agent(b.slug(), 0);
+    assert_eq!(r.outcome().await.expect("session"), Outcome::Exited(0));
+}
+
+#[tokio::test]
 async fn a_successor_that_cannot_be_created_is_recorded_and_the_agent_runs_on() {
     let b = Bottle::new();
     let r = running(&b, b.opts()).await;

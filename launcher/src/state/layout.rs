@@ -68,6 +68,12 @@ impl Layout {
         self.run().join("supervise")
     }
 
+    /// `run/gate/`: the files that release a successor started ahead of its swap (mounted
+    /// read-only into the agent).
+    pub fn gate(&self) -> PathBuf {
+        self.run().join("gate")
+    }
+
     /// `run/lib/`: the agent's entrypoint and bash hook.
     pub fn agent_lib(&self) -> PathBuf {
         self.run().join("lib")

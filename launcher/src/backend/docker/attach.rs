@@ -13,9 +13,15 @@ use tokio::io::AsyncWriteExt as _;
 use super::engine_err;
 use crate::backend::BackendError;
 
-/// Start `container`, pump its output (and the operator's keystrokes when `tty`), and return its
-/// exit code once it stops.
-pub async fn run(docker: &Docker, container: &str, tty: bool) -> Result<i64, BackendError> {
+/// Start `container` (or, when it was started ahead and waits at its gate, create its `release`
+/// file), pump its output (and the operator's keystrokes when `tty`), and return its exit code
+/// once it stops.
+pub async fn run(
+    docker: &Docker,
+    container: &str,
+    tty: bool,
+    release: Option<&std::path::Path>,
+) -> Result<i64, BackendError> {
     let t = std::time::Instant::now();
     let AttachContainerResults {
         mut output,
@@ -34,16 +40,27 @@ pub async fn run(docker: &Docker, container: &str, tty: bool) -> Result<i64, Bac
         )
         .await
         .map_err(|e| engine_err("attach to", container, e))?;
-    docker
-        .start_container(container, None::<StartContainerOptions>)
-        .await
-        .map_err(|e| engine_err("start agent", container, e))?;
+    match release {
+        Some(file) => {
+            // Sized before it goes on, so its first screen is drawn for the operator's terminal.
+            if tty {
+                resize(docker, container).await;
+            }
+            std::fs::File::create(file).map_err(|e| super::release_err(container, file, &e))?;
+        }
+        None => docker
+            .start_container(container, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| engine_err("start agent", container, e))?,
+    }
     tracing::info!(container, ms = t.elapsed().as_millis(), "agent started");
 
     let _raw = if tty { RawMode::enable() } else { None };
     let mut background = Vec::new();
     if tty {
-        resize(docker, container).await;
+        if release.is_none() {
+            resize(docker, container).await;
+        }
         let d = docker.clone();
         let name = container.to_string();
         background.push(tokio::spawn(async move {

@@ -53,6 +53,19 @@ pub(crate) fn engine_err(
     }
 }
 
+/// A held agent's release file could not be handled.
+pub(crate) fn release_err(
+    agent: &str,
+    release: &std::path::Path,
+    e: &std::io::Error,
+) -> BackendError {
+    BackendError::Engine {
+        action: "release",
+        object: agent.to_string(),
+        detail: format!("{}: {e}", release.display()),
+    }
+}
+
 /// `base` labels plus the object's `claude-bottle.role`.
 pub(crate) fn with_role(
     base: &[(String, String)],
@@ -229,6 +242,7 @@ impl Backend for DockerBackend {
             agent,
             tty: spec.agent.tty,
             state_paths: spec.agent.state_paths.clone(),
+            release: None,
         })
     }
 
@@ -255,7 +269,13 @@ impl Backend for DockerBackend {
     }
 
     async fn run_agent(&self, launched: &Launched) -> Result<i64, BackendError> {
-        attach::run(&self.docker, &launched.agent, launched.tty).await
+        attach::run(
+            &self.docker,
+            &launched.agent,
+            launched.tty,
+            launched.release.as_deref(),
+        )
+        .await
     }
 
     async fn stop(&self, slug: &str, removal: Removal) -> Result<Vec<Resource>, BackendError> {
@@ -299,6 +319,7 @@ impl Backend for DockerBackend {
                 agent: name,
                 tty: false,
                 state_paths: state_paths.to_vec(),
+                release: None,
             })),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -316,11 +337,28 @@ impl Backend for DockerBackend {
         // Left only by a swap that failed half-way; the session ended then, but be sure.
         containers::remove(&self.docker, &name).await?;
         containers::create_agent(&self.docker, &spec.slug, &name, &spec.labels, agent).await?;
+        if let Some(release) = &agent.gate {
+            // Started now, while the old agent still runs: the start (the file system mounted,
+            // the runtime's init) is off the swap's path. Its entrypoint waits at the gate.
+            match std::fs::remove_file(release) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(release_err(&name, release, &e)),
+            }
+            self.docker
+                .start_container(
+                    &name,
+                    None::<bollard::query_parameters::StartContainerOptions>,
+                )
+                .await
+                .map_err(|e| engine_err("start agent", &name, e))?;
+        }
         Ok(Launched {
             slug: spec.slug.clone(),
             agent: name,
             tty: agent.tty,
             state_paths: agent.state_paths.clone(),
+            release: agent.gate.clone(),
         })
     }
 
