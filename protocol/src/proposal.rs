@@ -338,7 +338,7 @@ pub fn validate_dockerfile_line(line: &str) -> Result<(), ProtocolError> {
     // restores the agent's user, would become part of this step. `\` is refused whatever a
     // Dockerfile's directives say, since a parser that reads them differently (Docker 20.10 stops
     // at a `# check=` it does not know) keeps `\` as the escape character.
-    if line.trim_end().ends_with('\\') {
+    if crate::dockerfile::continues(line, crate::dockerfile::DEFAULT_ESCAPE) {
         return Err(ProtocolError::refused(
             FIELD,
             "ends with '\\', a line continuation that would join the next line to this step",
@@ -369,7 +369,8 @@ pub fn validate_dockerfile_line(line: &str) -> Result<(), ProtocolError> {
              'second line' > /path (a here-string, <<<, is fine)",
         ));
     }
-    let mut words = line.split_ascii_whitespace();
+    // The line is printable ASCII by now: the builder's words are separated by spaces.
+    let mut words = crate::dockerfile::words(line);
     let instruction = words.next().unwrap_or_default();
     if instruction.eq_ignore_ascii_case("ONBUILD") {
         return Err(ProtocolError::refused(
@@ -379,7 +380,7 @@ pub fn validate_dockerfile_line(line: &str) -> Result<(), ProtocolError> {
         ));
     }
     if instruction.eq_ignore_ascii_case("RUN")
-        && let Some(flag) = words.next().filter(|w| w.starts_with("--"))
+        && let Some(flag) = crate::dockerfile::split_flags(words).0.first().copied()
     {
         let flag = flag.split('=').next().unwrap_or(flag);
         return Err(ProtocolError::refused(

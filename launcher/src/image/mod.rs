@@ -36,6 +36,8 @@ use std::path::PathBuf;
 
 use sha2::{Digest, Sha256};
 
+use crate::state::dockerfile::syntax;
+
 pub use context::{ContextBuilder, FIXED_MTIME};
 pub use digest::{digest_of, file_digest};
 pub use dockerignore::{DockerIgnore, PatternError};
@@ -187,33 +189,30 @@ fn with_label_line(dockerfile: &str, labels: &BTreeMap<String, String>) -> Strin
         // JSON string quoting is valid Dockerfile quoting for these values.
         line.push_str(&format!(" {}={}", json_string(k), json_string(v)));
     }
-    let lines: Vec<&str> = dockerfile.lines().collect();
-    let last_from = lines.iter().rposition(|l| {
-        l.split_whitespace()
-            .next()
-            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
-    });
-    // A FROM continued over several lines ends at the first line that is neither a comment nor
-    // blank (the parser skips those inside a continuation) and does not end in the escape token,
-    // which a `# escape=` directive may have made a backtick.
-    let escape = crate::state::dockerfile::syntax::escape_token(dockerfile);
-    let mut out = String::with_capacity(dockerfile.len() + line.len() + 2);
-    for (i, l) in lines.iter().enumerate() {
+    // After the last line of the last FROM as the parser reads it ([`syntax::parse`]): a FROM
+    // continued over several lines, also by a backtick under `# escape=`, takes the label after
+    // its end. Without a FROM, or when the text ends inside the FROM's continuation, the label
+    // goes at the end.
+    let after = syntax::parse(dockerfile)
+        .into_iter()
+        .rfind(|i| i.is("FROM"))
+        .filter(|i| !i.open)
+        .map(|i| i.last_line);
+    let mut label = Some(line);
+    let mut out = String::with_capacity(dockerfile.len() + 256);
+    // Line by line, each ending in `\n` (a `\r\n` becomes one; a last line without one gets it).
+    for (i, l) in dockerfile.lines().enumerate() {
         out.push_str(l);
         out.push('\n');
-        let t = l.trim();
-        let ends_from = Some(i) >= last_from
-            && last_from.is_some()
-            && (Some(i) == last_from || (!t.is_empty() && !t.starts_with('#')))
-            && !crate::state::dockerfile::syntax::continues(l, escape);
-        if ends_from && !line.is_empty() {
-            out.push_str(&line);
+        if Some(i) == after
+            && let Some(label) = label.take()
+        {
+            out.push_str(&label);
             out.push('\n');
-            line.clear();
         }
     }
-    if !line.is_empty() {
-        out.push_str(&line);
+    if let Some(label) = label {
+        out.push_str(&label);
         out.push('\n');
     }
     out

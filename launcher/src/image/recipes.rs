@@ -227,15 +227,14 @@ fn read_file(path: &Path) -> Result<Vec<u8>, ImageError> {
     })
 }
 
-/// Whether a Dockerfile has an `ARG name` (with or without a default) before or after `FROM`.
+/// Whether a Dockerfile has an `ARG name` (with or without a default) before or after `FROM`:
+/// the first argument of an `ARG` instruction, as the parser reads them.
 fn declares_arg(dockerfile: &str, name: &str) -> bool {
-    dockerfile.lines().any(|line| {
-        let mut words = line.split_whitespace();
-        words.next().is_some_and(|w| w.eq_ignore_ascii_case("ARG"))
-            && words
-                .next()
-                .is_some_and(|w| w.split('=').next() == Some(name))
-    })
+    crate::state::dockerfile::syntax::parse(dockerfile)
+        .iter()
+        .filter(|i| i.is("ARG"))
+        .filter_map(|i| i.arguments()?.split_whitespace().next())
+        .any(|w| w.split('=').next() == Some(name))
 }
 
 /// An image reference goes into a Dockerfile line: it must be one word.

@@ -417,3 +417,84 @@ fn the_label_line_follows_the_last_from_as_the_parser_ends_it() {
         format!("FROM a\nFROM b\n{label}\n")
     );
 }
+
+#[test]
+fn the_label_line_lands_after_the_last_from_of_any_text() {
+    let labels: BTreeMap<String, String> = [("k".to_owned(), "v".to_owned())].into();
+    let label = "LABEL \"k\"=\"v\"";
+    for (text, labelled) in [
+        // A byte-order mark before the only FROM: still the FROM.
+        (
+            "\u{feff}FROM a\nRUN b\n",
+            format!("\u{feff}FROM a\n{label}\nRUN b\n"),
+        ),
+        // CRLF line ends: each line is written with `\n`, as before.
+        (
+            "FROM a \\\r\n  AS b\r\nRUN c\r\n",
+            format!("FROM a \\\n  AS b\n{label}\nRUN c\n"),
+        ),
+        // The FROM is the last line and has no newline; a text without a FROM takes the label
+        // at its end.
+        ("ARG X\nFROM $X", format!("ARG X\nFROM $X\n{label}\n")),
+        ("RUN a", format!("RUN a\n{label}\n")),
+        // Multi-stage: the last FROM, continued over a blank and a comment line, ends on its
+        // `AS` line; the comment after it stays before the label.
+        (
+            "FROM a AS build\nRUN make\nfrom b \\\n\n  # c\n  AS final\n# d\nCOPY --from=build /x /x\n",
+            format!(
+                "FROM a AS build\nRUN make\nfrom b \\\n\n  # c\n  AS final\n{label}\n# d\n\
+                 COPY --from=build /x /x\n"
+            ),
+        ),
+        // A FROM line inside another instruction's continuation is no FROM.
+        (
+            "FROM a\nRUN echo \\\nFROM b\nRUN c\n",
+            format!("FROM a\n{label}\nRUN echo \\\nFROM b\nRUN c\n"),
+        ),
+        // Under `# escape=``, a backslash ends the FROM; a doubled escape token ends it too.
+        (
+            "# escape=`\nFROM a \\\nRUN b\n",
+            format!("# escape=`\nFROM a \\\n{label}\nRUN b\n"),
+        ),
+        (
+            "FROM a \\\\\nRUN b\n",
+            format!("FROM a \\\\\n{label}\nRUN b\n"),
+        ),
+        // The text ends inside the FROM's continuation: nothing ends it, the label goes last.
+        ("FROM a \\\n# c\n", format!("FROM a \\\n# c\n{label}\n")),
+    ] {
+        assert_eq!(with_label_line(text, &labels), labelled, "{text:?}");
+    }
+    // Without labels, the text is untouched (its line ends too).
+    assert_eq!(
+        with_label_line("FROM a\r\n", &BTreeMap::new()),
+        "FROM a\r\n"
+    );
+}
+
+#[test]
+fn the_base_image_argument_is_passed_when_an_arg_instruction_declares_it() {
+    for (dockerfile, declared) in [
+        ("ARG BASE_IMAGE\nFROM $BASE_IMAGE\n", true),
+        ("FROM x\n  arg  BASE_IMAGE=debian\n", true),
+        ("\u{feff}ARG BASE_IMAGE\r\nFROM $BASE_IMAGE\r\n", true),
+        ("ARG \\\n  BASE_IMAGE\nFROM $BASE_IMAGE\n", true),
+        ("# escape=`\nARG `\n BASE_IMAGE\nFROM $BASE_IMAGE\n", true),
+        // Not an ARG instruction, or another argument.
+        ("FROM x\nRUN echo \\\nARG BASE_IMAGE\n", false),
+        ("FROM x\n# ARG BASE_IMAGE\n", false),
+        ("ARG BASE_IMAGES\nFROM x\n", false),
+        ("ARG\nFROM x\n", false),
+        ("ENV BASE_IMAGE=x\nFROM x\n", false),
+    ] {
+        let source = AgentSource::Text {
+            dockerfile: dockerfile.to_owned(),
+        };
+        let recipe = agent_base("b", &source, "debian:bookworm-slim", "").expect("recipe");
+        assert_eq!(
+            recipe.build_args.contains_key(BASE_IMAGE_ARG),
+            declared,
+            "{dockerfile:?}"
+        );
+    }
+}

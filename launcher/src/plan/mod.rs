@@ -235,10 +235,7 @@ pub fn load(
     }
     let per_bottle = plan.layout().per_bottle_dockerfile();
     if let Ok(text) = std::fs::read_to_string(&per_bottle) {
-        let steps = text
-            .lines()
-            .filter(|l| l.starts_with(crate::state::dockerfile::MARKER_PREFIX))
-            .count();
+        let steps = crate::state::dockerfile::markers(&text).count();
         plan.per_bottle_dockerfile = Some((per_bottle, steps));
     }
     Ok(plan)

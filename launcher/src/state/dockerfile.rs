@@ -108,7 +108,7 @@ pub fn with_capability(
 ) -> Result<String, DockerfileError> {
     let lines = lines_for(cap, syntax::escape_token(dockerfile))?;
     let marker = marker(id);
-    if dockerfile.lines().any(|l| l.trim_end() == marker) {
+    if markers(dockerfile).any(|m| m == marker) {
         return Ok(dockerfile.to_owned());
     }
     if syntax::ends_in_continuation(dockerfile) {
@@ -159,17 +159,22 @@ pub fn marker(id: &ProposalId) -> String {
     format!("{MARKER_PREFIX}{id}")
 }
 
+/// The marker lines of `dockerfile`, one for each approved step, without trailing whitespace.
+pub fn markers(dockerfile: &str) -> impl Iterator<Item = &str> {
+    dockerfile
+        .lines()
+        .filter(|l| l.starts_with(MARKER_PREFIX))
+        .map(str::trim_end)
+}
+
 /// The argument of the last `USER` instruction, if any, as the parser reads instructions: a
 /// `USER root` line inside another instruction's continuation is not one.
 fn last_user(dockerfile: &str) -> Option<String> {
-    syntax::instructions(dockerfile)
+    syntax::parse(dockerfile)
         .iter()
-        .filter_map(|i| {
-            let (word, rest) = i.split_once(char::is_whitespace)?;
-            word.eq_ignore_ascii_case("USER")
-                .then(|| rest.trim().to_owned())
-        })
-        .next_back()
+        .rev()
+        .filter(|i| i.is("USER"))
+        .find_map(|i| i.arguments().map(str::to_owned))
 }
 
 fn is_numeric(user: &str) -> bool {
@@ -257,10 +262,7 @@ pub const OUTSIDE_CONTEXT_MARK: &str = "! reads outside the build context: ";
 /// operator see of what a step takes in; these reach further. Keywords and flags are matched
 /// case-insensitively, more loosely than the builder does, so that a doubt marks the line.
 pub fn reads_outside_context(line: &str) -> Option<&'static str> {
-    let mut words = line
-        .split(is_word_break)
-        .filter(|w| !w.is_empty())
-        .peekable();
+    let mut words = syntax::words(line).peekable();
     // ONBUILD's instruction runs in every build FROM this image; a loop, not recursion, since
     // the line may be long.
     while words
@@ -273,16 +275,8 @@ pub fn reads_outside_context(line: &str) -> Option<&'static str> {
     if keyword.eq_ignore_ascii_case("FROM") {
         return Some("FROM starts a stage from another image, which the engine pulls or has");
     }
-    // The builder's flags are the leading words that start with `--`.
-    let mut flags: Vec<String> = Vec::new();
-    let mut args: Vec<&str> = Vec::new();
-    for w in words {
-        if args.is_empty() && w.starts_with("--") {
-            flags.push(w.to_ascii_lowercase());
-        } else {
-            args.push(w);
-        }
-    }
+    let (flags, args) = syntax::split_flags(words);
+    let flags: Vec<String> = flags.iter().map(|f| f.to_ascii_lowercase()).collect();
     for f in &flags {
         if f.contains("--from") {
             return Some("--from takes files from another image or build stage");
@@ -316,18 +310,6 @@ pub fn reads_outside_context(line: &str) -> Option<&'static str> {
         }
     }
     None
-}
-
-/// Where [`reads_outside_context`] splits words: whitespace, and also a character whose UTF-8
-/// form holds byte 0x85 or 0xA0, since the builder's flag parser tests single bytes with Go's
-/// `unicode.IsSpace` (which takes those bytes for NEL and NO-BREAK SPACE): `--chown=Š--from=x`
-/// is two flags to it.
-fn is_word_break(c: char) -> bool {
-    let mut buf = [0u8; 4];
-    c.is_whitespace()
-        || c.encode_utf8(&mut buf)
-            .bytes()
-            .any(|b| b == 0x85 || b == 0xa0)
 }
 
 /// `diff` (a [`unified_diff`], or `+` lines alone) with an [`OUTSIDE_CONTEXT_MARK`] line under
@@ -430,6 +412,24 @@ mod tests {
         assert_eq!(
             root,
             "FROM x\n# claude-bottle: approved proposal p-2\nUSER root\nRUN a\n"
+        );
+    }
+
+    #[test]
+    fn the_markers_are_the_lines_that_start_with_the_prefix() {
+        // What `with_capability` finds a proposal by and the plan counts approved steps by.
+        let text = "FROM x\n# claude-bottle: approved proposal a \r\nRUN a\n  \
+                    # claude-bottle: approved proposal b\n# claude-bottle: approved proposal c";
+        assert_eq!(
+            markers(text).collect::<Vec<_>>(),
+            [
+                "# claude-bottle: approved proposal a",
+                "# claude-bottle: approved proposal c"
+            ]
+        );
+        assert_eq!(
+            with_capability(text, &id("a"), &cap(&[], &["RUN b"])).as_deref(),
+            Ok(text)
         );
     }
 
