@@ -201,11 +201,11 @@ impl PatternError {
                  per alternative"
                     .to_owned()
             }
-            Self::LooksQualified { first, .. } if first == "tags" => {
-                "tags need their full name: write refs/tags/…".to_owned()
+            Self::LooksQualified { pattern, first } if first != "refs" => {
+                format!("write the ref in full: refs/{pattern}")
             }
             Self::LooksQualified { .. } => {
-                "write branches without a prefix (claude/*) and other refs in full (refs/…)"
+                "write branches without a prefix (claude/*) and other refs in full (refs/...)"
                     .to_owned()
             }
             Self::PartialRecursive { .. } => {

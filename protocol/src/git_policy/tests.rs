@@ -168,6 +168,10 @@ fn bad_entries_say_why_and_what_to_write() {
         assert!(e.to_string().contains(message), "{entry:?}: {e}");
         assert!(!e.hint().is_empty(), "{entry:?}");
     }
+    let hint = |entry: &str| PushRule::parse(entry).expect_err(entry).hint();
+    assert_eq!(hint("tags/v*"), "write the ref in full: refs/tags/v*");
+    assert_eq!(hint("heads/main"), "write the ref in full: refs/heads/main");
+    assert!(hint("refs").contains("without a prefix (claude/*)"));
 }
 
 #[test]
