@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use claude_bottle_protocol::git_policy::PushPolicy;
 use claude_bottle_protocol::size;
 use serde_saphyr::Location;
 
@@ -409,7 +410,7 @@ fn git_remotes(cx: &mut Ctx, raw: &[Sp<RawGit>]) -> Vec<GitRemote> {
             );
             continue;
         }
-        let push = r.push.iter().flatten().map(|p| p.value.clone()).collect();
+        let push = push_patterns(cx, &key, r.push.as_deref().unwrap_or_default());
         out.push(GitRemote {
             name,
             upstream: upstream.value.clone(),
@@ -418,6 +419,22 @@ fn git_remotes(cx: &mut Ctx, raw: &[Sp<RawGit>]) -> Vec<GitRemote> {
         });
     }
     out
+}
+
+/// `<key>.push` as written, each entry checked by the push policy the git gate enforces.
+fn push_patterns(cx: &mut Ctx, key: &str, raw: &[Sp<String>]) -> Vec<String> {
+    let push: Vec<String> = raw.iter().map(|p| p.value.clone()).collect();
+    if let Err(problems) = PushPolicy::parse(&push) {
+        for p in problems {
+            cx.push_hint(
+                &raw[p.index].referenced,
+                format!("{key}.push[{}]", p.index),
+                p.error.to_string(),
+                &p.error.hint(),
+            );
+        }
+    }
+    push
 }
 
 /// Parse `<key>.token_ref`, reporting a bad reference.

@@ -35,6 +35,7 @@ fn full_bottle_is_valid() {
     assert_eq!(b.limits.pids, Some(256));
     assert_eq!(b.limits.memory_bytes, Some(2 * 1024 * 1024 * 1024));
     assert!(b.supervise);
+    assert_eq!(b.git[0].push, ["claude/*", "wip/*"]);
 }
 
 #[test]
@@ -157,4 +158,21 @@ fn embedded_default_works_with_an_empty_home() {
     assert_eq!(b.agent.name, "claude");
     assert_eq!(b.agent.source, manifest::Source::Embedded);
     assert!(!b.agent.prompt.is_empty());
+}
+
+#[test]
+fn bad_push_patterns_are_reported_each_at_its_line() {
+    let e = errors("bad-push");
+    assert_eq!(
+        lines(&e),
+        [
+            (Some(7), "git[0].push[1]".to_string()),
+            (Some(8), "git[0].push[2]".to_string()),
+            (Some(9), "git[0].push[3]".to_string()),
+            (Some(10), "git[0].push[4]".to_string()),
+            (Some(11), "git[0].push[5]".to_string()),
+            (Some(14), "git[1].push[2]".to_string()),
+        ]
+    );
+    insta::assert_snapshot!(e.to_string());
 }
