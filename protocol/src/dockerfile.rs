@@ -1,7 +1,7 @@
 //! How Docker's builder reads a Dockerfile, and what may be appended to one.
 //!
 //! Whether a line continues on the next one and how its words and flags separate are the rules
-//! of one line ([`crate::validate_dockerfile_line`] checks a proposed line by them); [`scan`]
+//! of one line ([`crate::validate_dockerfile_line`] checks a proposed line by them); [`parse`]
 //! reads a whole text (its `# escape=` directive, comments, continuations) as the parser does.
 //! [`check_capability`] is the one judgement of a capability against the Dockerfile it would be
 //! appended to: supervise makes it when the proposal is filed, against the bottle's current
