@@ -210,7 +210,8 @@ impl Relay {
 /// the bottle's agent starts while its proxies are still coming up, and its first requests wait
 /// here instead of failing.
 const WARMUP_WAIT: Duration = Duration::from_secs(30);
-/// Overrides [`WARMUP_WAIT`] in milliseconds (`0`: fail at once).
+/// Overrides `WARMUP_WAIT` (how long a connection waits for its target) in milliseconds (`0`:
+/// fail at once).
 pub const WARMUP_WAIT_ENV: &str = "CLAUDE_BOTTLE_RELAY_WAIT_MS";
 
 fn warmup_wait() -> Duration {

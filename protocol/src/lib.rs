@@ -2,9 +2,10 @@
 //!
 //! Pure data and validation: no I/O, no tokio, nothing of ours imported. A rule two binaries
 //! apply lives here once (what a proposal may ask, which supervise checks when it is filed and
-//! the launcher when it is applied; how the builder reads one Dockerfile line; byte sizes and the
-//! agent's minimums, read from `config.toml` and a bottle's `limits`; a git remote's push policy,
-//! which the launcher validates and the git gate will enforce).
+//! the launcher when it is applied; how the builder reads a Dockerfile and what may be appended to
+//! the bottle's; byte sizes and the agent's minimums, read from `config.toml` and a bottle's
+//! `limits`; a git remote's push policy, which the launcher validates and the git gate will
+//! enforce).
 //!
 //! Compatibility rules, tested in `version.rs`:
 //! - every message and file carries `version`; a reader refuses a version newer than

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant, SystemTime};
 
+use claude_bottle_protocol::dockerfile;
 use claude_bottle_protocol::queue::{self, Folder, current_config};
 use claude_bottle_protocol::wire::{ConfigFile, ErrorCode, ProposalStatus, Response};
 use claude_bottle_protocol::{
@@ -28,6 +29,10 @@ use crate::records;
 
 /// Most proposals listed by a `status` without id (the newest ones).
 const MAX_LISTED: usize = 100;
+
+/// Largest current Dockerfile read to judge a capability by: what the launcher reads of a
+/// per-bottle Dockerfile (its state files' limit), so that both judge the same text.
+const MAX_DOCKERFILE_BYTES: u64 = 1024 * 1024;
 
 /// How the store is set up.
 #[derive(Debug, Clone)]
@@ -294,6 +299,17 @@ impl Store {
 
     fn submit(&mut self, kind: ProposalKind, reason: String, evidence: Vec<String>) -> Response {
         let kind = kind.normalized();
+        // The rules of a capability that depend on the Dockerfile it is appended to (its
+        // `# escape=` directive, an open continuation at its end), judged by the function the
+        // launcher applies it with: what it would refuse then is refused now.
+        if let ProposalKind::Capability(cap) = &kind
+            && let Err(refusal) = dockerfile::check_capability(cap, &self.current_dockerfile())
+        {
+            return Response::Error {
+                code: ErrorCode::BadRequest,
+                message: format!("failed to file the proposal: {refusal}"),
+            };
+        }
         if let Some((id, _)) = self
             .entries
             .iter()
@@ -395,6 +411,27 @@ impl Store {
         let skip = all.len().saturating_sub(MAX_LISTED);
         Response::Status {
             proposals: all.into_iter().skip(skip).map(Entry::status).collect(),
+        }
+    }
+
+    /// The bottle's current Dockerfile, as the launcher stages it in the current-config folder
+    /// (and again after each approval it applies).
+    ///
+    /// A file that is missing, unreadable or larger than [`MAX_DOCKERFILE_BYTES`] reads as empty:
+    /// a Dockerfile without directives, so a capability is judged by the default escape
+    /// character only. Filing then still works (a launcher that has not staged the file yet), and
+    /// nothing wrong is applied: the launcher judges the capability again against the real
+    /// Dockerfile when the approval is applied, and refuses it then.
+    fn current_dockerfile(&self) -> String {
+        let dir = &self.cfg.config_dir;
+        let path = dir.join(current_config::DOCKERFILE);
+        match fs::read_in(dir, &path, MAX_DOCKERFILE_BYTES) {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(None) => String::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to read the current Dockerfile; judging by the default escape character");
+                String::new()
+            }
         }
     }
 

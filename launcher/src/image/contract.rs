@@ -79,7 +79,7 @@ pub struct ImageFacts {
     pub env_home: Option<String>,
     pub passwd: FileFact,
     pub group: FileFact,
-    /// [`OWNED_DIRS`], in order.
+    /// The directories of [`ImageFacts::dir_paths`], in order.
     pub dirs: [PathFact; 3],
 }
 

@@ -7,9 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use claude_bottle_protocol::{
-    Capability, ProposalId, ProtocolError, escape_line, validate_dockerfile_line,
-};
+use claude_bottle_protocol::dockerfile::check_capability;
+use claude_bottle_protocol::{Capability, ProposalId};
 
 pub mod syntax;
 
@@ -72,25 +71,13 @@ pub fn effective(
     }
 }
 
-/// Why a capability cannot be turned into Dockerfile lines.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DockerfileError {
-    /// What supervise refuses when the proposal is filed ([`Capability::validate`]), as the
-    /// protocol says it: checked again for decisions written by hand and files written by older
-    /// versions.
-    #[error("{0}")]
-    Refused(String),
-    /// A line the protocol refuses, or one ending in the escape character the Dockerfile's
-    /// `# escape=` directive sets.
-    #[error("invalid Dockerfile line \"{}\": {problem}", escape_line(.line))]
-    Line { line: String, problem: String },
-    #[error(
-        "the Dockerfile ends in a line continuation: its last instruction line ends in `\\` or \
-         its escape character, so an appended step would join that instruction\n\
-         hint: end the last instruction of the bottle's Dockerfile (or of state/<slug>/Dockerfile)"
-    )]
-    OpenContinuation,
-}
+/// Why a capability cannot be turned into Dockerfile lines: the protocol's [`Refusal`], which
+/// supervise answers with when the proposal is filed. [`with_capability`] checks again what
+/// supervise checked, for decisions written by hand, files written by older versions and a
+/// Dockerfile that changed since.
+///
+/// [`Refusal`]: claude_bottle_protocol::dockerfile::Refusal
+pub use claude_bottle_protocol::dockerfile::Refusal as DockerfileError;
 
 /// `dockerfile` with the capability of proposal `id` appended as the final step: a marker comment,
 /// one `RUN apt-get …` line for all apt packages, then the Dockerfile lines as given. The step runs
@@ -100,19 +87,16 @@ pub enum DockerfileError {
 ///
 /// Each appended line stays one instruction: a line ending in `\` or in the escape character a
 /// `# escape=` directive of `dockerfile` sets is refused, and so is a `dockerfile` that itself
-/// ends in a continuation ([`syntax`]).
+/// ends in a continuation (the protocol's [`check_capability`], which supervise applies too).
 pub fn with_capability(
     dockerfile: &str,
     id: &ProposalId,
     cap: &Capability,
 ) -> Result<String, DockerfileError> {
-    let lines = lines_for(cap, syntax::escape_token(dockerfile))?;
+    let lines = check_capability(cap, dockerfile)?;
     let marker = marker(id);
     if markers(dockerfile).any(|m| m == marker) {
         return Ok(dockerfile.to_owned());
-    }
-    if syntax::ends_in_continuation(dockerfile) {
-        return Err(DockerfileError::OpenContinuation);
     }
     // The step runs as root: the image may end as another user, set here or in its FROM image,
     // which the text does not show. Only a numeric USER is restored afterwards: the launcher runs
@@ -188,69 +172,10 @@ fn is_root(user: &str) -> bool {
 }
 
 /// The Dockerfile lines a capability becomes, validated for a Dockerfile without a `# escape=`
-/// directive ([`with_capability`] checks them again against the real one).
+/// directive that ends its last instruction ([`with_capability`] checks them again against the
+/// real one).
 pub fn capability_lines(cap: &Capability) -> Result<Vec<String>, DockerfileError> {
-    lines_for(cap, syntax::DEFAULT_ESCAPE)
-}
-
-/// [`capability_lines`] for a Dockerfile whose escape character is `escape`.
-fn lines_for(cap: &Capability, escape: char) -> Result<Vec<String>, DockerfileError> {
-    // Each line first, so the error quotes the line; then the whole capability, by the function
-    // supervise calls when it files the proposal: what was filed is what applies.
-    for l in &cap.dockerfile_lines {
-        check_line(l, escape)?;
-    }
-    cap.validate()
-        .map_err(|e| DockerfileError::Refused(e.to_string()))?;
-    let mut lines = Vec::new();
-    if !cap.apt.is_empty() {
-        // apt-get installs exactly the packages named: no pattern fallback for a name no
-        // package has (`.` and `+` make a regex otherwise), and no argument that ends in its
-        // `+`/`-` modifiers (`g++` stays `g++`). See protocol's `validate_apt_package`.
-        let args: Vec<String> = cap.apt.iter().map(|p| apt_arg(p)).collect();
-        lines.push(format!(
-            "RUN apt-get update && apt-get install -y --no-install-recommends \
-             -o APT::Cmd::Pattern-Only=true {} && rm -rf /var/lib/apt/lists/*",
-            args.join(" ")
-        ));
-    }
-    lines.extend(cap.dockerfile_lines.iter().cloned());
-    Ok(lines)
-}
-
-/// The argument apt-get gets for a package: `name:native`, or `name:native=version`. An argument
-/// that ends in `+` or `-` is a modifier when no package has that whole name
-/// (`FromModifierCommandLine` in apt's `apt-pkg/cacheset.cc`); this one never ends in either, and
-/// selects the image's own architecture, as a bare name does.
-fn apt_arg(spec: &str) -> String {
-    match spec.split_once('=') {
-        Some((name, version)) => format!("{name}:native={version}"),
-        None => format!("{spec}:native"),
-    }
-}
-
-/// The protocol's rules for one line ([`validate_dockerfile_line`], which supervise applies too),
-/// and the one rule that depends on the Dockerfile: the line must not end in the escape character
-/// its `# escape=` directive sets, which would join whatever is appended next to this step.
-fn check_line(line: &str, escape: char) -> Result<(), DockerfileError> {
-    let bad = |problem| DockerfileError::Line {
-        line: line.to_owned(),
-        problem,
-    };
-    validate_dockerfile_line(line).map_err(|e| {
-        bad(match e {
-            ProtocolError::Invalid { problem, .. } => problem,
-            ProtocolError::Refused { problem, hint, .. } => format!("{problem}\nhint: {hint}"),
-            other => other.to_string(),
-        })
-    })?;
-    if syntax::continues(line, escape) {
-        return Err(bad(format!(
-            "it ends with a line continuation ({escape}, the escape character this Dockerfile's \
-             `# escape=` directive sets)"
-        )));
-    }
-    Ok(())
+    check_capability(cap, "")
 }
 
 /// How `show` marks an added line that reads from outside the build context.

@@ -1,9 +1,12 @@
 //! Each rule lives once: what supervise refuses when the agent files a capability is what the
-//! launcher refuses when an approval applies it, and what one accepts the other applies.
+//! launcher refuses when an approval applies it, and what one accepts the other applies, also
+//! where the rule depends on the bottle's current Dockerfile (supervise reads it from its
+//! current-config, the launcher applies to it).
 
 use std::time::Duration;
 
 use claude_bottle::state::dockerfile;
+use claude_bottle_protocol::queue::current_config;
 use claude_bottle_protocol::wire::{Request, RequestMsg, Response};
 use claude_bottle_protocol::{
     BottleName, Capability, ProposalId, ProposalKind, from_json, to_json,
@@ -65,12 +68,47 @@ fn table() -> Vec<(Vec<String>, Vec<String>)> {
     t
 }
 
+/// `(the bottle's current Dockerfile, apt packages, Dockerfile lines)`: the rules that depend on
+/// the Dockerfile a capability is appended to (its `# escape=` directive, an open continuation
+/// at its end), accepted and refused.
+fn dockerfile_table() -> Vec<(&'static str, Vec<String>, Vec<String>)> {
+    let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let backtick = "# escape=`\nFROM x\nUSER 1001\n";
+    vec![
+        (backtick, s(&[]), s(&["RUN curl x | sh `"])),
+        (backtick, s(&[]), s(&["RUN echo a `  \t"])),
+        (backtick, s(&["jq"]), s(&["ENV A=1", "`"])),
+        (backtick, s(&[]), s(&["RUN echo `date`"])),
+        (backtick, s(&["jq"]), s(&[])),
+        (backtick, s(&[]), s(&["RUN dir C:\\"])),
+        ("  # ESCAPE = `\r\nFROM x\n", s(&[]), s(&["RUN a `"])),
+        (
+            "\u{feff}# syntax=docker/dockerfile:1\n# escape=`\nFROM x\n",
+            s(&[]),
+            s(&["RUN a `"]),
+        ),
+        // Where the directive does not count, a backtick is only a backtick.
+        ("FROM x\n# escape=`\n", s(&[]), s(&["RUN a `"])),
+        ("# a comment\n# escape=`\nFROM x\n", s(&[]), s(&["RUN a `"])),
+        ("# escape=x\nFROM x\n", s(&[]), s(&["RUN a `"])),
+        // The Dockerfile ends in a continuation: nothing may be appended.
+        ("FROM x\nRUN a \\\n", s(&["jq"]), s(&[])),
+        ("FROM x\nRUN a \\\n# a comment\n\n", s(&[]), s(&["RUN b"])),
+        ("# escape=`\nFROM x\nRUN a `\n", s(&[]), s(&["RUN b"])),
+        ("# escape=`\nFROM x\nRUN dir C:\\\n", s(&[]), s(&["RUN b"])),
+        ("FROM x\nRUN echo `date`\n", s(&[]), s(&["RUN b"])),
+        ("", s(&[]), s(&["RUN b"])),
+    ]
+}
+
 #[test]
 fn supervise_refuses_at_filing_exactly_what_the_launcher_refuses_at_apply() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config");
+    std::fs::create_dir(&config).expect("config");
     let handle = store::start(store::StoreConfig {
         queue_dir: dir.path().join("queue"),
-        config_dir: dir.path().join("config"),
+        config_dir: config.clone(),
         bottle: BottleName::new("rules").expect("name"),
         max_pending: 1_000,
         rate_per_minute: 60_000,
@@ -84,39 +122,56 @@ fn supervise_refuses_at_filing_exactly_what_the_launcher_refuses_at_apply() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (mut accepted, mut refused) = (0, 0);
-    for (apt, dockerfile_lines) in table() {
+    let cases = table()
+        .into_iter()
+        .map(|(apt, lines)| ("FROM x\n", apt, lines))
+        .chain(dockerfile_table());
+    let (mut accepted, mut refused, mut by_dockerfile) = (0, 0, 0);
+    for (current, apt, dockerfile_lines) in cases {
         let cap = Capability {
             apt,
             dockerfile_lines,
         };
+        // The Dockerfile the launcher stages in supervise's current-config, and applies to.
+        std::fs::write(config.join(current_config::DOCKERFILE), current).expect("stage");
         // As supervise's socket reads a line: parsed (and validated) by the protocol, then
-        // carried out by the store.
+        // carried out by the store, which judges it against the staged Dockerfile.
         let line = to_json(&RequestMsg::new(Request::Submit {
             kind: ProposalKind::Capability(cap.clone()),
             reason: "the tests need it".to_owned(),
             evidence: vec![],
         }));
         let filed = match from_json::<RequestMsg>(&line) {
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err((false, e.to_string())),
             Ok(msg) => match rt.block_on(server::execute(msg.request, &handle)) {
                 Response::Submitted { .. } => Ok(()),
-                Response::Error { message, .. } => Err(message),
+                Response::Error { message, .. } => Err((true, message)),
                 other => panic!("unexpected answer {other:?}"),
             },
         };
         let applied =
-            dockerfile::with_capability("FROM x\n", &ProposalId::new("p-1").expect("id"), &cap);
+            dockerfile::with_capability(current, &ProposalId::new("p-1").expect("id"), &cap);
         assert_eq!(
             filed.is_ok(),
             applied.is_ok(),
-            "{cap:?}: supervise {filed:?}, launcher {applied:?}"
+            "{current:?} + {cap:?}: supervise {filed:?}, launcher {applied:?}"
         );
-        assert_eq!(
-            filed.is_ok(),
-            dockerfile::capability_lines(&cap).is_ok(),
-            "{cap:?}"
-        );
+        // What the store refuses, past the wire's own checks, it refuses in the launcher's words.
+        if let (Err((true, message)), Err(e)) = (&filed, &applied) {
+            assert_eq!(
+                message,
+                &format!("failed to file the proposal: {e}"),
+                "{current:?} + {cap:?}"
+            );
+            by_dockerfile += 1;
+        }
+        if current == "FROM x\n" {
+            assert_eq!(
+                filed.is_ok(),
+                dockerfile::capability_lines(&cap).is_ok(),
+                "{cap:?}"
+            );
+        }
         if filed.is_ok() {
             accepted += 1;
         } else {
@@ -124,7 +179,7 @@ fn supervise_refuses_at_filing_exactly_what_the_launcher_refuses_at_apply() {
         }
     }
     assert!(
-        accepted >= 8 && refused >= 25,
-        "{accepted} accepted, {refused} refused"
+        accepted >= 14 && refused >= 35 && by_dockerfile >= 8,
+        "{accepted} accepted, {refused} refused, {by_dockerfile} by the Dockerfile"
     );
 }

@@ -2,6 +2,7 @@
 
 #![expect(clippy::unwrap_used, reason = "tests")]
 
+mod dockerfile;
 mod hostile;
 mod queue;
 

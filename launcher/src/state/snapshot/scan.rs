@@ -441,7 +441,7 @@ fn pax_records(mut data: &[u8]) -> Result<Vec<Record<'_>>, ScanError> {
     Ok(out)
 }
 
-/// A path from the agent as the operator may see it: at most [`SHOWN_PATH_CHARS`] characters,
+/// A path from the agent as the operator may see it: at most `SHOWN_PATH_CHARS` characters,
 /// escaped on one line (`claude_bottle_protocol::escape_line`: controls, bidi and invisible
 /// characters).
 pub fn show_path(bytes: &[u8]) -> String {
