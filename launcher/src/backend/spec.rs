@@ -53,7 +53,7 @@ pub struct AgentSpec {
     /// Attach a TTY (interactive operator) or stream output only.
     pub tty: bool,
     /// Started ahead and held until this host file exists (a file of the stage's gate folder,
-    /// which every agent has read-only at [`GATE_IN_AGENT`]; the entrypoint waits for the file
+    /// which every agent has read-only at `/run/claude-bottle/gate`; the entrypoint waits for the file
     /// named by `CLAUDE_BOTTLE_GATE` before it touches the home). `None`: created, and started by
     /// `run_agent`.
     pub gate: Option<PathBuf>,

@@ -265,8 +265,12 @@ pub async fn snapshot(
     }
 }
 
-/// Stream each path's archive into `tx`. Stops at the first engine error, or when the writer hung
-/// up (it refused the snapshot); dropping the engine's stream ends its copy.
+/// Stream each path's archive into `tx`, in order. Stops at the first engine error, or when the
+/// writer hung up (it refused the snapshot); dropping the engine's streams ends their copies.
+///
+/// Every download is asked for at once: each archive call of a stopped container mounts its file
+/// system, and calls that overlap share one mount. A later part waits in its own bounded channel
+/// (the engine's stream stalls behind it), so memory stays bounded.
 async fn feed_parts(
     docker: &Docker,
     name: &str,
@@ -278,28 +282,53 @@ async fn feed_parts(
         object: name.to_string(),
         detail: "the snapshot was refused".to_string(),
     };
+    type Chunk = Result<Bytes, bollard::errors::Error>;
+    let mut pumps = Vec::new();
+    let mut parts = Vec::new();
     for path in paths {
-        tx.send(Feed::Part(path.clone()))
-            .await
-            .map_err(|_| hung_up())?;
+        let (part_tx, part_rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
         let opts = DownloadFromContainerOptions { path: path.clone() };
-        let mut stream = docker.download_from_container(name, Some(opts));
-        let mut end = Feed::End;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => tx.send(Feed::Data(bytes)).await.map_err(|_| hung_up())?,
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code: 404, ..
-                }) => {
-                    end = Feed::Missing;
+        let stream = docker.download_from_container(name, Some(opts));
+        pumps.push(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(chunk) = stream.next().await {
+                let stop = chunk.is_err();
+                if part_tx.send(chunk).await.is_err() || stop {
                     break;
                 }
-                Err(e) => return Err(engine_err("copy out of", &format!("{name}:{path}"), e)),
             }
-        }
-        tx.send(end).await.map_err(|_| hung_up())?;
+        });
+        parts.push((path, part_rx));
     }
-    Ok(())
+    let feed = async {
+        for (path, mut part_rx) in parts {
+            tx.send(Feed::Part(path.clone()))
+                .await
+                .map_err(|_| hung_up())?;
+            let mut end = Feed::End;
+            while let Some(chunk) = part_rx.recv().await {
+                match chunk {
+                    Ok(bytes) => tx.send(Feed::Data(bytes)).await.map_err(|_| hung_up())?,
+                    Err(bollard::errors::Error::DockerResponseServerError {
+                        status_code: 404,
+                        ..
+                    }) => {
+                        end = Feed::Missing;
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(engine_err("copy out of", &format!("{name}:{path}"), e));
+                    }
+                }
+            }
+            tx.send(end).await.map_err(|_| hung_up())?;
+        }
+        Ok(())
+    };
+    // The feed owns the parts' receivers: once it ends (done or failed), the pumps' sends fail
+    // and they stop.
+    let (fed, _) = tokio::join!(feed, futures_util::future::join_all(pumps));
+    fed
 }
 
 /// How [`carry_over`] failed.

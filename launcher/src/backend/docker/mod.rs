@@ -368,6 +368,7 @@ impl Backend for DockerBackend {
         successor: Launched,
         store: &Store,
     ) -> Result<Launched, SwapError> {
+        let t = std::time::Instant::now();
         // Until its files are saved the stopped agent keeps its name: a launcher interrupted here
         // (a signal drops this future) saves or keeps the agent it finds under that name.
         let carried = archive::carry_over(
@@ -378,6 +379,7 @@ impl Backend for DockerBackend {
             store,
         )
         .await;
+        tracing::debug!(ms = t.elapsed().as_millis(), "files carried over");
         match carried {
             Ok(_) => {}
             Err(archive::CarryError::Snapshot(e)) => return Err(SwapError::Snapshot(e)),
@@ -392,10 +394,12 @@ impl Backend for DockerBackend {
         containers::rename_if_present(&self.docker, &old.agent, &retired)
             .await
             .map_err(SwapError::Successor)?;
+        tracing::debug!(ms = t.elapsed().as_millis(), "replaced agent renamed");
         let name = agent_name(&old.slug);
         containers::rename(&self.docker, &successor.agent, &name)
             .await
             .map_err(SwapError::Successor)?;
+        tracing::debug!(ms = t.elapsed().as_millis(), "successor renamed");
         let docker = self.docker.clone();
         tokio::spawn(async move {
             if let Err(e) = containers::remove(&docker, &retired).await {

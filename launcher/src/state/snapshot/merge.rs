@@ -118,7 +118,7 @@ impl<R: Read> Read for Checked<R> {
 /// unpack at `/` ([`merge_into`]'s output) written to `out`: a swap copies the stopped agent's
 /// folders into its successor in one pass instead of saving them and reading them back.
 ///
-/// The snapshot decides: every byte goes through [`Writer::write`] (its scan and limit) before
+/// The snapshot decides: every byte goes through [`Writer::write`](super::Writer::write) (its scan and limit) before
 /// the restore's archive sees it, so nothing the snapshot refuses reaches `out`. A failure on the
 /// restore's side (`out`, or an archive the tar reader cannot rewrite) stops only that side: the
 /// snapshot is still saved whole, since the agent's files may exist nowhere else.
