@@ -248,36 +248,14 @@ fn changes_content(event: &notify::Event) -> bool {
 mod tests {
     use std::time::Duration;
 
-    use claude_bottle_protocol::{
-        BottleName, Capability, Decision, Egress, HostName, Proposal, ProposalId, ProposalKind,
-    };
+    use claude_bottle_protocol::{Decision, Proposal, ProposalKind};
     use notify::Watcher as _;
 
     use super::{Action, decide};
+    use crate::testing::{capability, egress};
 
     fn proposal(kind: ProposalKind) -> Proposal {
-        Proposal::new(
-            ProposalId::new("1-p").expect("id"),
-            BottleName::new("app").expect("name"),
-            kind,
-            "needed".into(),
-            vec![],
-            1,
-        )
-    }
-
-    fn capability(apt: &str) -> ProposalKind {
-        ProposalKind::Capability(Capability {
-            apt: vec![apt.into()],
-            dockerfile_lines: vec![],
-        })
-    }
-
-    fn egress(host: &str) -> ProposalKind {
-        ProposalKind::Egress(Egress {
-            host: HostName::new(host).expect("host"),
-            port: None,
-        })
+        crate::testing::proposal("1-p", "app", kind, 1)
     }
 
     fn refused(action: Action) -> String {
