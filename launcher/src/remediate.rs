@@ -19,9 +19,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use claude_bottle_io::watch;
 use claude_bottle_protocol::queue::Folder;
 use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, Verdict};
-use notify::Watcher as _;
 use tokio::sync::mpsc;
 
 use crate::state::{self, Queue, audit, dockerfile};
@@ -204,17 +204,12 @@ fn audited_decisions(state_dir: &Path) -> HashSet<String> {
 /// and every [`POLL`] in any case (mounts where inotify does not work, and a uid whose inotify
 /// instances or watches are used up). Returns the watcher to keep alive; `None` when it could not
 /// be set up (then only the poll wakes, and the operator is told why).
-pub fn watch(folder: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+pub fn watch(folder: &Path, tx: mpsc::Sender<()>) -> Option<watch::Watcher> {
     let wake = tx.clone();
-    let watched = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.map_or(true, |e| changes_content(&e)) {
-            let _ = wake.try_send(());
-        }
+    let watched = watch::watcher(move || {
+        let _ = wake.try_send(());
     })
-    .and_then(|mut w| {
-        w.watch(folder, notify::RecursiveMode::NonRecursive)
-            .map(|()| w)
-    });
+    .and_then(|mut w| watch::watch_folder(&mut w, folder).map(|()| w));
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(POLL).await;
@@ -237,19 +232,9 @@ pub fn watch(folder: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedW
     }
 }
 
-/// Whether a watcher's event may mean a new or changed decision. Each pass of the loop opens the
-/// folder and its files, which inotify reports as events too (notify watches `IN_OPEN`): waking
-/// on those would make every pass the cause of the next, a busy loop for the whole session.
-fn changes_content(event: &notify::Event) -> bool {
-    !matches!(event.kind, notify::EventKind::Access(_))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use claude_bottle_protocol::{Decision, Proposal, ProposalKind};
-    use notify::Watcher as _;
 
     use super::{Action, decide};
     use crate::testing::{capability, egress};
@@ -348,44 +333,5 @@ mod tests {
         );
         // A Dockerfile that ends in a continuation would swallow the appended step.
         assert!(!refused(decide(&p, &d, Ok("FROM base\nRUN true \\\n"))).is_empty());
-    }
-
-    /// A real inotify watcher on a folder, counting the events that pass `changes_content`.
-    fn watched(
-        dir: &std::path::Path,
-    ) -> (notify::RecommendedWatcher, std::sync::mpsc::Receiver<()>) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.map_or(true, |e| super::changes_content(&e)) {
-                let _ = tx.send(());
-            }
-        })
-        .expect("watcher");
-        w.watch(dir, notify::RecursiveMode::NonRecursive)
-            .expect("watch");
-        (w, rx)
-    }
-
-    #[test]
-    fn reading_the_decisions_folder_does_not_wake_its_own_watcher() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("a.json"), b"{}").expect("write");
-        // Let the write's own events (and the first read's atime update) pass.
-        std::fs::read(dir.path().join("a.json")).expect("read");
-        std::thread::sleep(Duration::from_millis(100));
-        let (_w, rx) = watched(dir.path());
-        for _ in 0..3 {
-            let _ = std::fs::read_dir(dir.path()).expect("list").count();
-            std::fs::read(dir.path().join("a.json")).expect("read");
-        }
-        assert!(
-            rx.recv_timeout(Duration::from_millis(300)).is_err(),
-            "listing and reading woke the watcher: a pass would cause the next"
-        );
-        std::fs::write(dir.path().join("b.json"), b"{}").expect("write");
-        assert!(
-            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
-            "a new decision wakes it"
-        );
     }
 }

@@ -7,7 +7,13 @@ use crate::prepare::{PrepareOptions, images};
 
 /// The images of `b` as a launch prepares them.
 async fn launch_images(b: &Bottle) -> Result<Prepared, BackendError> {
-    images(&b.fake, &b.opts().config, &b.plan, &PrepareOptions::default()).await
+    images(
+        &b.fake,
+        &b.opts().config,
+        &b.plan,
+        &PrepareOptions::default(),
+    )
+    .await
 }
 
 /// The engine answers that it stores images with `driver` on `backing_fs`.
