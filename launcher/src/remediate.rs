@@ -234,9 +234,11 @@ pub fn watch(folder: &Path, tx: mpsc::Sender<()>) -> Option<watch::Watcher> {
 
 #[cfg(test)]
 mod tests {
-    use claude_bottle_protocol::{Decision, Proposal, ProposalKind};
+    use claude_bottle_protocol::queue::Folder;
+    use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, to_json_pretty};
 
-    use super::{Action, decide};
+    use super::{Action, Decisions, decide};
+    use crate::state::{Queue, audit};
     use crate::testing::{capability, egress};
 
     fn proposal(kind: ProposalKind) -> Proposal {
@@ -333,5 +335,84 @@ mod tests {
         );
         // A Dockerfile that ends in a continuation would swallow the appended step.
         assert!(!refused(decide(&p, &d, Ok("FROM base\nRUN true \\\n"))).is_empty());
+    }
+
+    /// A state folder (in a temporary one) whose queue holds proposal `1-p` (a capability),
+    /// approved by a decision written by hand (`approve` would have audited it).
+    fn approved() -> (tempfile::TempDir, std::path::PathBuf, Queue, Proposal) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = tmp.path().join("app");
+        let q = Queue::open(&state).expect("queue");
+        let p = proposal(capability("ripgrep"));
+        std::fs::write(q.path(Folder::Proposals, &p.id), to_json_pretty(&p)).expect("file");
+        let d = Decision::approve_bound(&p, "", "op", 2);
+        std::fs::write(q.path(Folder::Decisions, &p.id), to_json_pretty(&d)).expect("decide");
+        (tmp, state, q, p)
+    }
+
+    #[test]
+    fn a_scan_returns_an_approval_once_and_a_decision_until_it_is_audited() {
+        let (_tmp, state, _q, p) = approved();
+        let mut decisions = Decisions::open(&state).expect("open");
+        let scan = decisions.scan();
+        let ids: Vec<_> = scan
+            .approvals
+            .iter()
+            .map(|a| a.proposal.id.clone())
+            .collect();
+        assert_eq!(ids, std::slice::from_ref(&p.id));
+        assert_eq!(scan.unaudited.len(), 1, "written by hand: not audited yet");
+        decisions.audit(&scan.unaudited[0]).expect("audit");
+        decisions.audit(&scan.unaudited[0]).expect("audit");
+        let audited = audit::read(&state).expect("audit log");
+        assert_eq!(audited.len(), 1, "audited once: {audited:?}");
+        let again = decisions.scan();
+        assert!(again.approvals.is_empty(), "one attempt per session");
+        assert!(again.unaudited.is_empty());
+        // A new session tries it again, unless its outcome is recorded.
+        assert_eq!(
+            Decisions::open(&state)
+                .expect("open")
+                .scan()
+                .approvals
+                .len(),
+            1
+        );
+        decisions
+            .record(&Applied::ok(p.id.clone(), "done", 3))
+            .expect("record");
+        assert!(
+            Decisions::open(&state)
+                .expect("open")
+                .scan()
+                .approvals
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_decision_without_its_proposal_and_an_unlistable_folder_read_as_nothing() {
+        let (_tmp, state, q, p) = approved();
+        let mut decisions = Decisions::open(&state).expect("open");
+        std::fs::remove_file(q.path(Folder::Proposals, &p.id)).expect("rm");
+        let scan = decisions.scan();
+        assert!(scan.approvals.is_empty() && scan.unaudited.is_empty());
+        let folder = decisions.folder();
+        std::fs::remove_dir_all(&folder).expect("rm");
+        std::fs::write(&folder, b"not a folder").expect("write");
+        let scan = decisions.scan();
+        assert!(scan.approvals.is_empty() && scan.unaudited.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_folder_that_cannot_be_watched_is_still_polled() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let watcher = super::watch(&tmp.path().join("missing"), tx);
+        assert!(watcher.is_none());
+        tokio::time::timeout(super::POLL * 2, rx.recv())
+            .await
+            .expect("the poll wakes it")
+            .expect("a wake");
     }
 }

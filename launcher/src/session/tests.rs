@@ -19,6 +19,7 @@ use crate::plan::BottlePlan;
 use crate::state::{Queue, audit};
 use crate::testing::{capability, egress};
 
+mod branches;
 mod prepare;
 
 /// Long enough for anything the fake does; a hang fails the test instead of blocking the suite.
@@ -107,6 +108,14 @@ impl Bottle {
         Running { task, signals }
     }
 
+    /// Start a session that stops at `op` (until released) and wait until it got there.
+    async fn start_held(&self, op: Op) -> Running {
+        self.fake.hold(op);
+        let r = self.start(self.opts());
+        within(self.fake.held(op)).await;
+        r
+    }
+
     /// Start a session and wait until it runs: launched, its agent started and its chain up.
     async fn run_with(&self, opts: SessionOptions) -> Running {
         let (agents, chains) = (
@@ -141,6 +150,13 @@ impl Bottle {
             .decide(&Decision::approve_bound(&p, "ok", "op", audit::now()))
             .expect("decide");
         p
+    }
+
+    /// Approve capability `id` (ripgrep) and wait until carrying it out stops at `op`.
+    async fn approve_held(&self, id: &str, op: Op) {
+        self.fake.hold(op);
+        self.approve(id, capability("ripgrep"));
+        within(self.fake.held(op)).await;
     }
 
     /// [`Bottle::approve`], then wait for the record of what it did.
@@ -200,6 +216,23 @@ impl Bottle {
 
     fn agent(&self) -> super::fake::Container {
         self.fake.state().containers[&format!("{}-agent", self.slug())].clone()
+    }
+
+    /// The engine answers that it stores images with `driver` on `backing_fs`.
+    fn engine_stores_with(&self, driver: &str, backing_fs: Option<&str>) {
+        self.fake.state().engine = crate::backend::EngineFacts {
+            storage_driver: driver.into(),
+            backing_fs: backing_fs.map(Into::into),
+            runtimes: vec!["runc".into()],
+        };
+    }
+
+    /// `applied` says the session ended before the rebuilt agent could start, and none was.
+    fn swap_dropped(&self, applied: &Applied) {
+        assert_eq!(applied.outcome, AppliedOutcome::Failed);
+        let ended = "the session ended before the rebuilt agent could start";
+        assert!(applied.detail.contains(ended), "{}", applied.detail);
+        assert_eq!(self.fake.count(Op::SwapIn), 0);
     }
 
     /// The operator's terminal says `text`.
@@ -425,9 +458,7 @@ async fn an_approval_refused_before_launch_is_said_as_a_refusal() {
 #[tokio::test]
 async fn an_agent_that_ends_while_its_chain_is_created_waits_for_it_before_the_teardown() {
     let b = Bottle::new();
-    b.fake.hold(Op::StartSidecars);
-    let r = b.start(b.opts());
-    within(b.fake.held(Op::StartSidecars)).await;
+    let r = b.start_held(Op::StartSidecars).await;
     within(b.fake.reached(Op::RunAgent, 1)).await;
     b.fake.exit_agent(b.slug(), 4);
     // Not ended yet: the chain's containers are still being made.
@@ -481,12 +512,8 @@ async fn a_failed_chain_stops_the_agent_and_ends_the_session_naming_it() {
 /// ends with the chain's failure once that step goes on. Returns the bottle, for its record.
 async fn chain_fails_during(step: Op) -> Bottle {
     let b = Bottle::new();
-    b.fake.hold(Op::AwaitSidecars);
-    let r = b.start(b.opts());
-    within(b.fake.held(Op::AwaitSidecars)).await;
-    b.fake.hold(step);
-    b.approve("1-cap", capability("ripgrep"));
-    within(b.fake.held(step)).await;
+    let r = b.start_held(Op::AwaitSidecars).await;
+    b.approve_held("1-cap", step).await;
     b.fake.fail(Op::AwaitSidecars, "pipelock exited (code 1)");
     b.fake.release(Op::AwaitSidecars);
     within(b.fake.finished(Op::AwaitSidecars)).await;
@@ -509,15 +536,7 @@ async fn a_chain_that_fails_during_a_swap_ends_the_session_after_it() {
 async fn a_chain_that_fails_while_a_rebuilt_agent_waits_drops_the_swap() {
     let b = chain_fails_during(Op::StopAgent).await;
     let applied = b.applied("1-cap").expect("applied");
-    assert_eq!(applied.outcome, AppliedOutcome::Failed);
-    assert!(
-        applied
-            .detail
-            .contains("the session ended before the rebuilt agent could start"),
-        "{}",
-        applied.detail
-    );
-    assert_eq!(b.fake.count(Op::SwapIn), 0);
+    b.swap_dropped(&applied);
 }
 
 #[tokio::test]
@@ -585,9 +604,7 @@ async fn a_successor_that_cannot_be_created_or_swapped_in_ends_the_session_and_i
 #[tokio::test]
 async fn an_agent_that_ends_during_a_rebuild_ends_the_session_and_the_approval_waits() {
     let (b, r) = Bottle::running().await;
-    b.fake.hold(Op::Build);
-    b.approve("1-cap", capability("ripgrep"));
-    within(b.fake.held(Op::Build)).await;
+    b.approve_held("1-cap", Op::Build).await;
     b.exits(r, 0).await;
     assert_eq!(b.applied("1-cap"), None, "applied at the next start");
     let r = b.run().await;
@@ -738,9 +755,7 @@ async fn a_crash_between_any_two_steps_of_an_approval_is_repaired_at_the_next_st
     for op in swap {
         let (b, r) = Bottle::running().await;
         within(b.fake.reached(Op::WarmRootStep, 1)).await;
-        b.fake.hold(op);
-        b.approve("1-cap", capability("ripgrep"));
-        within(b.fake.held(op)).await;
+        b.approve_held("1-cap", op).await;
         r.kill().await;
         let r = b.run().await;
         let applied = b.applied("1-cap").expect("applied at the next start");

@@ -1,7 +1,7 @@
 //! [`crate::prepare::images`] on the fake: what it asks the engine, and what it decides.
 
 use super::*;
-use crate::backend::{BackendError, EngineFacts, Prepared};
+use crate::backend::{BackendError, Prepared};
 use crate::config::DiskLimit;
 use crate::prepare::{PrepareOptions, images};
 
@@ -14,15 +14,6 @@ async fn launch_images(b: &Bottle) -> Result<Prepared, BackendError> {
         &PrepareOptions::default(),
     )
     .await
-}
-
-/// The engine answers that it stores images with `driver` on `backing_fs`.
-fn engine_stores_with(b: &Bottle, driver: &str, backing_fs: Option<&str>) {
-    b.fake.state().engine = EngineFacts {
-        storage_driver: driver.into(),
-        backing_fs: backing_fs.map(Into::into),
-        runtimes: vec!["runc".into()],
-    };
 }
 
 #[tokio::test]
@@ -98,7 +89,7 @@ async fn a_runtime_the_engine_lacks_is_refused_naming_what_it_has() {
 #[tokio::test]
 async fn a_driver_that_cannot_bound_the_disk_warns_or_refuses_as_the_operator_asked() {
     let mut b = Bottle::new();
-    engine_stores_with(&b, "fuse-overlayfs", None);
+    b.engine_stores_with("fuse-overlayfs", None);
     let prepared = launch_images(&b)
         .await
         .expect("the default bound only warns");
@@ -124,7 +115,7 @@ async fn a_driver_that_cannot_bound_the_disk_warns_or_refuses_as_the_operator_as
 #[tokio::test]
 async fn a_driver_that_takes_the_size_bounds_the_agent() {
     let b = Bottle::new();
-    engine_stores_with(&b, "overlay2", Some("xfs"));
+    b.engine_stores_with("overlay2", Some("xfs"));
     let prepared = launch_images(&b).await.expect("prepare");
     assert_eq!(b.fake.count(Op::AcceptsDiskSize), 1);
     assert!(prepared.agent_disk.is_some());
