@@ -31,3 +31,11 @@ pub fn proposal(id: &str, bottle: &str, kind: ProposalKind, created: u64) -> Pro
         created,
     )
 }
+
+/// `text` says each of `parts`.
+#[track_caller]
+pub fn says_all(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "{part:?} not in: {text}");
+    }
+}
