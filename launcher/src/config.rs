@@ -153,14 +153,13 @@ pub struct ConfigIssues {
 
 impl fmt::Display for ConfigIssues {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, issue) in self.issues.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            let path = self.path.display();
-            write!(f, "{path}:{}: {}: {}", issue.line, issue.key, issue.problem)?;
-        }
-        Ok(())
+        let path = self.path.display();
+        let lines: Vec<String> = self
+            .issues
+            .iter()
+            .map(|i| format!("{path}:{}: {}: {}", i.line, i.key, i.problem))
+            .collect();
+        f.write_str(&lines.join("\n"))
     }
 }
 

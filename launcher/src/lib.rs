@@ -20,6 +20,8 @@ pub mod secret;
 pub mod session;
 pub mod stage;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 
 pub use cli::run;

@@ -19,9 +19,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use claude_bottle_io::watch;
 use claude_bottle_protocol::queue::Folder;
 use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, Verdict};
-use notify::Watcher as _;
 use tokio::sync::mpsc;
 
 use crate::state::{self, Queue, audit, dockerfile};
@@ -204,17 +204,12 @@ fn audited_decisions(state_dir: &Path) -> HashSet<String> {
 /// and every [`POLL`] in any case (mounts where inotify does not work, and a uid whose inotify
 /// instances or watches are used up). Returns the watcher to keep alive; `None` when it could not
 /// be set up (then only the poll wakes, and the operator is told why).
-pub fn watch(folder: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+pub fn watch(folder: &Path, tx: mpsc::Sender<()>) -> Option<watch::Watcher> {
     let wake = tx.clone();
-    let watched = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.map_or(true, |e| changes_content(&e)) {
-            let _ = wake.try_send(());
-        }
+    let watched = watch::watcher(move || {
+        let _ = wake.try_send(());
     })
-    .and_then(|mut w| {
-        w.watch(folder, notify::RecursiveMode::NonRecursive)
-            .map(|()| w)
-    });
+    .and_then(|mut w| watch::watch_folder(&mut w, folder).map(|()| w));
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(POLL).await;
@@ -237,47 +232,17 @@ pub fn watch(folder: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedW
     }
 }
 
-/// Whether a watcher's event may mean a new or changed decision. Each pass of the loop opens the
-/// folder and its files, which inotify reports as events too (notify watches `IN_OPEN`): waking
-/// on those would make every pass the cause of the next, a busy loop for the whole session.
-fn changes_content(event: &notify::Event) -> bool {
-    !matches!(event.kind, notify::EventKind::Access(_))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use claude_bottle_protocol::queue::Folder;
+    use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, to_json_pretty};
 
-    use claude_bottle_protocol::{
-        BottleName, Capability, Decision, Egress, HostName, Proposal, ProposalId, ProposalKind,
-    };
-    use notify::Watcher as _;
-
-    use super::{Action, decide};
+    use super::{Action, Decisions, decide};
+    use crate::state::{Queue, audit};
+    use crate::testing::{capability, egress};
 
     fn proposal(kind: ProposalKind) -> Proposal {
-        Proposal::new(
-            ProposalId::new("1-p").expect("id"),
-            BottleName::new("app").expect("name"),
-            kind,
-            "needed".into(),
-            vec![],
-            1,
-        )
-    }
-
-    fn capability(apt: &str) -> ProposalKind {
-        ProposalKind::Capability(Capability {
-            apt: vec![apt.into()],
-            dockerfile_lines: vec![],
-        })
-    }
-
-    fn egress(host: &str) -> ProposalKind {
-        ProposalKind::Egress(Egress {
-            host: HostName::new(host).expect("host"),
-            port: None,
-        })
+        crate::testing::proposal("1-p", "app", kind, 1)
     }
 
     fn refused(action: Action) -> String {
@@ -372,42 +337,82 @@ mod tests {
         assert!(!refused(decide(&p, &d, Ok("FROM base\nRUN true \\\n"))).is_empty());
     }
 
-    /// A real inotify watcher on a folder, counting the events that pass `changes_content`.
-    fn watched(
-        dir: &std::path::Path,
-    ) -> (notify::RecommendedWatcher, std::sync::mpsc::Receiver<()>) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.map_or(true, |e| super::changes_content(&e)) {
-                let _ = tx.send(());
-            }
-        })
-        .expect("watcher");
-        w.watch(dir, notify::RecursiveMode::NonRecursive)
-            .expect("watch");
-        (w, rx)
+    /// A state folder (in a temporary one) whose queue holds proposal `1-p` (a capability),
+    /// approved by a decision written by hand (`approve` would have audited it).
+    fn approved() -> (tempfile::TempDir, std::path::PathBuf, Queue, Proposal) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let state = tmp.path().join("app");
+        let q = Queue::open(&state).expect("queue");
+        let p = proposal(capability("ripgrep"));
+        std::fs::write(q.path(Folder::Proposals, &p.id), to_json_pretty(&p)).expect("file");
+        let d = Decision::approve_bound(&p, "", "op", 2);
+        std::fs::write(q.path(Folder::Decisions, &p.id), to_json_pretty(&d)).expect("decide");
+        (tmp, state, q, p)
     }
 
     #[test]
-    fn reading_the_decisions_folder_does_not_wake_its_own_watcher() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("a.json"), b"{}").expect("write");
-        // Let the write's own events (and the first read's atime update) pass.
-        std::fs::read(dir.path().join("a.json")).expect("read");
-        std::thread::sleep(Duration::from_millis(100));
-        let (_w, rx) = watched(dir.path());
-        for _ in 0..3 {
-            let _ = std::fs::read_dir(dir.path()).expect("list").count();
-            std::fs::read(dir.path().join("a.json")).expect("read");
-        }
-        assert!(
-            rx.recv_timeout(Duration::from_millis(300)).is_err(),
-            "listing and reading woke the watcher: a pass would cause the next"
+    fn a_scan_returns_an_approval_once_and_a_decision_until_it_is_audited() {
+        let (_tmp, state, _q, p) = approved();
+        let mut decisions = Decisions::open(&state).expect("open");
+        let scan = decisions.scan();
+        let ids: Vec<_> = scan
+            .approvals
+            .iter()
+            .map(|a| a.proposal.id.clone())
+            .collect();
+        assert_eq!(ids, std::slice::from_ref(&p.id));
+        assert_eq!(scan.unaudited.len(), 1, "written by hand: not audited yet");
+        decisions.audit(&scan.unaudited[0]).expect("audit");
+        decisions.audit(&scan.unaudited[0]).expect("audit");
+        let audited = audit::read(&state).expect("audit log");
+        assert_eq!(audited.len(), 1, "audited once: {audited:?}");
+        let again = decisions.scan();
+        assert!(again.approvals.is_empty(), "one attempt per session");
+        assert!(again.unaudited.is_empty());
+        // A new session tries it again, unless its outcome is recorded.
+        assert_eq!(
+            Decisions::open(&state)
+                .expect("open")
+                .scan()
+                .approvals
+                .len(),
+            1
         );
-        std::fs::write(dir.path().join("b.json"), b"{}").expect("write");
+        decisions
+            .record(&Applied::ok(p.id.clone(), "done", 3))
+            .expect("record");
         assert!(
-            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
-            "a new decision wakes it"
+            Decisions::open(&state)
+                .expect("open")
+                .scan()
+                .approvals
+                .is_empty()
         );
+    }
+
+    #[test]
+    fn a_decision_without_its_proposal_and_an_unlistable_folder_read_as_nothing() {
+        let (_tmp, state, q, p) = approved();
+        let mut decisions = Decisions::open(&state).expect("open");
+        std::fs::remove_file(q.path(Folder::Proposals, &p.id)).expect("rm");
+        let scan = decisions.scan();
+        assert!(scan.approvals.is_empty() && scan.unaudited.is_empty());
+        let folder = decisions.folder();
+        std::fs::remove_dir_all(&folder).expect("rm");
+        std::fs::write(&folder, b"not a folder").expect("write");
+        let scan = decisions.scan();
+        assert!(scan.approvals.is_empty() && scan.unaudited.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_folder_that_cannot_be_watched_is_still_polled() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+        let watcher = super::watch(&tmp.path().join("missing"), tx);
+        assert!(watcher.is_none());
+        tokio::time::timeout(super::POLL * 2, rx.recv())
+            .await
+            .expect("the poll wakes it")
+            .expect("a wake");
     }
 }

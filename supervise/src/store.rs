@@ -18,10 +18,10 @@ use claude_bottle_protocol::wire::{ConfigFile, ErrorCode, ProposalStatus, Respon
 use claude_bottle_protocol::{
     Applied, BottleName, Decision, Proposal, ProposalId, ProposalKind, to_json_pretty,
 };
-use notify::Watcher;
 use tokio::sync::{oneshot, watch};
 
 use claude_bottle_io::fs::{self, FsError, Overwrite};
+use claude_bottle_io::watch as folders;
 
 use crate::limits::RateLimit;
 use crate::listing;
@@ -182,19 +182,19 @@ pub fn start(cfg: StoreConfig) -> Result<StoreHandle, StoreError> {
 }
 
 /// Asks `notify` to send a rescan on any change in `decisions/` or `applied/`; `None` when the
-/// platform refuses (the slow poll still covers it).
+/// platform refuses (the slow poll still covers it). A rescan's own reads do not wake it.
 fn watch_records(
     cfg: &StoreConfig,
     tx: SyncSender<Command>,
     queued: Arc<AtomicBool>,
-) -> Option<notify::RecommendedWatcher> {
-    let handler = move |res: notify::Result<notify::Event>| {
-        if res.is_ok_and(|e| changes_content(&e)) && !queued.swap(true, Ordering::AcqRel) {
+) -> Option<folders::Watcher> {
+    let wake = move || {
+        if !queued.swap(true, Ordering::AcqRel) {
             // A full inbox is fine to miss: the poll rescans soon anyway.
             let _ = tx.try_send(Command::Rescan);
         }
     };
-    let mut watcher = match notify::recommended_watcher(handler) {
+    let mut watcher = match folders::watcher(wake) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "failed to start the file watcher; polling only");
@@ -203,18 +203,11 @@ fn watch_records(
     };
     for folder in [Folder::Decisions, Folder::Applied] {
         let dir = cfg.queue_dir.join(folder.dir_name());
-        if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        if let Err(e) = folders::watch_folder(&mut watcher, &dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "failed to watch; polling only");
         }
     }
     Some(watcher)
-}
-
-/// Whether a watcher's event may mean a new or changed record. A rescan opens the folders and
-/// their files, which inotify reports too (notify watches `IN_OPEN`): a rescan on those would
-/// cause the next one, a busy loop for as long as supervise runs.
-fn changes_content(event: &notify::Event) -> bool {
-    !matches!(event.kind, notify::EventKind::Access(_))
 }
 
 impl Store {
@@ -519,41 +512,4 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use notify::Watcher as _;
-
-    #[test]
-    fn a_rescan_reading_the_folders_does_not_wake_the_watcher() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("a.json"), b"{}").expect("write");
-        std::fs::read(dir.path().join("a.json")).expect("read");
-        std::thread::sleep(Duration::from_millis(100));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if res.is_ok_and(|e| super::changes_content(&e)) {
-                let _ = tx.send(());
-            }
-        })
-        .expect("watcher");
-        w.watch(dir.path(), notify::RecursiveMode::NonRecursive)
-            .expect("watch");
-        for _ in 0..3 {
-            let _ = std::fs::read_dir(dir.path()).expect("list").count();
-            std::fs::read(dir.path().join("a.json")).expect("read");
-        }
-        assert!(
-            rx.recv_timeout(Duration::from_millis(300)).is_err(),
-            "a rescan's reads woke the watcher: each rescan would cause the next"
-        );
-        std::fs::write(dir.path().join("b.json"), b"{}").expect("write");
-        assert!(
-            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
-            "a new record wakes it"
-        );
-    }
 }

@@ -6,14 +6,12 @@
 //! readiness line); the constants are the parts the helpers use.
 
 use claude_bottle::egress::dlp::PATTERNS_JSON;
-use claude_bottle::egress::images::from_base;
+use claude_bottle::egress::images::{EGRESS_PROXY_DLP, from_base};
 use claude_bottle::image::{ImageError, ImageRecipe};
 
 const STANDIN_DOCKERFILE: &str = include_str!("../../docker/pipelock-standin/Dockerfile");
 const STANDIN_ADDON: &str = include_str!("../../docker/pipelock-standin/standin.py");
 const STANDIN_START: &str = include_str!("../../docker/pipelock-standin/start.sh");
-/// The egress-proxy's DLP module: the stand-in scans requests with the same code.
-const EGRESS_PROXY_DLP: &str = include_str!("../../docker/egress-proxy/dlp.py");
 const TEST_INTERNET_DOCKERFILE: &str = include_str!("../../docker/test-internet/Dockerfile");
 const TEST_INTERNET_SERVER: &str = include_str!("../../docker/test-internet/server.py");
 

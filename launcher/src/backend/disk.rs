@@ -174,14 +174,15 @@ mod tests {
             panic!("a warning");
         };
         assert!(!warning.contains('\n'), "one line: {warning}");
-        for want in [
-            "not bounded",
-            "fuse-overlayfs",
-            "overlay2 storage driver on xfs",
-            "pquota",
-        ] {
-            assert!(warning.contains(want), "{want}: {warning}");
-        }
+        crate::testing::says_all(
+            &warning,
+            &[
+                "not bounded",
+                "fuse-overlayfs",
+                "overlay2 storage driver on xfs",
+                "pquota",
+            ],
+        );
         let DiskPlan::Refuse { why } = decide(explicit(), &no) else {
             panic!("refused");
         };

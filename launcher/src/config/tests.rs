@@ -18,6 +18,13 @@ fn write(home: &Path, text: &str) -> PathBuf {
     path
 }
 
+/// A home whose config.toml reads `text`, and the file's path.
+fn home_with(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = write(home.path(), text);
+    (home, path)
+}
+
 #[test]
 fn no_file_no_env_gives_defaults() {
     let home = tempfile::tempdir().expect("tempdir");
@@ -36,9 +43,7 @@ fn no_file_no_env_gives_defaults() {
 
 #[test]
 fn file_values_are_read() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let path = write(
-        home.path(),
+    let (home, path) = home_with(
         "base_image = \"claude-bottle/base:bookworm\"\nbin_dir = \"bin\"\n\
          pipelock_image = \"pipelock:test\"\n[agent]\nmemory = \"512m\"\npids = 64\n",
     );
@@ -85,11 +90,7 @@ fn bad_env_image_is_an_error() {
 
 #[test]
 fn unknown_key_names_file_and_line() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let path = write(
-        home.path(),
-        "base_image = \"a:b\"\n\n[agent]\nmemroy = \"1g\"\n",
-    );
+    let (home, path) = home_with("base_image = \"a:b\"\n\n[agent]\nmemroy = \"1g\"\n");
     let err = load(home.path(), &[]).expect_err("must fail");
     let msg = err.to_string();
     let want = format!(
@@ -103,11 +104,7 @@ fn unknown_key_names_file_and_line() {
 
 #[test]
 fn all_invalid_values_are_reported_together() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let path = write(
-        home.path(),
-        "base_image = \"\"\n[agent]\nmemory = \"4x\"\npids = 3\n",
-    );
+    let (home, path) = home_with("base_image = \"\"\n[agent]\nmemory = \"4x\"\npids = 3\n");
     let err = load(home.path(), &[]).expect_err("must fail");
     let ConfigError::Invalid(issues) = &err else {
         panic!("expected Invalid, got {err:?}");
@@ -187,30 +184,23 @@ fn search_path_prefers_the_static_builds_over_cargos_copies() {
     std::fs::create_dir_all(&exe_dir).expect("mkdir");
     std::fs::create_dir_all(&static_dir).expect("mkdir");
     std::fs::write(static_dir.join("claude-bottle-supervise"), b"x").expect("write");
+    // As the search names it: beside the launcher's folder, not canonicalized.
+    let static_copy = exe_dir
+        .join("..")
+        .join("static")
+        .join("claude-bottle-supervise");
     let config = Config::default();
     let found = config
         .binary_in("claude-bottle-supervise", &exe_dir)
         .expect("found in ../static");
-    assert_eq!(
-        found,
-        exe_dir
-            .join("..")
-            .join("static")
-            .join("claude-bottle-supervise")
-    );
+    assert_eq!(found, static_copy);
 
     // cargo's dynamically linked copy next to the launcher does not win over the static one.
     std::fs::write(exe_dir.join("claude-bottle-supervise"), b"x").expect("write");
     let found = config
         .binary_in("claude-bottle-supervise", &exe_dir)
         .expect("still the static one");
-    assert_eq!(
-        found,
-        exe_dir
-            .join("..")
-            .join("static")
-            .join("claude-bottle-supervise")
-    );
+    assert_eq!(found, static_copy);
     // Without a static folder, the copy next to the launcher (an installed release) is used.
     std::fs::remove_dir_all(&static_dir).expect("rm static");
     let found = config
@@ -280,25 +270,6 @@ fn snapshot_limit_has_a_default_a_key_and_an_override() {
 }
 
 #[test]
-fn a_snapshot_limit_too_small_or_unreadable_is_an_error() {
-    let home = tempfile::tempdir().expect("tempdir");
-    let path = write(home.path(), "snapshot_max_bytes = \"10k\"\n");
-    let msg = load(home.path(), &[]).expect_err("too small").to_string();
-    assert!(
-        msg.contains(&format!("{}:1: snapshot_max_bytes: ", path.display()))
-            && msg.contains("minimum 1m"),
-        "{msg}"
-    );
-    std::fs::remove_file(&path).expect("rm");
-    let err = load(home.path(), &[(ENV_SNAPSHOT_MAX_BYTES, "lots")]).expect_err("not a size");
-    assert!(
-        err.to_string()
-            .starts_with("failed to use $CLAUDE_BOTTLE_SNAPSHOT_MAX_BYTES:"),
-        "{err}"
-    );
-}
-
-#[test]
 fn the_disk_bound_is_implicit_by_default_and_explicit_when_set() {
     let home = tempfile::tempdir().expect("tempdir");
     let implicit = DiskLimit::Bytes {
@@ -319,18 +290,35 @@ fn the_disk_bound_is_implicit_by_default_and_explicit_when_set() {
     );
     let env = load(home.path(), &[(ENV_AGENT_DISK, "none")]).expect("load");
     assert_eq!(env.agent_limits.disk, DiskLimit::Unbounded);
-    let path = write(home.path(), "[agent]\ndisk = \"1m\"\n");
-    let msg = load(home.path(), &[]).expect_err("too small").to_string();
-    assert!(
-        msg.contains(&format!("{}:2: agent.disk: ", path.display()))
-            && msg.contains("minimum 256m"),
-        "{msg}"
-    );
-    std::fs::remove_file(&path).expect("rm");
-    let err = load(home.path(), &[(ENV_AGENT_DISK, "lots")]).expect_err("not a size");
-    assert!(
-        err.to_string()
-            .starts_with("failed to use $CLAUDE_BOTTLE_AGENT_DISK:"),
-        "{err}"
-    );
+}
+
+#[test]
+fn a_size_too_small_or_unreadable_is_an_error() {
+    // (the file, where its error points, the minimum, the variable that overrides the key)
+    for (text, at, minimum, var) in [
+        (
+            "snapshot_max_bytes = \"10k\"\n",
+            "1: snapshot_max_bytes",
+            "minimum 1m",
+            ENV_SNAPSHOT_MAX_BYTES,
+        ),
+        (
+            "[agent]\ndisk = \"1m\"\n",
+            "2: agent.disk",
+            "minimum 256m",
+            ENV_AGENT_DISK,
+        ),
+    ] {
+        let (home, path) = home_with(text);
+        let msg = load(home.path(), &[]).expect_err("too small").to_string();
+        assert!(
+            msg.contains(&format!("{}:{at}: ", path.display())) && msg.contains(minimum),
+            "{msg}"
+        );
+        std::fs::remove_file(&path).expect("rm");
+        let msg = load(home.path(), &[(var, "lots")])
+            .expect_err("not a size")
+            .to_string();
+        assert!(msg.starts_with(&format!("failed to use ${var}:")), "{msg}");
+    }
 }

@@ -15,7 +15,8 @@ use crate::image::{
 const EGRESS_PROXY_DOCKERFILE: &str = include_str!("../../../docker/egress-proxy/Dockerfile");
 const EGRESS_PROXY_ADDON: &str = include_str!("../../../docker/egress-proxy/addon.py");
 const EGRESS_PROXY_START: &str = include_str!("../../../docker/egress-proxy/start.sh");
-const EGRESS_PROXY_DLP: &str = include_str!("../../../docker/egress-proxy/dlp.py");
+/// egress-proxy: its DLP module (the tests' pipelock stand-in scans requests with it too).
+pub const EGRESS_PROXY_DLP: &str = include_str!("../../../docker/egress-proxy/dlp.py");
 
 /// egress-proxy: the upstream proxy URL (`http://pipelock:8888`); required.
 pub const EGRESS_PROXY_UPSTREAM_ENV: &str = "EGRESS_PROXY_UPSTREAM";

@@ -346,61 +346,71 @@ mod tests {
         DockerIgnore::parse(text).expect("valid .dockerignore")
     }
 
+    /// `.dockerignore` text `patterns` excludes every path of `excluded` and none of `kept`.
+    #[track_caller]
+    fn excludes(patterns: &str, excluded: &[&str], kept: &[&str]) -> DockerIgnore {
+        let ig = ignore(patterns);
+        for path in excluded {
+            assert!(ig.is_excluded(path), "{patterns:?} must exclude {path:?}");
+        }
+        for path in kept {
+            assert!(!ig.is_excluded(path), "{patterns:?} must keep {path:?}");
+        }
+        ig
+    }
+
     #[test]
     fn star_and_question_stay_within_a_directory() {
-        let ig = ignore("*.log\nsrc/?.rs\n");
-        assert!(ig.is_excluded("a.log"));
-        assert!(
-            !ig.is_excluded("logs/a.log"),
-            "* does not cross / and the root is implied"
+        // `*` does not cross `/`, and the root is implied.
+        excludes(
+            "*.log\nsrc/?.rs\n",
+            &["a.log", "src/a.rs"],
+            &["logs/a.log", "src/ab.rs", "src/a/b.rs"],
         );
-        assert!(ig.is_excluded("src/a.rs"));
-        assert!(!ig.is_excluded("src/ab.rs"));
-        assert!(!ig.is_excluded("src/a/b.rs"));
     }
 
     #[test]
     fn a_matching_parent_excludes_everything_below() {
-        let ig = ignore("node_modules\ntarget/\n");
-        assert!(ig.is_excluded("node_modules"));
-        assert!(ig.is_excluded("node_modules/x/y.js"));
-        assert!(ig.is_excluded("target/debug/app"));
-        assert!(
-            !ig.is_excluded("web/node_modules/x.js"),
-            "unanchored names match at the root only"
+        // Unanchored names match at the root only.
+        excludes(
+            "node_modules\ntarget/\n",
+            &["node_modules", "node_modules/x/y.js", "target/debug/app"],
+            &["web/node_modules/x.js"],
         );
     }
 
     #[test]
     fn double_star_spans_directories() {
-        let ig = ignore("**/node_modules\ndocs/**/*.png\nbuild/**\n");
-        assert!(ig.is_excluded("node_modules/a"));
-        assert!(ig.is_excluded("web/app/node_modules/a/b"));
-        assert!(ig.is_excluded("docs/a.png"));
-        assert!(ig.is_excluded("docs/x/y/a.png"));
-        assert!(!ig.is_excluded("docs/a.jpg"));
-        assert!(ig.is_excluded("build/x/y"));
-        assert!(!ig.is_excluded("builder"));
+        excludes(
+            "**/node_modules\ndocs/**/*.png\nbuild/**\n",
+            &[
+                "node_modules/a",
+                "web/app/node_modules/a/b",
+                "docs/a.png",
+                "docs/x/y/a.png",
+                "build/x/y",
+            ],
+            &["docs/a.jpg", "builder"],
+        );
     }
 
     #[test]
     fn last_match_wins_with_exceptions() {
-        let ig = ignore("*.md\n!README.md\nREADME*.md\n!README-keep.md\n");
-        assert!(ig.is_excluded("NOTES.md"));
-        assert!(
-            ig.is_excluded("README.md"),
-            "a later pattern excludes it again"
+        // README.md: excepted, then a later pattern excludes it again.
+        excludes(
+            "*.md\n!README.md\nREADME*.md\n!README-keep.md\n",
+            &["NOTES.md", "README.md"],
+            &["README-keep.md", "main.rs"],
         );
-        assert!(!ig.is_excluded("README-keep.md"));
-        assert!(!ig.is_excluded("main.rs"));
     }
 
     #[test]
     fn exception_inside_excluded_directory() {
-        let ig = ignore("vendor\n!vendor/keep.txt\n");
-        assert!(ig.is_excluded("vendor"));
-        assert!(ig.is_excluded("vendor/other.txt"));
-        assert!(!ig.is_excluded("vendor/keep.txt"));
+        let ig = excludes(
+            "vendor\n!vendor/keep.txt\n",
+            &["vendor", "vendor/other.txt"],
+            &["vendor/keep.txt"],
+        );
         assert!(
             !ig.can_skip_dir("vendor"),
             "the walk must enter vendor/ to find keep.txt"
@@ -411,37 +421,26 @@ mod tests {
 
     #[test]
     fn comments_whitespace_and_cleaning() {
-        let ig = ignore(
+        // Only a `#` in the first column starts a comment.
+        excludes(
             "\u{feff}# comment\n   \n  ./secrets/../.env  \n/abs.txt\n#not-a-comment-if-indented\n  #x\n",
+            &[".env", "abs.txt", "#x"],
+            &["# comment", "secrets"],
         );
-        assert!(ig.is_excluded(".env"));
-        assert!(ig.is_excluded("abs.txt"));
-        assert!(!ig.is_excluded("# comment"));
-        assert!(
-            ig.is_excluded("#x"),
-            "only a # in the first column starts a comment"
-        );
-        assert!(!ig.is_excluded("secrets"));
     }
 
     #[test]
     fn classes_and_escapes() {
-        let ig = ignore("file[0-9].txt\nlog[^a-c]\n\\*literal\n[\\]]x\n");
-        assert!(ig.is_excluded("file7.txt"));
-        assert!(!ig.is_excluded("fileA.txt"));
-        assert!(ig.is_excluded("logd"));
-        assert!(!ig.is_excluded("logb"));
-        assert!(ig.is_excluded("*literal"));
-        assert!(!ig.is_excluded("xliteral"));
-        assert!(ig.is_excluded("]x"));
+        excludes(
+            "file[0-9].txt\nlog[^a-c]\n\\*literal\n[\\]]x\n",
+            &["file7.txt", "logd", "*literal", "]x"],
+            &["fileA.txt", "logb", "xliteral"],
+        );
     }
 
     #[test]
     fn regex_metacharacters_are_literal() {
-        let ig = ignore("a.b\n(x)+|{y}$\n");
-        assert!(ig.is_excluded("a.b"));
-        assert!(!ig.is_excluded("axb"));
-        assert!(ig.is_excluded("(x)+|{y}$"));
+        excludes("a.b\n(x)+|{y}$\n", &["a.b", "(x)+|{y}$"], &["axb"]);
     }
 
     #[test]
@@ -468,47 +467,32 @@ mod tests {
     /// `build` (`patternmatcher.go`, `suffixMatch` and `prefixMatch`).
     #[test]
     fn double_star_at_either_end_compares_text_as_moby_does() {
-        let ig = ignore("**.log\nbuild**\n");
-        assert!(ig.is_excluded("a.log"));
-        assert!(ig.is_excluded("x/y/b.log"));
-        assert!(!ig.is_excluded("xlog"));
-        assert!(ig.is_excluded("builder"));
-        assert!(ig.is_excluded("build/x"));
-        assert!(!ig.is_excluded("rebuild"));
-        let all = ignore("**\n!keep\n");
-        assert!(all.is_excluded("anything/at/all"));
-        assert!(!all.is_excluded("keep"));
+        excludes(
+            "**.log\nbuild**\n",
+            &["a.log", "x/y/b.log", "builder", "build/x"],
+            &["xlog", "rebuild"],
+        );
+        excludes("**\n!keep\n", &["anything/at/all"], &["keep"]);
         // `**/name` is the name anywhere, the top included.
-        let ig = ignore("**/.env\n");
-        assert!(ig.is_excluded(".env"));
-        assert!(ig.is_excluded("a/b/.env"));
-        assert!(!ig.is_excluded("a/x.env"));
+        excludes("**/.env\n", &[".env", "a/b/.env"], &["a/x.env"]);
     }
 
     /// The expression is Go's: inside a class `[` and `&&` are plain characters, `\d` is an
-    /// ASCII digit, a `*` inside brackets is moby's `[^/]*` (so `[*]` is a class of `[`, `^`, `/`,
-    /// repeated, then `]`).
+    /// ASCII digit (not `v\u{663}`), a `*` inside brackets is moby's `[^/]*` (so `[*]` is a class
+    /// of `[`, `^`, `/`, repeated, then `]`), `\b` is Go's ASCII word boundary.
     #[test]
     fn expressions_mean_what_they_mean_to_gos_regexp() {
-        let ig = ignore("[a&&b]\nv\\d\nn[[:digit:]]\n[*]\n");
-        assert!(ig.is_excluded("&"));
-        assert!(ig.is_excluded("a"));
-        assert!(!ig.is_excluded("c"));
-        assert!(ig.is_excluded("v7"));
-        assert!(!ig.is_excluded("vd"));
-        assert!(!ig.is_excluded("v\u{663}"), "Go's \\d is ASCII only");
-        assert!(ig.is_excluded("n5"));
-        assert!(ig.is_excluded("]"));
-        assert!(ig.is_excluded("[^]"));
-        assert!(!ig.is_excluded("*"));
-        // `\b` is Go's ASCII word boundary.
-        let ig = ignore("x\\b\n");
-        assert!(ig.is_excluded("x"));
+        excludes(
+            "[a&&b]\nv\\d\nn[[:digit:]]\n[*]\n",
+            &["&", "a", "v7", "n5", "]", "[^]"],
+            &["c", "vd", "v\u{663}", "*"],
+        );
+        excludes("x\\b\n", &["x"], &[]);
     }
 
     #[test]
     fn many_stars_match_in_linear_time() {
-        // The backtracking matcher this replaced took exponential time on such a pattern.
+        // A backtracking matcher takes exponential time on such a pattern.
         let ig = ignore(&format!("{}b\n", "*a".repeat(30)));
         assert!(!ig.is_excluded(&"a".repeat(4_000)));
         assert!(ig.is_excluded(&format!("{}b", "a".repeat(4_000))));
@@ -518,24 +502,25 @@ mod tests {
     fn an_exception_is_cleaned_again_with_its_bang_as_moby_does() {
         // `!/` becomes `!` once cleaned with its `!`: moby refuses it.
         assert!(DockerIgnore::parse("!/\n").is_err());
-        let ig = ignore("*\n! /keep/../kept \n");
-        assert!(!ig.is_excluded("kept"));
-        assert!(ig.is_excluded("keep"));
+        excludes("*\n! /keep/../kept \n", &["keep"], &["kept"]);
     }
 
     #[test]
     fn clean_follows_go() {
-        assert_eq!(clean("a//b/./c/.."), "a/b");
-        assert_eq!(clean("../a"), "../a");
-        assert_eq!(clean("/../a/"), "/a");
-        assert_eq!(clean("./"), ".");
-        assert_eq!(clean("/"), "/");
+        for (path, cleaned) in [
+            ("a//b/./c/..", "a/b"),
+            ("../a", "../a"),
+            ("/../a/", "/a"),
+            ("./", "."),
+            ("/", "/"),
+        ] {
+            assert_eq!(clean(path), cleaned, "{path:?}");
+        }
     }
 
     #[test]
     fn empty_file_ignores_nothing() {
-        let ig = ignore("# only a comment\n\n");
+        let ig = excludes("# only a comment\n\n", &[], &["anything"]);
         assert!(ig.is_empty());
-        assert!(!ig.is_excluded("anything"));
     }
 }

@@ -536,11 +536,12 @@ impl Backend for Fake {
         successor: Launched,
         store: &Store,
     ) -> Result<Launched, SwapError> {
-        self.enter(Op::SwapIn).await.map_err(SwapError::Successor)?;
-        // The files are saved on the way, as a snapshot is: `Op::Snapshot` fails or holds it.
+        // The files are saved on the way, as a snapshot is (`Op::Snapshot` fails or holds it);
+        // what fails after that (the restore, the renames) is `Op::SwapIn`'s.
         self.snapshot_agent(old, store)
             .await
             .map_err(SwapError::Snapshot)?;
+        self.enter(Op::SwapIn).await.map_err(SwapError::Successor)?;
         let mut s = self.state();
         let files = s.snapshot_files.clone().unwrap_or_default();
         s.containers.remove(&old.agent);

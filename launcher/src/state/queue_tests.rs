@@ -2,9 +2,7 @@
 
 use std::os::unix::fs::symlink;
 
-use claude_bottle_protocol::{
-    BottleName, Capability, Egress, HostName, ProposalKind, to_json_pretty,
-};
+use claude_bottle_protocol::to_json_pretty;
 
 use super::*;
 use crate::state::audit;
@@ -14,17 +12,7 @@ fn id(s: &str) -> ProposalId {
 }
 
 fn proposal(s: &str, created: u64) -> Proposal {
-    Proposal::new(
-        id(s),
-        BottleName::new("app").expect("bottle"),
-        ProposalKind::Capability(Capability {
-            apt: vec!["ripgrep".into()],
-            dockerfile_lines: vec![],
-        }),
-        "search".into(),
-        vec![],
-        created,
-    )
+    crate::testing::proposal(s, "app", crate::testing::capability("ripgrep"), created)
 }
 
 fn file(q: &Queue, p: &Proposal) {
@@ -93,10 +81,7 @@ fn unknown_ids_and_wrong_edits_are_refused() {
     assert!(matches!(err, QueueError::Unknown { .. }), "{err}");
     file(&q, &proposal("p1", 1));
     let mut d = Decision::approve_bound(&proposal("p1", 1), "", "op", 1);
-    d.edit = Some(ProposalKind::Egress(Egress {
-        host: HostName::new("packages.example.org").expect("host"),
-        port: None,
-    }));
+    d.edit = Some(crate::testing::egress("packages.example.org"));
     let err = q.decide(&d).expect_err("edit of another kind");
     assert!(matches!(err, QueueError::InvalidDecision { .. }), "{err}");
     assert!(!q.has(Folder::Decisions, &id("p1")).expect("stat"));

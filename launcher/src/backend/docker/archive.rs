@@ -533,11 +533,7 @@ pub async fn restore(
             buf: Vec::with_capacity(UPLOAD_CHUNK),
         };
         match crate::state::snapshot::merge_into(&store, &snap, out) {
-            Ok(mut out) => out.flush_chunk().map_err(|source| SnapshotError::Io {
-                action: "send",
-                path: "the snapshot".into(),
-                source,
-            }),
+            Ok(mut out) => out.flush_chunk().map_err(SnapshotError::Send),
             Err(e) => {
                 // Fail the upload too, so the engine does not unpack a cut archive as complete.
                 let _ = tx.blocking_send(Err(std::io::Error::other("the snapshot was refused")));
@@ -563,9 +559,7 @@ pub async fn restore(
     // A reader that could not send means the engine stopped reading: its error says why.
     match (uploaded, merged) {
         (Ok(()), Ok(())) => Ok(()),
-        (Err(e), Err(SnapshotError::Io { action: "send", .. }) | Ok(())) => {
-            Err(engine_err("restore into", name, e))
-        }
+        (Err(e), Err(SnapshotError::Send(_)) | Ok(())) => Err(engine_err("restore into", name, e)),
         (_, Err(e)) => Err(BackendError::Snapshot(e)),
     }
 }

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::HostConfig;
 use bollard::query_parameters::CreateContainerOptions;
 
 use super::containers::remove;
+use super::probe::probe_body;
 use super::{DockerBackend, engine_err};
 use crate::backend::BackendError;
 use crate::backend::disk;
@@ -19,17 +20,11 @@ impl DockerBackend {
         bytes: u64,
         labels: HashMap<String, String>,
     ) -> Result<bool, BackendError> {
-        let body = ContainerCreateBody {
-            image: Some(image.to_string()),
-            labels: Some(labels),
-            entrypoint: Some(vec!["/nonexistent".into()]),
-            network_disabled: Some(true),
-            host_config: Some(HostConfig {
-                storage_opt: Some(HashMap::from([("size".to_string(), bytes.to_string())])),
-                ..Default::default()
-            }),
+        let size = HostConfig {
+            storage_opt: Some(HashMap::from([("size".to_string(), bytes.to_string())])),
             ..Default::default()
         };
+        let body = probe_body(image, labels, Some(size));
         match self
             .docker
             .create_container(None::<CreateContainerOptions>, body)

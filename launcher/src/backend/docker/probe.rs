@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::models::ContainerCreateBody;
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptions, DownloadFromContainerOptions};
 use futures_util::StreamExt as _;
 
@@ -33,21 +33,32 @@ pub(super) async fn first_entries(
     result
 }
 
-/// A container of `image` that is never started (its entrypoint does not exist, it has no
-/// network): what the engine's archive API reads an image's files through. Returns its id; the
-/// caller removes it.
+/// A container of `image` that is never started: its entrypoint does not exist and it has no
+/// network. The engine creates it (or refuses `host_config`) without running anything of the
+/// image.
+pub(super) fn probe_body(
+    image: &str,
+    labels: HashMap<String, String>,
+    host_config: Option<HostConfig>,
+) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        labels: Some(labels),
+        entrypoint: Some(vec!["/nonexistent".into()]),
+        network_disabled: Some(true),
+        host_config,
+        ..Default::default()
+    }
+}
+
+/// A [`probe_body`] container: what the engine's archive API reads an image's files through.
+/// Returns its id; the caller removes it.
 pub(super) async fn create_probe(
     docker: &Docker,
     image: &str,
     labels: HashMap<String, String>,
 ) -> Result<String, BackendError> {
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        labels: Some(labels),
-        entrypoint: Some(vec!["/nonexistent".into()]),
-        network_disabled: Some(true),
-        ..Default::default()
-    };
+    let body = probe_body(image, labels, None);
     let created = docker
         .create_container(None::<CreateContainerOptions>, body)
         .await

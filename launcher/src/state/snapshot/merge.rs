@@ -43,11 +43,7 @@ pub fn merge_into<W: Write>(store: &Store, snap: &Snapshot, out: W) -> Result<W,
         })?;
         read += checked.scan.seen();
     }
-    out.into_inner().map_err(|source| SnapshotError::Io {
-        action: "send",
-        path: PathBuf::from("the snapshot"),
-        source,
-    })
+    out.into_inner().map_err(SnapshotError::Send)
 }
 
 fn copy_entries<R: Read, W: Write>(

@@ -133,14 +133,9 @@ pub enum SnapshotError {
     },
     #[error("failed to save the agent's snapshot: the archive of {part} stopped before its end")]
     Incomplete { part: String },
-    /// Streaming an archive to or from the engine; the snapshot's own files fail as `State`.
-    #[error("failed to {action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// Sending the merged snapshot to the engine; the snapshot's own files fail as `State`.
+    #[error("failed to send the snapshot: {0}")]
+    Send(#[source] io::Error),
     #[error(transparent)]
     State(#[from] AtomicError),
 }
@@ -153,7 +148,7 @@ impl crate::error::Diagnose for SnapshotError {
             SnapshotError::Archive { .. } | SnapshotError::Incomplete { .. } => {
                 crate::error::Kind::Engine
             }
-            SnapshotError::Io { .. } | SnapshotError::State(_) => crate::error::Kind::Internal,
+            SnapshotError::Send(_) | SnapshotError::State(_) => crate::error::Kind::Internal,
         }
     }
 }
