@@ -457,9 +457,12 @@ async fn a_swap_logs_the_phases_the_remediation_bench_reads() {
     assert_eq!(applied.outcome, AppliedOutcome::Ok, "{}", applied.detail);
     b.exits(r, 0).await;
     let text = String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned();
+    // tests/benches/remediation.rs's PHASES.
     for phase in [
-        "agent snapshotted, successor created",
-        "successor restored and swapped in",
+        "rebuild finished",
+        "successor created",
+        "agent stopped ",
+        "files carried over, successor swapped in",
     ] {
         assert!(
             text.lines().any(|l| l.contains(phase) && l.contains("ms=")),

@@ -166,10 +166,10 @@ impl<W: Write> Carry<W> {
         // The tar reader stops at the end blocks; the snapshot keeps the engine's archive whole.
         io::copy(&mut tee, &mut io::sink()).map_err(|source| match tee.refused.take() {
             Some(e) => e,
-            None => SnapshotError::Io {
-                action: "read",
-                path: PathBuf::from(path),
-                source,
+            None => SnapshotError::Archive {
+                action: "save",
+                part: path.to_owned(),
+                detail: source.to_string(),
             },
         })?;
         Ok(())
