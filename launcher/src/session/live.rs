@@ -138,6 +138,10 @@ enum LastSnapshot {
     Failed(BackendError),
 }
 
+/// The per-bottle Dockerfile an adopted rebuild replaced (`None`: there was none).
+#[derive(Debug)]
+struct Previous(Option<String>);
+
 /// How a session ends after a failed swap: the code, and the snapshot it still owes.
 type Ending = (Result<i64, BackendError>, LastSnapshot);
 
@@ -285,8 +289,13 @@ where
                         prepare::images(&self.backend, &self.opts.config, &self.plan, &opts),
                     )
                     .await?;
-                    match self.adopt(&id, &candidate, built) {
-                        Ok((prepared, built)) => Applied::ok(
+                    match self.adopt(
+                        &id,
+                        &candidate,
+                        built,
+                        "the bottle starts on its image as it was",
+                    ) {
+                        Ok((prepared, built, _)) => Applied::ok(
                             id,
                             &format!("rebuilt as {} ({built})", prepared.agent_image),
                             audit::now(),
@@ -425,7 +434,9 @@ where
                 }
                 Event::ChainFailed(e) => {
                     running.chain = Chain::Failed;
-                    self.chain_failed(running, e).await?;
+                    if let Some(e) = self.chain_failed(running, e).await? {
+                        return self.end(running, Err(e), LastSnapshot::Take).await;
+                    }
                 }
                 Event::Rebuilt(rebuilt) => {
                     let Rebuilt {
@@ -443,8 +454,14 @@ where
         }
     }
 
-    /// A failed chain ends the session, even with a rebuilt agent waiting to be swapped in.
-    async fn chain_failed(&mut self, running: &mut Running, e: BackendError) -> Result<(), Halt> {
+    /// A failed chain ends the session, even with a rebuilt agent waiting to be swapped in: once
+    /// the agent it stops has exited, or at once (`Some`) when it cannot be stopped, since its
+    /// exit could then be waited for in vain.
+    async fn chain_failed(
+        &mut self,
+        running: &mut Running,
+        e: BackendError,
+    ) -> Result<Option<BackendError>, Halt> {
         let then = match std::mem::replace(&mut running.agent, Agent::Running) {
             Agent::Running => None,
             Agent::Stopping(then) => Some(then),
@@ -452,8 +469,13 @@ where
         match then {
             None => {
                 if let Some(launched) = &self.launched {
-                    // Its exit follows; a failure to stop it shows in the teardown.
-                    let _ = step(&mut self.signals, self.backend.stop_agent(launched)).await?;
+                    // Its exit follows.
+                    let stopped =
+                        step(&mut self.signals, self.backend.stop_agent(launched)).await?;
+                    if let Err(stop) = stopped {
+                        tracing::warn!(error = %stop, "failed to stop the agent after its egress chain failed");
+                        return Ok(Some(e));
+                    }
                 }
             }
             Some(Then::Swap(swap)) => {
@@ -466,11 +488,11 @@ where
             Some(Then::Fail(first)) => {
                 tracing::warn!(error = %e, "a second egress chain failure");
                 running.agent = Agent::Stopping(Then::Fail(first));
-                return Ok(());
+                return Ok(None);
             }
         }
         running.agent = Agent::Stopping(Then::Fail(e));
-        Ok(())
+        Ok(None)
     }
 
     /// The agent has ended: let sidecar creations in flight finish (so the teardown sees every
@@ -770,15 +792,17 @@ where
                 tracing::info!(note = %note, "rebuild");
             }
         }
-        let (prepared, built) = match self.adopt(&id, candidate, result) {
-            Ok(adopted) => adopted,
-            Err(failed) => {
-                self.record(&failed);
-                return Ok(());
-            }
-        };
+        let (prepared, built, previous) =
+            match self.adopt(&id, candidate, result, "the agent keeps running unchanged") {
+                Ok(adopted) => adopted,
+                Err(failed) => {
+                    self.record(&failed);
+                    return Ok(());
+                }
+            };
         if let Err(e) = stage::write_current_config(&self.plan, &running.stage.current_config) {
-            self.record(&Applied::failed(id, &e.to_string(), audit::now()));
+            let failed = self.undo(running, id, &format!("rebuilt, but {e}"), previous);
+            self.record(&failed);
             return Ok(());
         }
         // Started ahead and held at its gate, released when it runs (named after the approval).
@@ -805,11 +829,13 @@ where
         let successor = match successor {
             Ok(s) => s,
             Err(e) => {
-                self.record(&Applied::failed(
+                let failed = self.undo(
+                    running,
                     id,
-                    &format!("rebuilt, but the new agent could not be created; the agent keeps running unchanged\n{e}"),
-                    audit::now(),
-                ));
+                    &format!("rebuilt, but the new agent could not be created: {e}"),
+                    previous,
+                );
+                self.record(&failed);
                 return Ok(());
             }
         };
@@ -818,11 +844,15 @@ where
         let stopped = step(&mut self.signals, self.backend.stop_agent(&launched)).await?;
         tracing::info!(id = %id, ms = t.elapsed().as_millis(), "agent stopped");
         if let Err(e) = stopped {
-            self.record(&Applied::failed(
+            // The held successor waits at its gate until the next swap replaces it or the
+            // teardown removes it.
+            let failed = self.undo(
+                running,
                 id,
-                &format!("failed to stop the running agent: {e}"),
-                audit::now(),
-            ));
+                &format!("rebuilt, but failed to stop the running agent: {e}"),
+                previous,
+            );
+            self.record(&failed);
             return Ok(());
         }
         running.agent = Agent::Stopping(Then::Swap(Box::new(Swap {
@@ -835,20 +865,19 @@ where
     }
 
     /// A finished rebuild made the bottle's: the candidate becomes the per-bottle Dockerfile.
-    /// Returns the images and the build summary, or the failure to record.
+    /// Returns the images, the build summary and the Dockerfile it replaced (for [`Self::undo`]),
+    /// or the failure to record; `unchanged` says what a failed build leaves as it was.
     fn adopt(
         &self,
         id: &ProposalId,
         candidate: &str,
         result: Result<Prepared, BackendError>,
-    ) -> Result<(Prepared, String), Applied> {
+        unchanged: &str,
+    ) -> Result<(Prepared, String, Previous), Applied> {
         let fail = |detail: String| Applied::failed(id.clone(), &detail, audit::now());
-        let prepared = result.map_err(|e| {
-            fail(format!(
-                "the rebuild failed; the agent keeps running unchanged\n{e}"
-            ))
-        })?;
+        let prepared = result.map_err(|e| fail(format!("the rebuild failed; {unchanged}\n{e}")))?;
         let per_bottle = self.plan.layout().per_bottle_dockerfile();
+        let previous = Previous(std::fs::read_to_string(&per_bottle).ok());
         crate::state::write_atomic(&per_bottle, candidate.as_bytes())
             .map_err(|e| fail(e.to_string()))?;
         let built = prepared
@@ -863,7 +892,37 @@ where
         } else {
             built
         };
-        Ok((prepared, built))
+        Ok((prepared, built, previous))
+    }
+
+    /// An adopted rebuild whose agent could not take over is undone: the per-bottle Dockerfile
+    /// and the current-config are as before, so the failed approval changes nothing, not even
+    /// the next start. Returns the failure to record, saying so (or what could not be undone).
+    fn undo(&self, running: &Running, id: ProposalId, detail: &str, previous: Previous) -> Applied {
+        let per_bottle = self.plan.layout().per_bottle_dockerfile();
+        let restored = match &previous.0 {
+            Some(text) => {
+                crate::state::write_atomic(&per_bottle, text.as_bytes()).map_err(|e| e.to_string())
+            }
+            None => std::fs::remove_file(&per_bottle).map_err(|e| e.to_string()),
+        };
+        let detail = match restored {
+            Err(e) => format!(
+                "{detail}; the agent keeps running unchanged, but the approval could not be undone ({e}): the next start uses the rebuilt Dockerfile"
+            ),
+            Ok(()) => {
+                match stage::write_current_config(&self.plan, &running.stage.current_config) {
+                    Ok(()) => format!(
+                        "{detail}; the approval was undone, the agent keeps running unchanged"
+                    ),
+                    // The agent reads a Dockerfile with the step; the bottle's own is without it.
+                    Err(e) => format!(
+                        "{detail}; the approval was undone, the agent keeps running unchanged (its current-config still shows the step: {e})"
+                    ),
+                }
+            }
+        };
+        Applied::failed(id, &detail, audit::now())
     }
 
     /// The agent stopped for a rebuilt one: carry its home and workspace over to its successor
@@ -904,7 +963,7 @@ where
                 self.record(&Applied::failed(
                     swap.id,
                     &format!(
-                        "rebuilt, but the agent's snapshot failed, so it was not replaced: {e}"
+                        "rebuilt, but the agent's snapshot failed, so it was not replaced (the next start uses the rebuilt image): {e}"
                     ),
                     audit::now(),
                 ));
@@ -914,7 +973,7 @@ where
             Err(SwapError::Successor(e)) => {
                 self.record(&Applied::failed(
                     swap.id,
-                    &format!("rebuilt, but the new agent did not start: {e}"),
+                    &format!("rebuilt, but the new agent did not start (the next start uses the rebuilt image): {e}"),
                     audit::now(),
                 ));
                 // Its files were saved on the way.

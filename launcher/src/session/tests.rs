@@ -336,7 +336,7 @@ async fn a_failed_rebuild_or_stop_is_recorded_and_the_agent_runs_on() {
         (
             Op::CreateSuccessor,
             "no such image",
-            "rebuilt, but the new agent could not be created; the agent keeps running unchanged",
+            "rebuilt, but the new agent could not be created",
         ),
         (
             Op::StopAgent,
@@ -353,13 +353,13 @@ async fn a_failed_rebuild_or_stop_is_recorded_and_the_agent_runs_on() {
             "{op:?}: {}",
             applied.detail
         );
-        if op == Op::Build {
-            assert_eq!(
-                b.per_bottle_dockerfile(),
-                None,
-                "a failed candidate is not adopted"
-            );
-        }
+        assert!(
+            applied.detail.contains("the agent keeps running unchanged"),
+            "{op:?}: {}",
+            applied.detail
+        );
+        // Not adopted, or undone: the failed approval changes nothing, not even the next start.
+        assert_eq!(b.per_bottle_dockerfile(), None, "{op:?}");
         if op != Op::StopAgent {
             // Nothing was stopped or saved.
             assert_eq!(b.fake.count(Op::StopAgent), 0, "{op:?}");
@@ -368,6 +368,11 @@ async fn a_failed_rebuild_or_stop_is_recorded_and_the_agent_runs_on() {
         assert!(b.agent().running, "{op:?}");
         let next = b.approved("2-cap", capability("jq")).await;
         assert_eq!(next.outcome, AppliedOutcome::Ok, "{op:?}");
+        let dockerfile = b.per_bottle_dockerfile().expect("adopted");
+        assert!(
+            dockerfile.contains("jq") && !dockerfile.contains("nosuch"),
+            "{op:?}: {dockerfile}"
+        );
         b.exits(r, 7).await;
     }
 }
@@ -516,6 +521,20 @@ async fn a_failed_chain_stops_the_agent_and_ends_the_session_naming_it() {
         );
         b.nothing_left();
     }
+}
+
+/// A failed chain whose agent cannot be stopped: the session does not wait for an exit that may
+/// never come; it ends with the chain's failure, saves the agent and removes the bottle.
+#[tokio::test]
+async fn a_failed_chain_whose_agent_cannot_be_stopped_ends_the_session_at_once() {
+    let b = Bottle::new();
+    b.fake.fail(Op::AwaitSidecars, "pipelock exited (code 1)");
+    b.fake.fail(Op::StopAgent, "permission denied");
+    let err = b.start(b.opts()).failure().await;
+    assert!(err.contains("pipelock exited"), "{err}");
+    assert_eq!(b.fake.count(Op::StopAgent), 1);
+    assert_eq!(b.fake.count(Op::Snapshot), 1, "the agent's files are saved");
+    b.nothing_left();
 }
 
 /// The chain comes up late and fails while an approval's swap is held at `step`; the session
