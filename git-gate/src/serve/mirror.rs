@@ -70,7 +70,9 @@ impl Mirror {
         hook: &HookCommand,
     ) -> Result<Self, MirrorError> {
         let dir = root.join(format!("{}.git", remote.name));
-        if !dir.join("HEAD").is_file() {
+        if dir.join("HEAD").is_file() {
+            remove_stale_locks(&dir)?;
+        } else {
             git_setup(&dir, &["init", "--quiet", "--bare"])?;
         }
         for (key, value) in [
@@ -232,6 +234,47 @@ fn git_setup(dir: &Path, args: &[&str]) -> Result<(), MirrorError> {
             stderr: git_error(&out.stderr),
         })
     }
+}
+
+/// Removes the lock files a gate stopped in the middle of a refresh or a push left behind:
+/// git refuses to update a ref (or the config) whose `.lock` exists. Only run at start, when
+/// nothing else works in the mirror.
+fn remove_stale_locks(dir: &Path) -> Result<(), MirrorError> {
+    let mut stack = vec![dir.join("refs")];
+    let mut locks: Vec<PathBuf> = [
+        "HEAD.lock",
+        "packed-refs.lock",
+        "config.lock",
+        "shallow.lock",
+    ]
+    .iter()
+    .map(|f| dir.join(f))
+    .filter(|p| p.is_file())
+    .collect();
+    while let Some(folder) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() && path.extension().is_some_and(|e| e == "lock") => {
+                    locks.push(path);
+                }
+                _ => {}
+            }
+        }
+    }
+    for lock in locks {
+        tracing::warn!(path = %lock.display(), "removing a stale lock left by an earlier run");
+        std::fs::remove_file(&lock).map_err(|source| MirrorError::Io {
+            what: "remove",
+            path: lock.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// Writes `hooks/proc-receive` (mode 0755, replaced atomically).
