@@ -54,13 +54,17 @@ impl Access {
                 }
                 config.push("http.lowSpeedLimit=1".to_owned());
                 config.push(format!("http.lowSpeedTime={STALL_SECONDS}"));
-                // An empty value clears the helpers of the system and global files.
-                config.push("credential.helper=".to_owned());
+                if token.is_none() {
+                    // No helper of the system's or the gate's own configuration either.
+                    config.push("credential.helper=".to_owned());
+                }
                 if let Some(token) = token {
                     // git >= 2.46: send the credential with the first request instead of
                     // after a 401, one round trip less per refresh and per push (older git
                     // ignores the key).
                     config.push(format!("http.{origin}.proactiveAuth=basic"));
+                    // An empty value clears the helpers of the system and global files.
+                    config.push("credential.helper=".to_owned());
                     // Expanded by the shell git runs the helper with, from the gate's
                     // environment: the value never passes through this program. The name and
                     // username were checked to be plain words.
@@ -128,6 +132,35 @@ impl Access {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
+}
+
+/// What a failed git command toward an upstream says, as one escaped line: its last `fatal:` or
+/// `error:` line, after the line before it when that is the cause git wraps (`Host key
+/// verification failed.`, the upstream's `remote:` text), or else its last line.
+pub fn git_error(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let last_of = |prefix: &str| lines.iter().rposition(|l| l.starts_with(prefix));
+    let text = match last_of("fatal:").or_else(|| last_of("error:")) {
+        Some(i) => match i.checked_sub(1).map(|p| lines[p]) {
+            Some(cause)
+                if !["fatal:", "error:", "hint:", "warning:"]
+                    .iter()
+                    .any(|p| cause.starts_with(p)) =>
+            {
+                format!("{cause} ({})", lines[i])
+            }
+            _ => lines[i].to_owned(),
+        },
+        None => lines.last().map_or_else(
+            || "git failed and said nothing".to_owned(),
+            |l| (*l).to_owned(),
+        ),
+    };
+    claude_bottle_protocol::text::escape_line(&text).into_owned()
 }
 
 /// `s` as one word for `sh`: single-quoted, each `'` written `'\''`.
@@ -239,6 +272,26 @@ mod tests {
             words.contains(&"ProxyCommand=/usr/bin/gate connect pipelock:8888 %h %p".to_owned()),
             "{words:?}"
         );
+    }
+
+    #[test]
+    fn git_errors_keep_their_cause() {
+        assert_eq!(
+            git_error(
+                "Host key verification failed.\nfatal: Could not read from remote repository.\n\nPlease make sure you have the correct access rights\nand the repository exists.\n"
+            ),
+            "Host key verification failed. (fatal: Could not read from remote repository.)"
+        );
+        assert_eq!(
+            git_error("fatal: Authentication failed for 'https://h/a.git/'\n"),
+            "fatal: Authentication failed for 'https://h/a.git/'"
+        );
+        assert_eq!(
+            git_error("hint: x\nerror: failed to push some refs to 'h'\n"),
+            "error: failed to push some refs to 'h'"
+        );
+        assert_eq!(git_error("just this\n"), "just this");
+        assert_eq!(git_error(""), "git failed and said nothing");
     }
 
     #[test]

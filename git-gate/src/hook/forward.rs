@@ -120,7 +120,7 @@ pub fn answers<'a>(stdout: &str, stderr: &str, refs: impl Iterator<Item = &'a st
         }
         None => Answer::Refused(one_line(&format!(
             "upstream unreachable: {}",
-            last_error(stderr)
+            crate::upstream::git_error(stderr)
         ))),
     })
     .collect()
@@ -136,25 +136,6 @@ fn remote_lines(stderr: &str) -> String {
         .take(3)
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// git's last `fatal:` or `error:` line, or its last line.
-fn last_error(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    lines
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("fatal:"))
-        .or_else(|| lines.iter().rev().find(|l| l.starts_with("error:")))
-        .or(lines.last())
-        .map_or_else(
-            || "git push printed nothing".to_owned(),
-            |l| (*l).to_owned(),
-        )
 }
 
 /// `s` as one escaped line of at most [`MAX_REASON`] characters.
@@ -251,7 +232,7 @@ mod tests {
         assert_eq!(
             got[6],
             Answer::Refused(
-                "upstream unreachable: error: failed to push some refs to 'https://h/a.git'".into()
+                "upstream unreachable: remote: upstream policy: refs/heads/frozen is frozen (error: failed to push some refs to 'https://h/a.git')".into()
             )
         );
     }

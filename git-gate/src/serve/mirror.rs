@@ -189,22 +189,8 @@ async fn run(cmd: std::process::Command) -> Result<std::process::Output, String>
         .map_err(|e| format!("failed to run git: {e}"))
 }
 
-/// git's last `fatal:`/`error:` line (or its last line), escaped.
 fn git_error(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr);
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
-    let line = lines
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("fatal:") || l.starts_with("error:"))
-        .or(lines.last())
-        .copied()
-        .unwrap_or("git exited with an error and said nothing");
-    escape_line(line).into_owned()
+    crate::upstream::git_error(&String::from_utf8_lossy(stderr))
 }
 
 fn git_setup(dir: &Path, args: &[&str]) -> Result<(), MirrorError> {

@@ -134,6 +134,8 @@ fn the_gate_serves_after_a_restart_on_its_old_mirrors() {
     let (world, seed) = World::new();
     let config = world.config(&["claude/*"]);
     let first = world.gate(&config, Some(TOKEN));
+    // Once this answers, no refresh of the first gate runs on (a killed gate's git would).
+    ok(git(&["ls-remote", &first.url("origin")]));
     let mirror = first.mirror("origin");
     drop(first);
     // As a gate killed in the middle of a refresh leaves it.
