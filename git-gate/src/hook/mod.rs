@@ -349,3 +349,114 @@ fn unexpected_end(during: &str) -> io::Error {
         format!("receive-pack closed the pipe during {during}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "eab1a733f9ad8a00ca7de5bf17fd747456df7909";
+    const Z: &str = "0000000000000000000000000000000000000000";
+
+    fn packets(lines: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for l in lines {
+            if l.is_empty() {
+                pktline::flush(&mut out).expect("flush");
+            } else {
+                pktline::write_line(&mut out, l).expect("line");
+            }
+        }
+        out
+    }
+
+    fn read_all(bytes: &[u8]) -> Vec<String> {
+        let mut input = io::Cursor::new(bytes);
+        let mut out = Vec::new();
+        while let Some(p) = pktline::read(&mut input).expect("packet") {
+            out.push(match p {
+                Packet::Data(d) => String::from_utf8_lossy(&d).into_owned(),
+                Packet::Flush => "<flush>".to_owned(),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn the_negotiation_answers_version_1_and_notes_atomic() {
+        let input = packets(&[b"version=1\0atomic push-options", b""]);
+        let mut out = Vec::new();
+        assert!(negotiate(&mut io::Cursor::new(input), &mut out).expect("negotiate"));
+        assert_eq!(read_all(&out), ["version=1", "<flush>"]);
+        let input = packets(&[b"version=1", b""]);
+        assert!(!negotiate(&mut io::Cursor::new(input), &mut Vec::new()).expect("plain"));
+        let input = packets(&[b"version=2", b""]);
+        assert!(negotiate(&mut io::Cursor::new(input), &mut Vec::new()).is_err());
+        assert!(negotiate(&mut io::Cursor::new(Vec::new()), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn every_ref_is_answered_in_order_and_audited() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("gate.toml");
+        std::fs::write(
+            &config,
+            "version = 1\n[[remote]]\nname = \"origin\"\nupstream = \"https://h/a.git\"\npush = [\"claude/*\"]\n",
+        )
+        .expect("config");
+        let audit = dir.path().join("audit.jsonl");
+        let args = HookArgs {
+            config: ConfigArg {
+                path: config.clone(),
+            },
+            audit: Some(audit.clone()),
+            name: "origin".to_owned(),
+        };
+        let create_main = format!("{Z} {A} refs/heads/main");
+        let delete = format!("{A} {Z} refs/heads/claude/x");
+        let bad = format!("{Z} {A} refs/heads/a..b");
+        let input = packets(&[
+            b"version=1\0atomic",
+            b"",
+            create_main.as_bytes(),
+            delete.as_bytes(),
+            bad.as_bytes(),
+            b"",
+        ]);
+        let mut out = Vec::new();
+        let mut messages = Vec::new();
+        receive(&args, io::Cursor::new(input), &mut out, &mut messages).expect("receive");
+        let answers = read_all(&out);
+        assert_eq!(answers[..2], ["version=1", "<flush>"]);
+        assert_eq!(
+            answers[2..],
+            [
+                "ng refs/heads/main no push pattern matches this ref (push: claude/*)".to_owned(),
+                "ng refs/heads/claude/x deleting needs a matching pattern that allows delete (claude/*)".to_owned(),
+                "ng refs/heads/a..b \"refs/heads/a..b\" is not a ref name the gate accepts: reference name cannot contain repeated dots".to_owned(),
+                "<flush>".to_owned(),
+            ]
+        );
+        let lines = std::fs::read_to_string(&audit).expect("audit");
+        assert_eq!(lines.lines().count(), 3);
+        assert!(
+            lines
+                .lines()
+                .all(|l| l.contains("\"decision\":\"refused\""))
+        );
+
+        // A remote the file does not have: closed, with the reason.
+        let args = HookArgs {
+            name: "other".to_owned(),
+            ..args
+        };
+        let input = packets(&[b"version=1", b"", create_main.as_bytes(), b""]);
+        let mut out = Vec::new();
+        receive(&args, io::Cursor::new(input), &mut out, &mut messages).expect("receive");
+        let answers = read_all(&out);
+        assert!(
+            answers[2]
+                .starts_with("ng refs/heads/main the gate cannot take pushes: no remote \"other\""),
+            "{answers:?}"
+        );
+    }
+}
