@@ -66,7 +66,37 @@ fn allowed_pushes_reach_the_upstream() {
     );
     assert_eq!(rev(&work, "origin/claude/existing"), ff);
 
-    // The mirror took both refs only once the upstream had them.
+    // A push over git's 1 MiB http.postBuffer goes chunked: the gate de-chunks it.
+    ok(git_in(
+        &work,
+        &["checkout", "--quiet", "-b", "big", "origin/main"],
+    ));
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let blob: Vec<u8> = (0..(3 << 20) / 8)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()
+        })
+        .collect();
+    std::fs::write(work.join("big.bin"), &blob).expect("blob");
+    ok(git_in(&work, &["add", "big.bin"]));
+    ok(git_in(&work, &["commit", "--quiet", "-m", "3 MiB"]));
+    let big = rev(&work, "HEAD");
+    let (pushed, out3) = push(&work, &["HEAD:claude/big"]);
+    assert!(pushed, "{out3}");
+    assert_eq!(
+        world.upstream.rev("refs/heads/claude/big").as_deref(),
+        Some(big.as_str())
+    );
+    let upstream_blob = ok(git_in(
+        &world.upstream.repo(),
+        &["cat-file", "blob", "claude/big:big.bin"],
+    ));
+    assert!(upstream_blob.stdout == blob, "the blob arrived whole");
+
+    // The mirror took the refs only once the upstream had them.
     let mirror_rev = |r: &str| {
         let o = ok(crate::git::git(&["--git-dir"])
             .arg(gate.mirror("origin"))
@@ -77,7 +107,7 @@ fn allowed_pushes_reach_the_upstream() {
     assert_eq!(mirror_rev("refs/heads/claude/existing"), ff);
 
     let audit = gate.audit_lines();
-    assert_eq!(audit.len(), 2, "{audit:#?}");
+    assert_eq!(audit.len(), 3, "{audit:#?}");
     let created = audit_for(&audit, "refs/heads/claude/new");
     assert_eq!(created["remote"], "origin");
     assert_eq!(created["decision"], "allowed");
@@ -88,7 +118,7 @@ fn allowed_pushes_reach_the_upstream() {
     let moved = audit_for(&audit, "refs/heads/claude/existing");
     assert_eq!(moved["old"], seed.existing.as_str());
     assert_eq!(moved["new"], ff.as_str());
-    assert_token_nowhere(&gate, &format!("{out}{out2}"));
+    assert_token_nowhere(&gate, &format!("{out}{out2}{out3}"));
 }
 
 #[test]
