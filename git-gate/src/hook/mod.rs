@@ -3,7 +3,7 @@
 //! `git receive-pack` runs it once per push, after the pushed objects left quarantine, and hands
 //! it every ref update over pkt-line. For each: [`RefUpdate::parse_line`], ancestry when the
 //! decision needs it, [`PushPolicy::decide`]. The allowed ones are forwarded to the upstream in
-//! one `git push` ([`forward`]); each ref is then answered `ok` + `option fall-through` (the
+//! one `git push` (`forward.rs`); each ref is then answered `ok` + `option fall-through` (the
 //! upstream took it: receive-pack updates the mirror's ref itself) or `ng <ref> <reason>`, which
 //! the agent's git prints as `! [remote rejected] … (<reason>)`. Every decision is appended to
 //! the audit log. A hook that fails or exits early fails every ref: closed.

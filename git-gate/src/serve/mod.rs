@@ -3,7 +3,7 @@
 //! At start: check that every credential is there (a token's variable set, a key file
 //! readable), create or take each mirror ([`mirror`]), bind the socket, then refresh every
 //! mirror in the background. Each connection is served by hyper; each request is routed by
-//! [`http`] and run through `git http-backend` by [`cgi`].
+//! [`http`] and run through `git http-backend` by `cgi.rs`.
 
 mod cgi;
 pub mod http;
