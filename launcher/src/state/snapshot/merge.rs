@@ -5,7 +5,7 @@
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-use super::scan::{Entry, ScanError, Scanner};
+use super::scan::{Entry, Scanner};
 use super::{Snapshot, SnapshotError, Store, refusal, shown_prefix};
 
 /// Write every part of `snap` into `out` as one archive to unpack at `/`. Each entry's path is
@@ -21,19 +21,17 @@ pub fn merge_into<W: Write>(store: &Store, snap: &Snapshot, out: W) -> Result<W,
     let mut read: u64 = 0;
     for part in &snap.parts {
         let file = store.open(part)?;
-        let checked = Checked {
-            inner: io::BufReader::with_capacity(64 * 1024, file),
-            scan: Scanner::new(
-                store.max_bytes.saturating_sub(read),
-                &shown_prefix(&part.path),
-            ),
-            refused: None,
-        };
+        let mut scan = Scanner::new(
+            store.max_bytes.saturating_sub(read),
+            &shown_prefix(&part.path),
+        );
+        let checked = Checked::new(io::BufReader::with_capacity(64 * 1024, file), |bytes| {
+            scan.feed(bytes)
+        });
         let mut archive = tar::Archive::new(checked);
         let result = copy_entries(&mut archive, &mut out, &part.restore_into());
-        let checked = archive.into_inner();
-        if let Some(e) = checked.refused {
-            let largest: Vec<Entry> = checked.scan.largest().to_vec();
+        if let Some(e) = archive.into_inner().refused {
+            let largest: Vec<Entry> = scan.largest().to_vec();
             return Err(refusal("restore", store.max_bytes, &part.path, largest, e));
         }
         result.map_err(|e| SnapshotError::Archive {
@@ -41,7 +39,7 @@ pub fn merge_into<W: Write>(store: &Store, snap: &Snapshot, out: W) -> Result<W,
             part: part.path.clone(),
             detail: e.to_string(),
         })?;
-        read += checked.scan.seen();
+        read += scan.seen();
     }
     out.into_inner().map_err(SnapshotError::Send)
 }
@@ -89,20 +87,39 @@ fn copy_entries<R: Read, W: Write>(
     Ok(())
 }
 
-/// A reader that shows every byte to a [`Scanner`] and fails the read it refuses.
-struct Checked<R> {
+/// A reader that shows every byte it reads to `check` (a [`Scanner`] on a restore, the
+/// snapshot's writer on a carry) and fails the read `check` refuses, and every read after it;
+/// the refusal is kept in `refused` for the caller to report.
+struct Checked<R, F, E> {
     inner: R,
-    scan: Scanner,
-    refused: Option<ScanError>,
+    check: F,
+    refused: Option<E>,
 }
 
-impl<R: Read> Read for Checked<R> {
+impl<R, F, E> Checked<R, F, E>
+where
+    F: FnMut(&[u8]) -> Result<(), E>,
+{
+    fn new(inner: R, check: F) -> Self {
+        Self {
+            inner,
+            check,
+            refused: None,
+        }
+    }
+}
+
+impl<R, F, E> Read for Checked<R, F, E>
+where
+    R: Read,
+    F: FnMut(&[u8]) -> Result<(), E>,
+{
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.refused.is_some() {
             return Err(io::Error::other("the snapshot was refused"));
         }
         let n = self.inner.read(buf)?;
-        if let Err(e) = self.scan.feed(&buf[..n]) {
+        if let Err(e) = (self.check)(&buf[..n]) {
             self.refused = Some(e);
             return Err(io::Error::other("the snapshot was refused"));
         }
@@ -147,11 +164,9 @@ impl<W: Write> Carry<W> {
     /// [`Carry::finish_part`], or [`Carry::skip_part`] when the folder turned out to be missing.
     pub fn part<R: Read>(&mut self, path: &str, input: R) -> Result<(), SnapshotError> {
         self.writer.start_part(path)?;
-        let mut tee = Tee {
-            inner: input,
-            writer: &mut self.writer,
-            refused: None,
-        };
+        // Every byte goes to the snapshot's writer before it is passed on.
+        let writer = &mut self.writer;
+        let mut tee = Checked::new(input, |bytes| writer.write(bytes));
         if let Some(out) = self.out.as_mut() {
             let mut archive = tar::Archive::new(&mut tee);
             let copied = copy_entries(&mut archive, out, &super::restore_into(path));
@@ -193,27 +208,5 @@ impl<W: Write> Carry<W> {
             (None, None) => Err(io::Error::other("the restore stopped")),
         };
         Ok((snap, restored))
-    }
-}
-
-/// A reader that hands every byte to the snapshot's writer before passing it on, and fails the
-/// read the writer refuses.
-struct Tee<'a, R> {
-    inner: R,
-    writer: &'a mut super::Writer,
-    refused: Option<SnapshotError>,
-}
-
-impl<R: Read> Read for Tee<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.refused.is_some() {
-            return Err(io::Error::other("the snapshot was refused"));
-        }
-        let n = self.inner.read(buf)?;
-        if let Err(e) = self.writer.write(&buf[..n]) {
-            self.refused = Some(e);
-            return Err(io::Error::other("the snapshot was refused"));
-        }
-        Ok(n)
     }
 }
