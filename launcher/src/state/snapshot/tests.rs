@@ -87,8 +87,13 @@ fn save(store: &Store, parts: &[(&str, Vec<u8>)]) -> Result<Snapshot, SnapshotEr
 /// A fresh state folder (1 GiB limit) holding a snapshot of `parts`; the folder lasts as long as
 /// the returned guard.
 fn saved(parts: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, Store, Snapshot) {
+    saved_within(1 << 30, parts)
+}
+
+/// [`saved`] with a store limited to `max_bytes`.
+fn saved_within(max_bytes: u64, parts: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, Store, Snapshot) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::new(dir.path(), 1 << 30);
+    let store = Store::new(dir.path(), max_bytes);
     let snap = save(&store, parts).expect("save");
     (dir, store, snap)
 }
@@ -250,9 +255,7 @@ fn an_index_of_the_earlier_layout_still_loads() {
 
 #[test]
 fn a_snapshot_past_the_limit_is_refused_at_the_header_and_the_previous_one_kept() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::new(dir.path(), 1 << 20);
-    save(&store, &[("/home/agent", engine_tar("agent"))]).expect("first save");
+    let (dir, store, _) = saved_within(1 << 20, &[("/home/agent", engine_tar("agent"))]);
     let before = contents(dir.path());
 
     let mut w = store.writer().expect("writer");
@@ -468,9 +471,7 @@ fn a_carry_saves_the_snapshot_and_writes_what_its_restore_would_unpack() {
 
 #[test]
 fn a_carry_past_the_limit_saves_nothing_and_stops_the_restore_at_the_header() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::new(dir.path(), 1 << 20);
-    save(&store, &[("/home/agent", engine_tar("agent"))]).expect("first save");
+    let (dir, store, _) = saved_within(1 << 20, &[("/home/agent", engine_tar("agent"))]);
     let before = contents(dir.path());
     let big = one_file("workspace/big", 2 << 20, b'x');
     let mut carry = Carry::new(&store, Vec::new()).expect("carry");
