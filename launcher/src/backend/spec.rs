@@ -83,6 +83,25 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+impl Mount {
+    /// Host path `host` at `target`, read-only.
+    pub fn read_only(host: PathBuf, target: impl Into<String>) -> Self {
+        Self {
+            source: MountSource::Bind(host),
+            target: target.into(),
+            read_only: true,
+        }
+    }
+
+    /// Host path `host` at `target`, writable.
+    pub fn writable(host: PathBuf, target: impl Into<String>) -> Self {
+        Self {
+            read_only: false,
+            ..Self::read_only(host, target)
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSource {
     /// A host path.
@@ -159,33 +178,23 @@ impl LaunchSpec {
         let mut mounts: Vec<Mount> = plan
             .skills
             .iter()
-            .map(|s| Mount {
-                source: MountSource::Bind(s.path.clone()),
-                target: format!("{AGENT_HOME}/.claude/skills/{}", s.name),
-                read_only: true,
+            .map(|s| {
+                Mount::read_only(
+                    s.path.clone(),
+                    format!("{AGENT_HOME}/.claude/skills/{}", s.name),
+                )
             })
             .collect();
-        mounts.push(Mount {
-            source: MountSource::Bind(stage.current_config.clone()),
-            target: CURRENT_CONFIG_IN_AGENT.into(),
-            read_only: true,
-        });
+        mounts.push(Mount::read_only(
+            stage.current_config.clone(),
+            CURRENT_CONFIG_IN_AGENT,
+        ));
         // What the launcher puts into every agent, read-only and outside the image's layers.
-        mounts.push(Mount {
-            source: MountSource::Bind(prepared.shim.clone()),
-            target: image::SHIM_PATH.into(),
-            read_only: true,
-        });
-        mounts.push(Mount {
-            source: MountSource::Bind(stage.agent_lib.clone()),
-            target: AGENT_LIB_DIR.into(),
-            read_only: true,
-        });
-        mounts.push(Mount {
-            source: MountSource::Bind(stage.gate.clone()),
-            target: GATE_IN_AGENT.into(),
-            read_only: true,
-        });
+        mounts.extend([
+            Mount::read_only(prepared.shim.clone(), image::SHIM_PATH),
+            Mount::read_only(stage.agent_lib.clone(), AGENT_LIB_DIR),
+            Mount::read_only(stage.gate.clone(), GATE_IN_AGENT),
+        ]);
         env.push((
             "BASH_ENV".into(),
             EnvValue::Plain(image::BASH_ENV_PATH.into()),
@@ -196,11 +205,10 @@ impl LaunchSpec {
         if let (true, Some(image)) = (plan.supervise, &prepared.supervise_image) {
             sidecars.push(supervise_sidecar(plan, image, stage));
             // The agent gets the socket's folder read-only, never the queue.
-            mounts.push(Mount {
-                source: MountSource::Bind(stage.supervise_run.clone()),
-                target: SUPERVISE_RUN_DIR.into(),
-                read_only: true,
-            });
+            mounts.push(Mount::read_only(
+                stage.supervise_run.clone(),
+                SUPERVISE_RUN_DIR,
+            ));
             env.push((
                 "CLAUDE_BOTTLE_SUPERVISE_SOCKET".into(),
                 EnvValue::Plain(format!("{SUPERVISE_RUN_DIR}/{SUPERVISE_SOCKET}")),
@@ -295,11 +303,6 @@ const CONFIG_IN_SUPERVISE: &str = "/run/supervise/current-config";
 /// supervise: no network at all; it writes proposals into the host queue and can only read the
 /// decisions and applied records, which are mounted read-only over the writable queue.
 fn supervise_sidecar(plan: &BottlePlan, image: &str, stage: &Stage) -> SidecarSpec {
-    let bind = |host: PathBuf, target: String, read_only: bool| Mount {
-        source: MountSource::Bind(host),
-        target,
-        read_only,
-    };
     let decisions = claude_bottle_protocol::queue::DECISIONS_DIR;
     let applied = claude_bottle_protocol::queue::APPLIED_DIR;
     SidecarSpec {
@@ -318,23 +321,17 @@ fn supervise_sidecar(plan: &BottlePlan, image: &str, stage: &Stage) -> SidecarSp
         env: vec![],
         networks: vec![],
         mounts: vec![
-            bind(stage.queue.clone(), QUEUE_IN_SUPERVISE.into(), false),
-            bind(
+            Mount::writable(stage.queue.clone(), QUEUE_IN_SUPERVISE),
+            Mount::read_only(
                 stage.queue.join(decisions),
                 format!("{QUEUE_IN_SUPERVISE}/{decisions}"),
-                true,
             ),
-            bind(
+            Mount::read_only(
                 stage.queue.join(applied),
                 format!("{QUEUE_IN_SUPERVISE}/{applied}"),
-                true,
             ),
-            bind(stage.supervise_run.clone(), SUPERVISE_RUN_DIR.into(), false),
-            bind(
-                stage.current_config.clone(),
-                CONFIG_IN_SUPERVISE.into(),
-                true,
-            ),
+            Mount::writable(stage.supervise_run.clone(), SUPERVISE_RUN_DIR),
+            Mount::read_only(stage.current_config.clone(), CONFIG_IN_SUPERVISE),
         ],
         user: Some(supervise_user()),
         readiness: Readiness::LogLine("supervise listening".into()),
@@ -353,11 +350,6 @@ const RELAY_READY_LINE: &str = "relay listening";
 /// socket to the first hop. All run as the operator, who owns the 0600 keys.
 fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<SidecarSpec> {
     use crate::egress::images as contract;
-    let bind = |host: PathBuf, target: String, read_only: bool| Mount {
-        source: MountSource::Bind(host),
-        target,
-        read_only,
-    };
     let mut pipelock_env = Vec::new();
     if staged.upstream_ca {
         // Go's crypto/x509 adds the certificates of every file in SSL_CERT_DIR to the system
@@ -387,10 +379,9 @@ fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<Si
         ],
         env: pipelock_env,
         networks: vec![NetworkAttachment::Internal, NetworkAttachment::Egress],
-        mounts: vec![bind(
+        mounts: vec![Mount::read_only(
             staged.pipelock.clone(),
-            egress::PIPELOCK_CONFIG_DIR.into(),
-            true,
+            egress::PIPELOCK_CONFIG_DIR,
         )],
         user: Some(operator_user()),
         readiness: Readiness::Http {
@@ -418,10 +409,9 @@ fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<Si
                 command: vec![],
                 env,
                 networks: vec![NetworkAttachment::Internal],
-                mounts: vec![bind(
+                mounts: vec![Mount::read_only(
                     dir.clone(),
-                    contract::EGRESS_PROXY_CONFIG_DIR.into(),
-                    true,
+                    contract::EGRESS_PROXY_CONFIG_DIR,
                 )],
                 user: Some(operator_user()),
                 readiness: Readiness::LogLine(contract::EGRESS_PROXY_READY_LINE.into()),
@@ -447,10 +437,9 @@ fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<Si
         ],
         env: vec![("CLAUDE_BOTTLE_LOG".into(), EnvValue::Plain("info".into()))],
         networks: vec![NetworkAttachment::Internal],
-        mounts: vec![bind(
+        mounts: vec![Mount::writable(
             staged.net.clone(),
-            chain::NET_DIR_IN_CONTAINER.into(),
-            false,
+            chain::NET_DIR_IN_CONTAINER,
         )],
         user: Some(operator_user()),
         readiness: Readiness::LogLine(RELAY_READY_LINE.into()),
@@ -464,16 +453,11 @@ fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<Si
 /// The relay's socket and the agent's CA, read-only; the bundle over the system store.
 fn agent_egress_mounts(staged: &EgressStage) -> Vec<Mount> {
     vec![
-        Mount {
-            source: MountSource::Bind(staged.net.clone()),
-            target: chain::NET_DIR_IN_CONTAINER.into(),
-            read_only: true,
-        },
-        Mount {
-            source: MountSource::Bind(staged.net.join(chain::AGENT_BUNDLE_FILE)),
-            target: chain::SYSTEM_BUNDLE.into(),
-            read_only: true,
-        },
+        Mount::read_only(staged.net.clone(), chain::NET_DIR_IN_CONTAINER),
+        Mount::read_only(
+            staged.net.join(chain::AGENT_BUNDLE_FILE),
+            chain::SYSTEM_BUNDLE,
+        ),
     ]
 }
 
