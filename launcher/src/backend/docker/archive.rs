@@ -215,11 +215,7 @@ pub async fn snapshot(
     paths: &[String],
     store: &Store,
 ) -> Result<Snapshot, BackendError> {
-    // A missing container answers every path with 404, which would save an empty snapshot.
-    docker
-        .inspect_container(name, None)
-        .await
-        .map_err(|e| engine_err("snapshot", name, e))?;
+    must_exist(docker, name).await?;
     let (tx, mut rx) = mpsc::channel::<Feed>(CHANNEL_CHUNKS);
     let store = store.clone();
     // Files are written (and fsynced) off the async threads.
@@ -237,24 +233,46 @@ pub async fn snapshot(
         }
         Ok(None)
     });
-    let mut fed = feed_parts(docker, name, paths, &tx).await;
-    if fed.is_ok() && tx.send(Feed::Commit).await.is_err() {
-        fed = Err(BackendError::Engine {
-            action: "snapshot",
-            object: name.to_string(),
-            detail: "the snapshot was refused".to_string(),
-        });
-    }
-    drop(tx);
+    let fed = feed_and_commit(docker, name, paths, tx).await;
     let written = writer.await.map_err(|e| BackendError::Engine {
         action: "snapshot",
         object: name.to_string(),
         detail: format!("the writer task failed: {e}"),
-    });
-    // The writer's refusal explains why the feed stopped; an engine error stands on its own,
-    // and the writer (told nothing more) must not have committed anything then.
-    match (fed, written?) {
-        (Ok(()), Ok(Some(snap))) => Ok(snap),
+    })?;
+    verdict(name, fed, written)
+}
+
+/// A missing container answers every path with 404, which would save an empty snapshot: ask
+/// for it first.
+async fn must_exist(docker: &Docker, name: &str) -> Result<(), BackendError> {
+    docker
+        .inspect_container(name, None)
+        .await
+        .map(drop)
+        .map_err(|e| engine_err("snapshot", name, e))
+}
+
+/// [`feed_parts`], then tell the writer to commit; dropping `tx` tells it the feed is over.
+async fn feed_and_commit(
+    docker: &Docker,
+    name: &str,
+    paths: &[String],
+    tx: mpsc::Sender<Feed>,
+) -> Result<(), BackendError> {
+    feed_parts(docker, name, paths, &tx).await?;
+    tx.send(Feed::Commit).await.map_err(|_| refused(name))
+}
+
+/// What became of the snapshot of `name`, from the feed's result and the writer's. The writer's
+/// refusal explains why the feed stopped; an engine error stands on its own, and the writer
+/// (told nothing more) must not have committed anything then.
+fn verdict<T>(
+    name: &str,
+    fed: Result<(), BackendError>,
+    written: Result<Option<T>, SnapshotError>,
+) -> Result<T, BackendError> {
+    match (fed, written) {
+        (Ok(()), Ok(Some(done))) => Ok(done),
         (_, Err(e)) => Err(BackendError::Snapshot(e)),
         (Err(e), Ok(_)) => Err(e),
         (Ok(()), Ok(None)) => Err(BackendError::Engine {
@@ -277,11 +295,7 @@ async fn feed_parts(
     paths: &[String],
     tx: &mpsc::Sender<Feed>,
 ) -> Result<(), BackendError> {
-    let hung_up = || BackendError::Engine {
-        action: "snapshot",
-        object: name.to_string(),
-        detail: "the snapshot was refused".to_string(),
-    };
+    let hung_up = || refused(name);
     type Chunk = Result<Bytes, bollard::errors::Error>;
     let mut pumps = Vec::new();
     let mut parts = Vec::new();
@@ -352,10 +366,9 @@ pub async fn carry_over(
     paths: &[String],
     store: &Store,
 ) -> Result<Snapshot, CarryError> {
-    docker
-        .inspect_container(from, None)
+    must_exist(docker, from)
         .await
-        .map_err(|e| CarryError::Snapshot(engine_err("snapshot", from, e)))?;
+        .map_err(CarryError::Snapshot)?;
     let (tx, rx) = mpsc::channel::<Feed>(CHANNEL_CHUNKS);
     let (up_tx, up_rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     let store = store.clone();
@@ -367,16 +380,8 @@ pub async fn carry_over(
         path: "/".to_string(),
         ..Default::default()
     };
-    let fed = async {
-        let mut fed = feed_parts(docker, from, paths, &tx).await;
-        if fed.is_ok() && tx.send(Feed::Commit).await.is_err() {
-            fed = Err(refused(from));
-        }
-        drop(tx);
-        fed
-    };
     let (fed, uploaded) = tokio::join!(
-        fed,
+        feed_and_commit(docker, from, paths, tx),
         docker.upload_to_container(to, Some(opts), bollard::body_try_stream(body))
     );
     let carried = carrier.await.map_err(|e| {
@@ -386,20 +391,7 @@ pub async fn carry_over(
             detail: format!("the carrying task failed: {e}"),
         })
     })?;
-    // As in [`snapshot`]: the writer's refusal explains why the feed stopped.
-    let restored = match (fed, carried) {
-        (_, Err(e)) => return Err(CarryError::Snapshot(BackendError::Snapshot(e))),
-        (Err(e), Ok(_)) => return Err(CarryError::Snapshot(e)),
-        (Ok(()), Ok(None)) => {
-            return Err(CarryError::Snapshot(BackendError::Engine {
-                action: "snapshot",
-                object: from.to_string(),
-                detail: "the snapshot's writer stopped before the end".to_string(),
-            }));
-        }
-        (Ok(()), Ok(Some((snap, restored)))) => (snap, restored),
-    };
-    let (snap, restored) = restored;
+    let (snap, restored) = verdict(from, fed, carried).map_err(CarryError::Snapshot)?;
     // The engine's answer first: a restore side that could not send means it stopped reading.
     match (uploaded, restored) {
         (Ok(()), Ok(())) => Ok(snap),
