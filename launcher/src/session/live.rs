@@ -145,15 +145,21 @@ struct Previous(Option<String>);
 /// How a session ends after a failed swap: the code, and the snapshot it still owes.
 type Ending = (Result<i64, BackendError>, LastSnapshot);
 
+/// What a session task is started with: the bottle and its backend, how to run it, where its
+/// snapshots go, and the operator's terminal and signals. [`super::run_with`] sets it up.
+pub(super) struct Setup<B> {
+    pub(super) backend: B,
+    /// The one plan: approved hosts are folded into it as the session runs.
+    pub(super) plan: BottlePlan,
+    pub(super) opts: SessionOptions,
+    pub(super) store: Store,
+    pub(super) console: Console,
+    pub(super) signals: Signals,
+}
+
 /// The state of one running bottle, owned by its session task.
 struct Session<B> {
-    backend: B,
-    /// The one plan: approved hosts are folded into it here.
-    plan: BottlePlan,
-    opts: SessionOptions,
-    store: Store,
-    console: Console,
-    signals: Signals,
+    setup: Setup<B>,
     decisions: Option<Decisions>,
     events_tx: mpsc::Sender<Event>,
     events: mpsc::Receiver<Event>,
@@ -180,25 +186,13 @@ struct Running {
 
 /// Launch the bottle and run it until its agent ends, a signal arrives or something fails.
 /// The teardown is the caller's.
-pub(super) async fn drive<B>(
-    backend: B,
-    plan: BottlePlan,
-    opts: SessionOptions,
-    store: Store,
-    console: Console,
-    signals: Signals,
-) -> Result<Outcome, SessionError>
+pub(super) async fn drive<B>(setup: Setup<B>) -> Result<Outcome, SessionError>
 where
     B: Backend + Clone + Send + Sync + 'static,
 {
     let (events_tx, events) = mpsc::channel(16);
     let mut session = Session {
-        backend,
-        plan,
-        opts,
-        store,
-        console,
-        signals,
+        setup,
         decisions: None,
         events_tx,
         events,
@@ -212,20 +206,24 @@ where
         Ok(code) => Ok(Outcome::Exited(code)),
         Err(Halt::Failed(e)) => Err(*e),
         Err(Halt::Signal(s)) => {
-            session.console.note(&format!(
+            session.setup.console.note(&format!(
                 "got signal {s}, removing bottle {}",
-                session.plan.slug
+                session.setup.plan.slug
             ));
             // Keep what the agent did for `claude-bottle resume`.
             if let Some(launched) = session.launched.take()
                 && let Err(e) = session
+                    .setup
                     .backend
-                    .snapshot_agent(&launched, &session.store)
+                    .snapshot_agent(&launched, &session.setup.store)
                     .await
             {
-                let kept = keep(&session.backend, &session.plan, &launched, e).await;
+                let kept = keep(&session.setup.backend, &session.setup.plan, &launched, e).await;
                 // The signal's exit code stands; what happened to the agent's files is said here.
-                session.console.block(&format!("claude-bottle: {kept}"));
+                session
+                    .setup
+                    .console
+                    .block(&format!("claude-bottle: {kept}"));
                 if !matches!(kept, SessionError::Kept { .. }) {
                     return Err(kept);
                 }
@@ -249,7 +247,7 @@ where
     B: Backend + Clone + Send + Sync + 'static,
 {
     async fn launch_and_run(&mut self) -> Result<i64, Halt> {
-        let decisions = Decisions::open(&self.plan.state_dir)?;
+        let decisions = Decisions::open(&self.setup.plan.state_dir)?;
         self.decisions = Some(decisions);
         self.apply_pending().await?;
         let mut running = self.launch().await?;
@@ -279,16 +277,7 @@ where
                     self.allow_host(None, &id, &host, &entry).await?
                 }
                 Action::Rebuild { candidate } => {
-                    let opts = PrepareOptions {
-                        workspace: self.opts.workspace.clone(),
-                        dockerfile: Some(candidate.clone()),
-                        agent_only: false,
-                    };
-                    let built = step(
-                        &mut self.signals,
-                        prepare::images(&self.backend, &self.opts.config, &self.plan, &opts),
-                    )
-                    .await?;
+                    let built = self.prepare_images(Some(candidate.clone())).await?;
                     match self.adopt(
                         &id,
                         &candidate,
@@ -305,7 +294,7 @@ where
                 }
             };
             if self.record(&applied) {
-                self.console.note(&format!(
+                self.setup.console.note(&format!(
                     "applied {} before launch: {}",
                     applied.id, applied.detail
                 ));
@@ -314,61 +303,75 @@ where
         Ok(())
     }
 
+    /// Every image of the plan as it is now, the agent's from `dockerfile` when given; a signal
+    /// cuts it short.
+    async fn prepare_images(
+        &mut self,
+        dockerfile: Option<String>,
+    ) -> Result<Result<Prepared, BackendError>, Halt> {
+        let opts = PrepareOptions {
+            workspace: self.setup.opts.workspace.clone(),
+            dockerfile,
+            agent_only: false,
+        };
+        let images = prepare::images(
+            &self.setup.backend,
+            &self.setup.opts.config,
+            &self.setup.plan,
+            &opts,
+        );
+        step(&mut self.setup.signals, images).await
+    }
+
     /// Images, staged files, the agent created (and restored when resuming), the sidecars that
     /// gate it started.
     async fn launch(&mut self) -> Result<Running, Halt> {
-        let opts = PrepareOptions {
-            workspace: self.opts.workspace.clone(),
-            dockerfile: None,
-            agent_only: false,
-        };
-        let prepared = step(
-            &mut self.signals,
-            prepare::images(&self.backend, &self.opts.config, &self.plan, &opts),
-        )
-        .await??;
+        let prepared = self.prepare_images(None).await??;
         for note in &prepared.notes {
-            self.console.note(note);
+            self.setup.console.note(note);
         }
-        let mut stage = stage::prepare(&self.plan)?;
+        let mut stage = stage::prepare(&self.setup.plan)?;
         if let Some(images) = &prepared.egress {
-            let tokens = match &self.opts.tokens {
+            let tokens = match &self.setup.opts.tokens {
                 Some(t) => t.clone(),
-                None => crate::egress::EgressRoutes::from_routes(&self.plan.routes)
+                None => crate::egress::EgressRoutes::from_routes(&self.setup.plan.routes)
                     .resolve(|n| std::env::var(n).ok())?,
             };
             let staged = crate::chain::stage(
-                &self.plan,
+                &self.setup.plan,
                 &tokens,
-                self.opts.config.upstream_ca.as_deref(),
-                &self.opts.config.allow_private_cidrs,
+                self.setup.opts.config.upstream_ca.as_deref(),
+                &self.setup.opts.config.allow_private_cidrs,
                 &images.image_roots,
             )?;
             for (purpose, fp) in &staged.fingerprints {
-                self.console
+                self.setup
+                    .console
                     .note(&format!("{purpose} CA of this launch: SHA-256 {fp}"));
             }
             stage.egress = Some(staged);
         }
-        let mut spec = LaunchSpec::new(&self.plan, &prepared, &stage, self.opts.tty);
-        let restore = if self.opts.resume {
-            self.store.load().map_err(BackendError::from)?
+        let mut spec = LaunchSpec::new(&self.setup.plan, &prepared, &stage, self.setup.opts.tty);
+        let restore = if self.setup.opts.resume {
+            self.setup.store.load().map_err(BackendError::from)?
         } else {
             None
         };
         if restore.is_some() {
-            spec.agent = spec.agent.resuming(&self.plan);
+            spec.agent = spec.agent.resuming(&self.setup.plan);
         }
-        let launched = step(&mut self.signals, self.backend.launch(&spec)).await??;
+        let launched = step(&mut self.setup.signals, self.setup.backend.launch(&spec)).await??;
         if let Some(snap) = &restore {
             step(
-                &mut self.signals,
-                self.backend.restore_agent(&launched, &self.store, snap),
+                &mut self.setup.signals,
+                self.setup
+                    .backend
+                    .restore_agent(&launched, &self.setup.store, snap),
             )
             .await??;
-            self.console.note(&format!(
+            self.setup.console.note(&format!(
                 "resumed {} from its last snapshot",
-                self.plan.name
+                self.setup.plan.name
             ));
         }
         self.launched = Some(launched);
@@ -386,12 +389,12 @@ where
     /// The agent runs, is replaced for each approved capability, and ends the session when it
     /// exits by itself.
     async fn run(&mut self, running: &mut Running) -> Result<i64, Halt> {
-        let terminal = if self.opts.tty {
+        let terminal = if self.setup.opts.tty {
             Terminal::Raw
         } else {
             Terminal::Lines
         };
-        self.console = self.console.with_terminal(terminal);
+        self.setup.console = self.setup.console.with_terminal(terminal);
         self.start_agent();
         self.start_chain(&running.spec);
         let (wake_tx, mut wake) = mpsc::channel(16);
@@ -401,7 +404,7 @@ where
         self.apply_decisions(running).await?;
         loop {
             let event = tokio::select! {
-                s = self.signals.recv() => return Err(Halt::Signal(s)),
+                s = self.setup.signals.recv() => return Err(Halt::Signal(s)),
                 Some(()) = wake.recv() => {
                     self.apply_decisions(running).await?;
                     continue;
@@ -470,8 +473,11 @@ where
             None => {
                 if let Some(launched) = &self.launched {
                     // Its exit follows.
-                    let stopped =
-                        step(&mut self.signals, self.backend.stop_agent(launched)).await?;
+                    let stopped = step(
+                        &mut self.setup.signals,
+                        self.setup.backend.stop_agent(launched),
+                    )
+                    .await?;
                     if let Err(stop) = stopped {
                         tracing::warn!(error = %stop, "failed to stop the agent after its egress chain failed");
                         return Ok(Some(e));
@@ -504,7 +510,7 @@ where
         last: LastSnapshot,
     ) -> Result<i64, Halt> {
         while running.chain == Chain::Starting {
-            let event = step(&mut self.signals, self.events.recv()).await?;
+            let event = step(&mut self.setup.signals, self.events.recv()).await?;
             match event {
                 Some(Event::ChainStarted) | None => running.chain = Chain::Started,
                 Some(Event::ChainFailed(e)) => {
@@ -515,15 +521,17 @@ where
             }
         }
         self.tasks.shutdown().await;
-        self.console = self.console.with_terminal(Terminal::Lines);
+        self.setup.console = self.setup.console.with_terminal(Terminal::Lines);
         // Still the session's until saved: a signal during the snapshot saves it again.
         let Some(launched) = self.launched.clone() else {
             return Ok(code?);
         };
         let saved = match last {
             LastSnapshot::Take => step(
-                &mut self.signals,
-                self.backend.snapshot_agent(&launched, &self.store),
+                &mut self.setup.signals,
+                self.setup
+                    .backend
+                    .snapshot_agent(&launched, &self.setup.store),
             )
             .await?
             .map(|_| ()),
@@ -532,9 +540,11 @@ where
         };
         self.launched = None;
         if let Err(cause) = saved {
-            return Err(keep(&self.backend, &self.plan, &launched, cause)
-                .await
-                .into());
+            return Err(
+                keep(&self.setup.backend, &self.setup.plan, &launched, cause)
+                    .await
+                    .into(),
+            );
         }
         Ok(code?)
     }
@@ -543,7 +553,7 @@ where
         let Some(launched) = self.launched.clone() else {
             return;
         };
-        let backend = self.backend.clone();
+        let backend = self.setup.backend.clone();
         let tx = self.events_tx.clone();
         self.tasks.spawn(async move {
             let code = backend.run_agent(&launched).await;
@@ -556,7 +566,7 @@ where
     /// holds its first connections); if one fails, the agent is stopped and the session fails
     /// naming it.
     fn start_chain(&mut self, spec: &LaunchSpec) {
-        let backend = self.backend.clone();
+        let backend = self.setup.backend.clone();
         let tx = self.events_tx.clone();
         let spec = spec.clone();
         self.tasks.spawn(async move {
@@ -579,13 +589,13 @@ where
     /// does not already end as root. In the background and silent: a failure costs only the
     /// speed-up.
     fn warm_root_step(&mut self, running: &Running) {
-        if !self.plan.supervise {
+        if !self.setup.plan.supervise {
             return;
         }
         let Some(image) = running.root_step_base.clone() else {
             return;
         };
-        let backend = self.backend.clone();
+        let backend = self.setup.backend.clone();
         self.tasks.spawn(async move {
             let t = std::time::Instant::now();
             match prepare::warm_root_step(&backend, &image).await {
@@ -612,7 +622,7 @@ where
     fn decide(&self, approval: &Approval) -> Action {
         // Only a capability is decided on the Dockerfile: an egress approval reads no file.
         let effective = if is_capability(approval) {
-            stage::effective_dockerfile(&self.plan)
+            stage::effective_dockerfile(&self.setup.plan)
                 .map(|e| e.text().to_owned())
                 .map_err(|e| e.to_string())
         } else {
@@ -675,7 +685,8 @@ where
     /// Record a refusal and say it on the agent's terminal.
     fn refused(&mut self, id: &ProposalId, detail: &str) {
         tracing::warn!(id = %id, "refusing an approval: {detail}");
-        self.console
+        self.setup
+            .console
             .note(&format!("refused to apply {id}: {detail}"));
         self.record(&Applied::failed(id.clone(), detail, audit::now()));
     }
@@ -690,18 +701,18 @@ where
         entry: &str,
     ) -> Result<Applied, Halt> {
         let fail = |detail: String| Ok(Applied::failed(id.clone(), &detail, audit::now()));
-        if let Err(e) = approved::add(&self.plan.state_dir, entry) {
+        if let Err(e) = approved::add(&self.setup.plan.state_dir, entry) {
             return fail(format!("failed to record the approved host: {e}"));
         }
-        self.plan.approve_host(host);
+        self.setup.plan.approve_host(host);
         if let Some(running) = live {
             let stage = &running.stage;
-            if let Err(e) = stage::write_current_config(&self.plan, &stage.current_config) {
+            if let Err(e) = stage::write_current_config(&self.setup.plan, &stage.current_config) {
                 return fail(e.to_string());
             }
             // pipelock enforces the allowlist: rewrite its config and make it reload, live.
             if let Some(staged) = &stage.egress {
-                if let Err(e) = crate::chain::write_pipelock_config(&self.plan, staged) {
+                if let Err(e) = crate::chain::write_pipelock_config(&self.setup.plan, staged) {
                     return fail(e.to_string());
                 }
                 // Its readiness is awaited before the reload signal.
@@ -713,8 +724,10 @@ where
                     .cloned();
                 if let Some(pipelock) = pipelock {
                     let reloaded = step(
-                        &mut self.signals,
-                        self.backend.reload_sidecar(&self.plan.slug, &pipelock),
+                        &mut self.setup.signals,
+                        self.setup
+                            .backend
+                            .reload_sidecar(&self.setup.plan.slug, &pipelock),
                     )
                     .await?;
                     if let Err(e) = reloaded {
@@ -729,7 +742,9 @@ where
             } else {
                 "approved; this bottle had no egress chain, it applies at the next start"
             };
-            self.console.note(&format!("egress to {entry} {note}"));
+            self.setup
+                .console
+                .note(&format!("egress to {entry} {note}"));
         }
         Ok(Applied::ok(
             id.clone(),
@@ -743,16 +758,16 @@ where
         let id = approval.proposal.id.clone();
         tracing::info!(id = %id, "rebuilding for an approved capability");
         running.building = Some(id);
-        let backend = self.backend.clone();
-        let plan = self.plan.clone();
+        let backend = self.setup.backend.clone();
+        let plan = self.setup.plan.clone();
         let opts = PrepareOptions {
-            workspace: self.opts.workspace.clone(),
+            workspace: self.setup.opts.workspace.clone(),
             dockerfile: Some(candidate.clone()),
             // The running sidecars and the launch's trust bundle stay.
             agent_only: true,
         };
         let tx = self.events_tx.clone();
-        let config = self.opts.config.clone();
+        let config = self.setup.opts.config.clone();
         self.tasks.spawn(async move {
             let t = std::time::Instant::now();
             let result = prepare::images(&backend, &config, &plan, &opts).await;
@@ -800,16 +815,16 @@ where
                     return Ok(());
                 }
             };
-        if let Err(e) = stage::write_current_config(&self.plan, &running.stage.current_config) {
-            let failed = self.undo(running, id, &format!("rebuilt, but {e}"), previous);
-            self.record(&failed);
+        if let Err(e) = stage::write_current_config(&self.setup.plan, &running.stage.current_config)
+        {
+            self.undo(running, id, &format!("rebuilt, but {e}"), previous);
             return Ok(());
         }
         // Started ahead and held at its gate, released when it runs (named after the approval).
         let mut agent = running
             .spec
             .agent
-            .resuming(&self.plan)
+            .resuming(&self.setup.plan)
             .held(running.stage.gate.join(id.to_string()));
         agent.image = prepared.agent_image.clone();
         if let Some(user) = &prepared.agent_user {
@@ -822,37 +837,31 @@ where
         // carry-over of its files and the start, nothing that could happen before.
         let t = std::time::Instant::now();
         let successor = step(
-            &mut self.signals,
-            self.backend.create_successor(&running.spec, &agent),
+            &mut self.setup.signals,
+            self.setup.backend.create_successor(&running.spec, &agent),
         )
         .await?;
         let successor = match successor {
             Ok(s) => s,
             Err(e) => {
-                let failed = self.undo(
-                    running,
-                    id,
-                    &format!("rebuilt, but the new agent could not be created: {e}"),
-                    previous,
-                );
-                self.record(&failed);
+                let detail = format!("rebuilt, but the new agent could not be created: {e}");
+                self.undo(running, id, &detail, previous);
                 return Ok(());
             }
         };
         tracing::info!(id = %id, image = %agent.image, ms = t.elapsed().as_millis(), "successor created; stopping the agent");
         let t = std::time::Instant::now();
-        let stopped = step(&mut self.signals, self.backend.stop_agent(&launched)).await?;
+        let stopped = step(
+            &mut self.setup.signals,
+            self.setup.backend.stop_agent(&launched),
+        )
+        .await?;
         tracing::info!(id = %id, ms = t.elapsed().as_millis(), "agent stopped");
         if let Err(e) = stopped {
             // The held successor waits at its gate until the next swap replaces it or the
             // teardown removes it.
-            let failed = self.undo(
-                running,
-                id,
-                &format!("rebuilt, but failed to stop the running agent: {e}"),
-                previous,
-            );
-            self.record(&failed);
+            let detail = format!("rebuilt, but failed to stop the running agent: {e}");
+            self.undo(running, id, &detail, previous);
             return Ok(());
         }
         running.agent = Agent::Stopping(Then::Swap(Box::new(Swap {
@@ -876,7 +885,7 @@ where
     ) -> Result<(Prepared, String, Previous), Applied> {
         let fail = |detail: String| Applied::failed(id.clone(), &detail, audit::now());
         let prepared = result.map_err(|e| fail(format!("the rebuild failed; {unchanged}\n{e}")))?;
-        let per_bottle = self.plan.layout().per_bottle_dockerfile();
+        let per_bottle = self.setup.plan.layout().per_bottle_dockerfile();
         let previous = Previous(std::fs::read_to_string(&per_bottle).ok());
         crate::state::write_atomic(&per_bottle, candidate.as_bytes())
             .map_err(|e| fail(e.to_string()))?;
@@ -897,9 +906,9 @@ where
 
     /// An adopted rebuild whose agent could not take over is undone: the per-bottle Dockerfile
     /// and the current-config are as before, so the failed approval changes nothing, not even
-    /// the next start. Returns the failure to record, saying so (or what could not be undone).
-    fn undo(&self, running: &Running, id: ProposalId, detail: &str, previous: Previous) -> Applied {
-        let per_bottle = self.plan.layout().per_bottle_dockerfile();
+    /// the next start. Records the failure, saying so (or what could not be undone).
+    fn undo(&mut self, running: &Running, id: ProposalId, detail: &str, previous: Previous) {
+        let per_bottle = self.setup.plan.layout().per_bottle_dockerfile();
         let restored = match &previous.0 {
             Some(text) => {
                 crate::state::write_atomic(&per_bottle, text.as_bytes()).map_err(|e| e.to_string())
@@ -911,7 +920,7 @@ where
                 "{detail}; the agent keeps running unchanged, but the approval could not be undone ({e}): the next start uses the rebuilt Dockerfile"
             ),
             Ok(()) => {
-                match stage::write_current_config(&self.plan, &running.stage.current_config) {
+                match stage::write_current_config(&self.setup.plan, &running.stage.current_config) {
                     Ok(()) => format!(
                         "{detail}; the approval was undone, the agent keeps running unchanged"
                     ),
@@ -922,7 +931,7 @@ where
                 }
             }
         };
-        Applied::failed(id, &detail, audit::now())
+        self.record(&Applied::failed(id, &detail, audit::now()));
     }
 
     /// The agent stopped for a rebuilt one: carry its home and workspace over to its successor
@@ -934,8 +943,10 @@ where
         };
         let t = std::time::Instant::now();
         let swapped = step(
-            &mut self.signals,
-            self.backend.swap_in(&old, swap.successor, &self.store),
+            &mut self.setup.signals,
+            self.setup
+                .backend
+                .swap_in(&old, swap.successor, &self.setup.store),
         )
         .await?;
         tracing::info!(
@@ -947,7 +958,7 @@ where
                 self.launched = Some(new);
                 running.spec.agent = swap.agent;
                 let image = running.spec.agent.image.clone();
-                self.console.note(&format!(
+                self.setup.console.note(&format!(
                     "capability {} applied: agent rebuilt as {image}, session resumed",
                     swap.id
                 ));
@@ -992,7 +1003,7 @@ where
                 true
             }
             Err(e) => {
-                self.console.note(&format!(
+                self.setup.console.note(&format!(
                     "failed to record the outcome of {}: {e}",
                     applied.id
                 ));

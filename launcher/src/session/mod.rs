@@ -227,14 +227,14 @@ where
         r = before => r?,
     }
     // Its own task, so that a panic in it still ends in the teardown below.
-    let task = tokio::spawn(live::drive(
-        backend.clone(),
-        plan.clone(),
+    let task = tokio::spawn(live::drive(live::Setup {
+        backend: backend.clone(),
+        plan: plan.clone(),
         opts,
         store,
         console,
         signals,
-    ));
+    }));
     let result = match task.await {
         Ok(r) => r,
         Err(e) if e.is_panic() => Err(SessionError::Panicked(panic_text(e.into_panic()))),
