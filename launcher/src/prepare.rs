@@ -73,7 +73,11 @@ pub async fn images<B: Backend>(
         }
     };
     let source = agent_source(plan, opts).map_err(|e| image_err(&e))?;
-    let mut builds = Vec::new();
+    let mut prep = Preparing {
+        backend,
+        plan,
+        builds: Vec::new(),
+    };
     let build_ca = match &config.build_ca {
         Some(path) => std::fs::read_to_string(path).map_err(|e| {
             image_err(&format!(
@@ -89,18 +93,19 @@ pub async fn images<B: Backend>(
     // One inspect answers both "is it built?" and "what does it run?".
     let info = match backend.image_info(&base.tag).await? {
         Some(found) => {
-            builds.push(BuildReport::cached(&base.tag));
+            prep.builds.push(BuildReport::cached(&base.tag));
             found
         }
         None => {
-            builds.push(backend.build_image(&base, Progress::Shown).await?);
+            prep.builds
+                .push(backend.build_image(&base, Progress::Shown).await?);
             backend.image_info(&base.tag).await?.ok_or_else(|| {
                 image_err(&format!("{} is missing right after its build", base.tag))
             })?
         }
     };
     // The agent runs as uid 1000 with its own home, or not at all.
-    let contracted = keep_contract(backend, plan, &base.tag, &info, &mut builds).await?;
+    let contracted = prep.keep_contract(&base.tag, &info).await?;
     notes.extend(
         contracted
             .notes
@@ -122,20 +127,20 @@ pub async fn images<B: Backend>(
     let mut agent_image = contracted.image;
     if let Some(dir) = &opts.workspace {
         let ws = image::workspace_copy(slug, &agent_image, dir).map_err(|e| image_err(&e))?;
-        builds.push(ensure(backend, &ws).await?);
+        prep.builds.push(ensure(backend, &ws).await?);
         agent_image = ws.tag;
     }
-    let agent_disk = agent_disk(backend, plan, disk, &agent_image, &mut notes).await?;
+    let agent_disk = prep.agent_disk(disk, &agent_image, &mut notes).await?;
     let supervise_image = if plan.supervise && !opts.agent_only {
         let binary = config
             .binary(Sidecar::Supervise.binary_name())
             .map_err(|e| image_err(&e))?;
-        Some(scratch_image(backend, plan, Sidecar::Supervise, &binary, &mut builds).await?)
+        Some(prep.scratch_image(Sidecar::Supervise, &binary).await?)
     } else {
         None
     };
     let egress = if crate::chain::needed(plan) && !opts.agent_only {
-        Some(egress_images(backend, config, plan, &base.tag, &shim, &mut builds).await?)
+        Some(prep.egress_images(config, &base.tag, &shim).await?)
     } else {
         None
     };
@@ -150,9 +155,17 @@ pub async fn images<B: Backend>(
         shim,
         supervise_image,
         egress,
-        builds,
+        builds: prep.builds,
         notes,
     })
+}
+
+/// One preparation of a bottle's images under way: what it asks the engine for, and the builds
+/// so far, which the caller reports.
+struct Preparing<'a, B> {
+    backend: &'a B,
+    plan: &'a BottlePlan,
+    builds: Vec<BuildReport>,
 }
 
 /// Build `image` + [`crate::state::dockerfile::ROOT_STEP`] ahead of any approval, so the first
@@ -248,29 +261,31 @@ fn settled_or_refused(
 }
 
 /// The `size` the agent is created with, once `image` exists: a [`DiskPlan::Try`] asks the engine.
-async fn agent_disk<B: Backend>(
-    backend: &B,
-    plan: &BottlePlan,
-    decided: DiskPlan,
-    image: &str,
-    notes: &mut Vec<String>,
-) -> Result<Option<u64>, BackendError> {
-    match decided {
-        DiskPlan::Bound(bytes) => Ok(Some(bytes)),
-        DiskPlan::Try { bytes, fallback } => {
-            if backend
-                .accepts_disk_size(image, bytes, &probe_labels(plan))
-                .await?
-            {
-                Ok(Some(bytes))
-            } else {
-                match settled_or_refused(plan, *fallback, notes)? {
-                    DiskPlan::Bound(b) => Ok(Some(b)),
-                    _ => Ok(None),
+impl<B: Backend> Preparing<'_, B> {
+    async fn agent_disk(
+        &self,
+        decided: DiskPlan,
+        image: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<Option<u64>, BackendError> {
+        let (backend, plan) = (self.backend, self.plan);
+        match decided {
+            DiskPlan::Bound(bytes) => Ok(Some(bytes)),
+            DiskPlan::Try { bytes, fallback } => {
+                if backend
+                    .accepts_disk_size(image, bytes, &probe_labels(plan))
+                    .await?
+                {
+                    Ok(Some(bytes))
+                } else {
+                    match settled_or_refused(plan, *fallback, notes)? {
+                        DiskPlan::Bound(b) => Ok(Some(b)),
+                        _ => Ok(None),
+                    }
                 }
             }
+            DiskPlan::Unbounded { .. } | DiskPlan::Refuse { .. } => Ok(None),
         }
-        DiskPlan::Unbounded { .. } | DiskPlan::Refuse { .. } => Ok(None),
     }
 }
 
@@ -285,79 +300,111 @@ struct Contracted {
 /// `base` as an image that keeps the contract: itself, or the contract layer over it (built when
 /// missing, then checked again); an image that cannot be adapted is refused. The verdict is cached
 /// per image id in the bottle's state folder, so a warm start creates no probe.
-async fn keep_contract<B: Backend>(
-    backend: &B,
-    plan: &BottlePlan,
-    base: &str,
-    info: &ImageInfo,
-    builds: &mut Vec<BuildReport>,
-) -> Result<Contracted, BackendError> {
-    let slug = &plan.slug;
-    let dir = plan.layout().image_contract();
-    let skills = !plan.skills.is_empty();
-    let cache = dir.join(format!(
-        "{}{}.json",
-        file_key(&info.id),
-        if skills { "-skills" } else { "" }
-    ));
-    if let Some(found) = read_cache(&cache)
-        && (found.image == base || backend.image_info(&found.image).await?.is_some())
-    {
-        return Ok(found);
-    }
-    let refuse = |image: &str, e: contract::ContractError| {
-        image_err(
-            slug,
-            &format!(
-                "{image} breaks the image contract (uid {}, home {}) and cannot be adapted: {e}",
-                contract::AGENT_UID,
-                contract::AGENT_HOME
-            ),
-        )
-    };
-    let started = std::time::Instant::now();
-    let facts = probe(backend, plan, base, info).await?;
-    tracing::debug!(
-        image = base,
-        ms = started.elapsed().as_millis(),
-        "image contract probed"
-    );
-    let found = match contract::check(&facts, skills).map_err(|e| refuse(base, e))? {
-        Verdict::Holds { notes } => Contracted {
-            image: base.to_owned(),
-            notes,
-        },
-        Verdict::Adapt(adaptation) => {
-            let recipe = contract::contract_layer(slug, base, &info.id, &adaptation)
-                .map_err(|e| image_err(slug, &e))?;
-            builds.push(ensure(backend, &recipe).await?);
-            let after = probe(backend, plan, &recipe.tag, info).await?;
-            contract::recheck(&after, skills).map_err(|e| refuse(&recipe.tag, e))?;
-            let mut notes = adaptation.notes;
-            notes.extend(
-                adaptation
-                    .changes
-                    .iter()
-                    .map(|c| format!("adapted as {}: {c}", recipe.tag)),
-            );
-            Contracted {
-                image: recipe.tag,
-                notes,
-            }
+impl<B: Backend> Preparing<'_, B> {
+    async fn keep_contract(
+        &mut self,
+        base: &str,
+        info: &ImageInfo,
+    ) -> Result<Contracted, BackendError> {
+        let (backend, plan) = (self.backend, self.plan);
+        let slug = &plan.slug;
+        let dir = plan.layout().image_contract();
+        let skills = !plan.skills.is_empty();
+        let cache = dir.join(format!(
+            "{}{}.json",
+            file_key(&info.id),
+            if skills { "-skills" } else { "" }
+        ));
+        if let Some(found) = read_cache(&cache)
+            && (found.image == base || backend.image_info(&found.image).await?.is_some())
+        {
+            return Ok(found);
         }
-    };
-    // Only the newest image's verdict is kept.
-    let _ = std::fs::remove_dir_all(&dir);
-    let written = serde_json::to_vec(&found)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| {
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(&cache, bytes)
-        });
-    if let Err(e) = written {
-        tracing::warn!(path = %cache.display(), error = %e, "failed to cache the image contract's verdict");
+        let refuse = |image: &str, e: contract::ContractError| {
+            image_err(
+                slug,
+                &format!(
+                    "{image} breaks the image contract (uid {}, home {}) and cannot be adapted: {e}",
+                    contract::AGENT_UID,
+                    contract::AGENT_HOME
+                ),
+            )
+        };
+        let started = std::time::Instant::now();
+        let facts = self.probe(base, info).await?;
+        tracing::debug!(
+            image = base,
+            ms = started.elapsed().as_millis(),
+            "image contract probed"
+        );
+        let found = match contract::check(&facts, skills).map_err(|e| refuse(base, e))? {
+            Verdict::Holds { notes } => Contracted {
+                image: base.to_owned(),
+                notes,
+            },
+            Verdict::Adapt(adaptation) => {
+                let recipe = contract::contract_layer(slug, base, &info.id, &adaptation)
+                    .map_err(|e| image_err(slug, &e))?;
+                self.builds.push(ensure(backend, &recipe).await?);
+                let after = self.probe(&recipe.tag, info).await?;
+                contract::recheck(&after, skills).map_err(|e| refuse(&recipe.tag, e))?;
+                let mut notes = adaptation.notes;
+                notes.extend(
+                    adaptation
+                        .changes
+                        .iter()
+                        .map(|c| format!("adapted as {}: {c}", recipe.tag)),
+                );
+                Contracted {
+                    image: recipe.tag,
+                    notes,
+                }
+            }
+        };
+        // Only the newest image's verdict is kept.
+        let _ = std::fs::remove_dir_all(&dir);
+        let written = serde_json::to_vec(&found)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(&cache, bytes)
+            });
+        if let Err(e) = written {
+            tracing::warn!(path = %cache.display(), error = %e, "failed to cache the image contract's verdict");
+        }
+        Ok(found)
     }
-    Ok(found)
+
+    /// The facts of `image` the contract is checked on: its account files (at most
+    /// [`ACCOUNT_FILE_LIMIT`] bytes each) and the owner of each folder the agent must own.
+    async fn probe(&self, image: &str, info: &ImageInfo) -> Result<ImageFacts, BackendError> {
+        let (backend, plan) = (self.backend, self.plan);
+        let [home, claude, workspace] = ImageFacts::dir_paths();
+        let asked = [
+            (contract::PASSWD, ACCOUNT_FILE_LIMIT),
+            (contract::GROUP, ACCOUNT_FILE_LIMIT),
+            (home, 0),
+            (claude, 0),
+            (workspace, 0),
+        ];
+        let found = backend
+            .first_entries(image, &asked, &probe_labels(plan))
+            .await?;
+        let [passwd, group, home, claude, workspace]: [FirstEntry; 5] =
+            found.try_into().map_err(|got: Vec<FirstEntry>| {
+                image_err(
+                    &plan.slug,
+                    &format!("the probe of {image} answered {} paths of 5", got.len()),
+                )
+            })?;
+        Ok(ImageFacts {
+            user: info.user.clone(),
+            env_home: info.env_home.clone(),
+            passwd: file_fact(passwd),
+            group: file_fact(group),
+            dirs: [path_fact(&home), path_fact(&claude), path_fact(&workspace)],
+        })
+    }
 }
 
 fn read_cache(path: &Path) -> Option<Contracted> {
@@ -370,41 +417,6 @@ fn file_key(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
-}
-
-/// The facts of `image` the contract is checked on: its account files (at most
-/// [`ACCOUNT_FILE_LIMIT`] bytes each) and the owner of each folder the agent must own.
-async fn probe<B: Backend>(
-    backend: &B,
-    plan: &BottlePlan,
-    image: &str,
-    info: &ImageInfo,
-) -> Result<ImageFacts, BackendError> {
-    let [home, claude, workspace] = ImageFacts::dir_paths();
-    let asked = [
-        (contract::PASSWD, ACCOUNT_FILE_LIMIT),
-        (contract::GROUP, ACCOUNT_FILE_LIMIT),
-        (home, 0),
-        (claude, 0),
-        (workspace, 0),
-    ];
-    let found = backend
-        .first_entries(image, &asked, &probe_labels(plan))
-        .await?;
-    let [passwd, group, home, claude, workspace]: [FirstEntry; 5] =
-        found.try_into().map_err(|got: Vec<FirstEntry>| {
-            image_err(
-                &plan.slug,
-                &format!("the probe of {image} answered {} paths of 5", got.len()),
-            )
-        })?;
-    Ok(ImageFacts {
-        user: info.user.clone(),
-        env_home: info.env_home.clone(),
-        passwd: file_fact(passwd),
-        group: file_fact(group),
-        dirs: [path_fact(&home), path_fact(&claude), path_fact(&workspace)],
-    })
 }
 
 fn file_fact(first: FirstEntry) -> FileFact {
@@ -440,82 +452,80 @@ fn path_fact(first: &FirstEntry) -> PathFact {
 
 /// pipelock (pulled when missing), the egress-proxy (built from the base image) when a route
 /// carries a credential, the relay, and the agent image's own roots for its trust bundle.
-async fn egress_images<B: Backend>(
-    backend: &B,
-    config: &Config,
-    plan: &BottlePlan,
-    agent_base: &str,
-    shim: &Path,
-    builds: &mut Vec<BuildReport>,
-) -> Result<EgressImages, BackendError> {
-    let pipelock = config.pipelock_image.clone();
-    backend.pull_image(&pipelock, "pipelock").await?;
-    let egress_proxy = if crate::chain::needs_egress_proxy(plan) {
-        let recipe = crate::egress::images::egress_proxy(&config.base_image)
-            .map_err(|e| image_err(&plan.slug, &e))?;
-        builds.push(ensure(backend, &recipe).await?);
-        Some(recipe.tag)
-    } else {
-        None
-    };
-    let relay = scratch_image(backend, plan, Sidecar::Relay, shim, builds).await?;
-    let image_roots = image_roots(backend, plan, agent_base).await?;
-    Ok(EgressImages {
-        pipelock,
-        egress_proxy,
-        relay,
-        image_roots,
-    })
-}
-
-/// The `FROM scratch` image of one of our static binaries, built when missing. Its tag comes from
-/// the binary's digest, cached by the file's identity in the bottle's state folder, so a warm
-/// start neither reads nor hashes the binary.
-async fn scratch_image<B: Backend>(
-    backend: &B,
-    plan: &BottlePlan,
-    sidecar: Sidecar,
-    binary: &Path,
-    builds: &mut Vec<BuildReport>,
-) -> Result<String, BackendError> {
-    let slug = &plan.slug;
-    let cache = plan.layout().binary_digest(sidecar.binary_name());
-    let digest = image::file_digest(binary, &cache).map_err(|e| image_err(slug, &e))?;
-    let tag = image::sidecar_scratch_tag(sidecar, &digest).map_err(|e| image_err(slug, &e))?;
-    if backend.image_info(&tag).await?.is_some() {
-        tracing::debug!(tag = %tag, "image cached");
-        builds.push(BuildReport::cached(&tag));
-        return Ok(tag);
+impl<B: Backend> Preparing<'_, B> {
+    async fn egress_images(
+        &mut self,
+        config: &Config,
+        agent_base: &str,
+        shim: &Path,
+    ) -> Result<EgressImages, BackendError> {
+        let (backend, plan) = (self.backend, self.plan);
+        let pipelock = config.pipelock_image.clone();
+        backend.pull_image(&pipelock, "pipelock").await?;
+        let egress_proxy = if crate::chain::needs_egress_proxy(plan) {
+            let recipe = crate::egress::images::egress_proxy(&config.base_image)
+                .map_err(|e| image_err(&plan.slug, &e))?;
+            self.builds.push(ensure(backend, &recipe).await?);
+            Some(recipe.tag)
+        } else {
+            None
+        };
+        let relay = self.scratch_image(Sidecar::Relay, shim).await?;
+        let image_roots = self.image_roots(agent_base).await?;
+        Ok(EgressImages {
+            pipelock,
+            egress_proxy,
+            relay,
+            image_roots,
+        })
     }
-    let recipe = image::sidecar_scratch(sidecar, binary).map_err(|e| image_err(slug, &e))?;
-    builds.push(backend.build_image(&recipe, Progress::Shown).await?);
-    Ok(recipe.tag)
-}
 
-/// The system bundle of `image`, cached per image tag (tags name content) in the bottle's state
-/// folder, so a warm start does not create a probe container.
-async fn image_roots<B: Backend>(
-    backend: &B,
-    plan: &BottlePlan,
-    image: &str,
-) -> Result<String, BackendError> {
-    let dir = plan.layout().image_roots();
-    let cached = dir.join(format!("{}.pem", file_key(image)));
-    if let Ok(text) = std::fs::read_to_string(&cached) {
-        return Ok(text);
+    /// The `FROM scratch` image of one of our static binaries, built when missing. Its tag comes from
+    /// the binary's digest, cached by the file's identity in the bottle's state folder, so a warm
+    /// start neither reads nor hashes the binary.
+    async fn scratch_image(
+        &mut self,
+        sidecar: Sidecar,
+        binary: &Path,
+    ) -> Result<String, BackendError> {
+        let (backend, plan) = (self.backend, self.plan);
+        let slug = &plan.slug;
+        let cache = plan.layout().binary_digest(sidecar.binary_name());
+        let digest = image::file_digest(binary, &cache).map_err(|e| image_err(slug, &e))?;
+        let tag = image::sidecar_scratch_tag(sidecar, &digest).map_err(|e| image_err(slug, &e))?;
+        if backend.image_info(&tag).await?.is_some() {
+            tracing::debug!(tag = %tag, "image cached");
+            self.builds.push(BuildReport::cached(&tag));
+            return Ok(tag);
+        }
+        let recipe = image::sidecar_scratch(sidecar, binary).map_err(|e| image_err(slug, &e))?;
+        self.builds
+            .push(backend.build_image(&recipe, Progress::Shown).await?);
+        Ok(recipe.tag)
     }
-    let found = backend
-        .read_image_file(image, crate::chain::SYSTEM_BUNDLE, &probe_labels(plan))
-        .await?;
-    let text = found
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    // Only the newest image's roots are kept.
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&cached, &text))
-        .map_err(|e| image_err(&plan.slug, &format!("{}: {e}", cached.display())))?;
-    Ok(text)
+
+    /// The system bundle of `image`, cached per image tag (tags name content) in the bottle's state
+    /// folder, so a warm start does not create a probe container.
+    async fn image_roots(&self, image: &str) -> Result<String, BackendError> {
+        let (backend, plan) = (self.backend, self.plan);
+        let dir = plan.layout().image_roots();
+        let cached = dir.join(format!("{}.pem", file_key(image)));
+        if let Ok(text) = std::fs::read_to_string(&cached) {
+            return Ok(text);
+        }
+        let found = backend
+            .read_image_file(image, crate::chain::SYSTEM_BUNDLE, &probe_labels(plan))
+            .await?;
+        let text = found
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        // Only the newest image's roots are kept.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&cached, &text))
+            .map_err(|e| image_err(&plan.slug, &format!("{}: {e}", cached.display())))?;
+        Ok(text)
+    }
 }
 
 /// What the agent's first layer builds from: the candidate Dockerfile of an approval, else the
