@@ -10,6 +10,7 @@ pub mod config;
 pub mod egress;
 pub mod error;
 pub mod exit;
+pub mod export;
 pub mod home;
 pub mod image;
 pub mod manifest;

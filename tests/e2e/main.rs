@@ -6,6 +6,7 @@ mod cleanup;
 mod contract;
 mod disk;
 mod egress;
+mod export;
 mod framework;
 mod image_roots;
 mod isolation;

@@ -443,6 +443,14 @@ pub trait Backend {
         state_paths: &[String],
     ) -> impl Future<Output = Result<Option<Launched>, BackendError>> + Send;
 
+    /// The running agent of `slug`, if there is one, ready for [`Backend::snapshot_agent`] of
+    /// `state_paths` only (`claude-bottle export` asks for the workspace).
+    fn running_agent(
+        &self,
+        slug: &str,
+        state_paths: &[String],
+    ) -> impl Future<Output = Result<Option<Launched>, BackendError>> + Send;
+
     /// Create (not start) the agent that replaces the running one, from `agent`, under a name of
     /// its own: the session makes it while the running agent is snapshotted.
     fn create_successor(

@@ -2,6 +2,7 @@
 
 mod approve;
 mod completions;
+mod export;
 mod info;
 mod list;
 mod queue;
@@ -37,6 +38,8 @@ enum Command {
     Start(start::Args),
     /// Start a stopped bottle again and continue the agent's last session.
     Resume(resume::Args),
+    /// Copy the agent's workspace into a folder, or write it as a patch against the --cwd source.
+    Export(export::Args),
     /// Show a resolved bottle: files, agent, env names, routes, allowlist, state folder.
     Info(info::Args),
     /// Bottles with containers on the engine, their containers and age.
@@ -66,6 +69,7 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Start(args) => start::run(&home, args),
         Command::Info(args) => info::run(&home, args),
+        Command::Export(args) => export::run(&home, args),
         Command::Resume(args) => resume::run(&home, args),
         Command::List(args) => list::run(&home, args),
         Command::Stop(args) => stop::run(&home, args),

@@ -110,6 +110,10 @@ fn launch(
             "name the folder to copy into the agent's workspace",
         ));
     }
+    // What `export --patch` compares with; a resume keeps the folder its first start copied.
+    if !resume {
+        crate::export::record_source(&plan.layout(), cwd.as_deref())?;
+    }
     let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let outcome = super::runtime()?.block_on(async {
         let backend = DockerBackend::connect(config.clone()).await?;

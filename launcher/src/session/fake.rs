@@ -45,6 +45,7 @@ pub enum Op {
     Snapshot,
     KeepAgent,
     KeptAgent,
+    RunningAgent,
     CreateSuccessor,
     SwapIn,
     Restore,
@@ -508,6 +509,24 @@ impl Backend for Fake {
             .containers
             .contains_key(&name)
             .then(|| Self::launched(slug, &name, false)))
+    }
+
+    async fn running_agent(
+        &self,
+        slug: &str,
+        state_paths: &[String],
+    ) -> Result<Option<Launched>, BackendError> {
+        self.enter(Op::RunningAgent).await?;
+        let name = format!("{slug}-agent");
+        let running = self
+            .state()
+            .containers
+            .get(&name)
+            .is_some_and(|c| c.running);
+        Ok(running.then(|| Launched {
+            state_paths: state_paths.to_vec(),
+            ..Self::launched(slug, &name, false)
+        }))
     }
 
     async fn create_successor(

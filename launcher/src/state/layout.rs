@@ -58,6 +58,12 @@ impl Layout {
         self.root.join("snapshots").join("latest")
     }
 
+    /// `workspace-source`: the absolute path of the folder `start --cwd` copied into the agent's
+    /// workspace, what `export --patch` compares against; absent after a `start` without `--cwd`.
+    pub fn workspace_source(&self) -> PathBuf {
+        self.root.join("workspace-source")
+    }
+
     /// `run/`: what one launch stages, and the caches of warm starts.
     pub fn run(&self) -> PathBuf {
         self.root.join("run")
@@ -129,6 +135,7 @@ mod tests {
         assert_eq!(rel(l.per_bottle_dockerfile()), "Dockerfile");
         assert_eq!(rel(l.current_config()), "current-config");
         assert_eq!(rel(l.latest_snapshot()), "snapshots/latest");
+        assert_eq!(rel(l.workspace_source()), "workspace-source");
         assert_eq!(rel(l.supervise_run()), "run/supervise");
         assert_eq!(rel(l.agent_lib()), "run/lib");
         assert_eq!(rel(l.net()), "run/net");

@@ -128,3 +128,121 @@ fn info_shows_token_references_not_values() {
     assert!(all.contains("token env:GITHUB_TOKEN"), "{all}");
     assert!(!all.contains("never_printed"), "{all}");
 }
+
+/// A saved snapshot of bottle `app` in `home` whose workspace holds `files`.
+fn save_workspace(home: &std::path::Path, files: &[(&str, &str)]) {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, format!("workspace/{path}"), data.as_bytes())
+            .expect("append");
+    }
+    let tar = b.into_inner().expect("tar");
+    let store = claude_bottle::state::snapshot::Store::new(&home.join("state/app"), 1 << 20);
+    let mut w = store.writer().expect("writer");
+    w.start_part("/workspace").expect("part");
+    w.write(&tar).expect("write");
+    w.finish_part().expect("finish");
+    w.commit().expect("commit");
+}
+
+#[test]
+fn export_writes_the_last_snapshots_workspace_into_an_empty_folder_only() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = tmp.path().join("home");
+    save_workspace(
+        &home,
+        &[("src/lib.rs", "pub fn f() {}\n"), ("README", "hi\n")],
+    );
+    let dest = tmp.path().join("out");
+    let dest_s = dest.to_str().expect("utf-8");
+    let home_s = home.to_str().expect("utf-8");
+    // No engine: the export says so and reads the snapshot.
+    let out = bottle_env(
+        &["export", "app", dest_s],
+        home_s,
+        &[("DOCKER_HOST", Some("unix:///nonexistent/docker.sock"))],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("the last snapshot"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("src/lib.rs")).expect("read"),
+        "pub fn f() {}\n"
+    );
+    // Never over files: a second export into the same folder is refused.
+    let again = bottle(&["export", "app", dest_s, "--snapshot"], home_s);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again.stderr));
+    assert!(
+        text(&again.stderr).contains("not an empty folder"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+#[test]
+fn export_patch_without_a_recorded_source_explains_and_one_with_a_source_applies() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let home = tmp.path().join("home");
+    save_workspace(&home, &[("a.txt", "one\ntwo\n"), ("new.txt", "new\n")]);
+    let home_s = home.to_str().expect("utf-8");
+    let patch = tmp.path().join("p.diff");
+    let patch_s = patch.to_str().expect("utf-8");
+    let out = bottle(&["export", "app", patch_s, "--patch", "--snapshot"], home_s);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("no recorded --cwd source"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("src");
+    std::fs::write(src.join("a.txt"), "one\n").expect("a");
+    std::fs::write(
+        home.join("state/app/workspace-source"),
+        format!("{}\n", src.display()),
+    )
+    .expect("record");
+    let out = bottle(&["export", "app", patch_s, "--patch", "--snapshot"], home_s);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let applied = Command::new("git")
+        .args(["apply", patch_s])
+        .current_dir(&src)
+        .env("GIT_CEILING_DIRECTORIES", tmp.path())
+        .output()
+        .expect("git");
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    assert_eq!(
+        std::fs::read_to_string(src.join("a.txt")).expect("a"),
+        "one\ntwo\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(src.join("new.txt")).expect("new"),
+        "new\n"
+    );
+}
+
+#[test]
+fn export_of_a_bottle_that_never_ran_says_so() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dest = tmp.path().join("out");
+    let out = bottle(
+        &[
+            "export",
+            "nope",
+            dest.to_str().expect("utf-8"),
+            "--snapshot",
+        ],
+        tmp.path().to_str().expect("utf-8"),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("has no snapshot"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -328,6 +328,28 @@ impl Backend for DockerBackend {
         }
     }
 
+    async fn running_agent(
+        &self,
+        slug: &str,
+        state_paths: &[String],
+    ) -> Result<Option<Launched>, BackendError> {
+        let name = agent_name(slug);
+        match self.docker.inspect_container(&name, None).await {
+            Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => Ok(Some(Launched {
+                slug: slug.to_string(),
+                agent: name,
+                tty: false,
+                state_paths: state_paths.to_vec(),
+                release: None,
+            })),
+            Ok(_)
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(engine_err("inspect", &name, e)),
+        }
+    }
+
     async fn create_successor(
         &self,
         spec: &LaunchSpec,

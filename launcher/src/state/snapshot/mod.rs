@@ -220,6 +220,12 @@ impl Store {
         Ok(Some(snap))
     }
 
+    /// The file of `part`, opened for reading without following a symlink (`export` reads the
+    /// workspace's archive through it).
+    pub fn open_part(&self, part: &SnapshotPart) -> Result<File, SnapshotError> {
+        self.open(part)
+    }
+
     /// The file of `part`, opened for reading without following a symlink.
     fn open(&self, part: &SnapshotPart) -> Result<File, SnapshotError> {
         let path = self.latest().join(&part.file);
