@@ -478,3 +478,36 @@ fn a_panic_is_reported_with_its_message() {
     );
     assert_eq!(panic_text(Box::new(42)), "unknown panic");
 }
+
+/// A second capability whose successor cannot be created is undone back to the Dockerfile the
+/// first one made, not to none.
+#[tokio::test]
+async fn an_undone_approval_restores_the_dockerfile_the_one_before_made() {
+    let (b, r) = Bottle::running().await;
+    assert_eq!(
+        b.approved("1-cap", capability("ripgrep")).await.outcome,
+        AppliedOutcome::Ok
+    );
+    let first = b.per_bottle_dockerfile().expect("adopted");
+    b.fake.fail(Op::CreateSuccessor, "no such image");
+    let applied = b.approved("2-cap", capability("jq")).await;
+    assert_eq!(applied.outcome, AppliedOutcome::Failed);
+    assert!(
+        applied.detail.contains("the approval was undone"),
+        "{}",
+        applied.detail
+    );
+    assert_eq!(b.per_bottle_dockerfile().as_deref(), Some(first.as_str()));
+    let config = std::fs::read_to_string(
+        b.plan
+            .layout()
+            .current_config()
+            .join(claude_bottle_protocol::queue::current_config::DOCKERFILE),
+    )
+    .expect("current-config Dockerfile");
+    assert!(
+        config.contains("ripgrep") && !config.contains("jq"),
+        "the agent reads the Dockerfile as it is: {config}"
+    );
+    b.exits(r, 0).await;
+}
