@@ -116,6 +116,18 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
+/// The slug of the bottle named on the command line (its name or its slug), or a usage error.
+fn bottle_slug(name: &str) -> Result<String, Error> {
+    let slug = crate::plan::slug(name);
+    if slug.is_empty() {
+        return Err(Error::usage(
+            format!("{name:?} is not a bottle name"),
+            "see `claude-bottle list`",
+        ));
+    }
+    Ok(slug)
+}
+
 /// The operator's config.toml (a broken one is a usage error: the operator can fix it).
 fn load_config(home: &Home) -> Result<crate::config::Config, Error> {
     Ok(crate::config::Config::load(home.root())?)

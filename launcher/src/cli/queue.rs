@@ -20,13 +20,7 @@ pub struct Args {
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     let queues = match &args.bottle {
         Some(name) => {
-            let slug = crate::plan::slug(name);
-            if slug.is_empty() {
-                return Err(super::Error::usage(
-                    format!("{name:?} is not a bottle name"),
-                    "see `claude-bottle list`",
-                ));
-            }
+            let slug = super::bottle_slug(name)?;
             let dir = home.state_dir(&slug);
             if crate::state::Layout::new(&dir).queue().is_dir() {
                 vec![Queue::open(&dir).map_err(error)?]

@@ -15,13 +15,7 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
-    let slug = crate::plan::slug(&args.bottle);
-    if slug.is_empty() {
-        return Err(super::Error::usage(
-            format!("{:?} is not a bottle name", args.bottle),
-            "see `claude-bottle list`",
-        ));
-    }
+    let slug = super::bottle_slug(&args.bottle)?;
     let config = super::load_config(home)?;
     let removed = super::runtime()?.block_on(async {
         let backend = DockerBackend::connect(config).await?;
