@@ -356,7 +356,7 @@ fn upstream(
             ));
         }
         if let Some(env) = &r.token_env
-            && !is_env_name(env)
+            && !claude_bottle_protocol::text::is_env_name(env)
         {
             found.push((
                 "token_env",
@@ -423,14 +423,6 @@ fn is_ssh_url(url: &str) -> bool {
         (Some(colon), slash) => colon > 0 && slash.is_none_or(|s| colon < s),
         (None, _) => false,
     }
-}
-
-fn is_env_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn is_plain_word(s: &str) -> bool {

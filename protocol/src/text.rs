@@ -89,6 +89,16 @@ pub fn check_plain(field: &'static str, s: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+/// An environment variable name as the launcher and the git gate accept one:
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// `s` for a terminal: every control, bidi, invisible or separator character becomes a visible
 /// escape (`\x1b`, `\r`, `\t`, `\u{202e}`); line feeds are kept. Letters, marks, emoji and CJK
 /// are kept.

@@ -101,14 +101,7 @@ impl fmt::Display for TokenRef {
     }
 }
 
-/// `[A-Za-z_][A-Za-z0-9_]*`
-pub fn is_env_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
+pub use claude_bottle_protocol::text::is_env_name;
 
 /// RFC 9110 token characters.
 fn is_http_token(s: &str) -> bool {
