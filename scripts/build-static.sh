@@ -9,7 +9,7 @@
 # this script's default output. Running it again only re-copies what cargo rebuilt.
 #
 # Environment: CARGO_TARGET_DIR (default: target/), PROFILE (release|dev, default release),
-# BINS (default: "claude-bottle-supervise claude-bottle-shim claude-bottle"; each binary is the
+# BINS (default: "claude-bottle-supervise claude-bottle-shim claude-bottle-git-gate claude-bottle"; each binary is the
 # package of the same name).
 #
 # --target is required, not decoration: with an explicit target, cargo applies RUSTFLAGS to the
@@ -22,7 +22,7 @@ target=x86_64-unknown-linux-gnu
 profile="${PROFILE:-release}"
 out="${1:-$root/target/static}"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-read -r -a bins <<<"${BINS:-claude-bottle-supervise claude-bottle-shim claude-bottle}"
+read -r -a bins <<<"${BINS:-claude-bottle-supervise claude-bottle-shim claude-bottle-git-gate claude-bottle}"
 
 case "$profile" in
   release) profile_dir=release ;;

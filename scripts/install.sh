@@ -25,7 +25,7 @@ trap 'rm -rf "$build"' EXIT
 PROFILE=release "$root/scripts/build-static.sh" "$build"
 
 mkdir -p "$bin"
-for name in claude-bottle claude-bottle-shim claude-bottle-supervise; do
+for name in claude-bottle claude-bottle-shim claude-bottle-supervise claude-bottle-git-gate; do
   install -m 0755 "$build/$name" "$bin/$name.tmp"
   mv -f "$bin/$name.tmp" "$bin/$name"
   echo "installed $bin/$name"

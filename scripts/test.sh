@@ -26,7 +26,7 @@ scripts/base-image.sh
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 # No debug info: the shim is copied into every agent image, 80 MB with it, 10 without.
 CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_DEV_STRIP=symbols \
-  PROFILE=dev BINS="claude-bottle-supervise claude-bottle-shim" scripts/build-static.sh "$target_dir/static"
+  PROFILE=dev BINS="claude-bottle-supervise claude-bottle-shim claude-bottle-git-gate" scripts/build-static.sh "$target_dir/static"
 export CLAUDE_BOTTLE_BIN_DIR="$target_dir/static"
 # One test at a time: on Docker 20.10 with fuse-overlayfs, two bottles whose sidecars and agents
 # start at the same moment have stalled an agent's `runc init` for minutes (see docs/egress.md).

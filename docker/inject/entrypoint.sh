@@ -4,8 +4,9 @@
 #
 # The agent container has no network at all (mode none). When the launcher mounts the proxy socket
 # it sets CLAUDE_BOTTLE_PROXY_SOCKET; this script then starts the shim's relay so that
-# HTTP(S)_PROXY=http://127.0.0.1:3128 reaches the proxy sidecar through that socket, waits until the
-# relay listens, and replaces itself with the agent's command (`exec`: signals and exit code stay
+# HTTP(S)_PROXY=http://127.0.0.1:3128 reaches the proxy sidecar through that socket (and, with
+# CLAUDE_BOTTLE_GIT_SOCKET, a second one on 127.0.0.1:3130 to the git gate), waits until the
+# relays listen, and replaces itself with the agent's command (`exec`: signals and exit code stay
 # the agent's). POSIX sh only: a bottle's own image may have nothing but busybox.
 set -eu
 
@@ -16,36 +17,47 @@ if [ "$#" -eq 0 ]; then
     exit 64
 fi
 
-if [ -n "${CLAUDE_BOTTLE_PROXY_SOCKET:-}" ]; then
-    port="${CLAUDE_BOTTLE_PROXY_PORT:-3128}"
+# start_relay SOCKET PORT WHAT: the shim's relay from 127.0.0.1:PORT to the Unix socket SOCKET, in
+# the background; returns once it listens.
+start_relay() {
     # The relay shares the agent's terminal: keep it to warnings and errors.
     CLAUDE_BOTTLE_LOG="${CLAUDE_BOTTLE_RELAY_LOG:-warn}" \
-        "$shim" relay --listen "tcp:127.0.0.1:$port" --connect "unix:$CLAUDE_BOTTLE_PROXY_SOCKET" &
+        "$shim" relay --listen "tcp:127.0.0.1:$2" --connect "unix:$1" &
     relay=$!
 
     # A listener shows in /proc/net/tcp as local address 0100007F:<port in hex>, state 0A.
-    want=$(printf '0100007F:%04X' "$port")
-    listening() {
-        while read -r _ local _ state _; do
-            if [ "$local" = "$want" ] && [ "$state" = 0A ]; then
-                return 0
-            fi
-        done </proc/net/tcp
-        return 1
-    }
+    want=$(printf '0100007F:%04X' "$2")
     tries=0
-    until listening; do
+    until listening "$want"; do
         if ! kill -0 "$relay" 2>/dev/null; then
-            echo "claude-bottle: failed to start the proxy relay to $CLAUDE_BOTTLE_PROXY_SOCKET (its error is above)" >&2
+            echo "claude-bottle: failed to start the $3 relay to $1 (its error is above)" >&2
             exit 70
         fi
         tries=$((tries + 1))
         if [ "$tries" -ge 200 ]; then
-            echo "claude-bottle: failed to start the proxy relay: 127.0.0.1:$port is not listening after 10s" >&2
+            echo "claude-bottle: failed to start the $3 relay: 127.0.0.1:$2 is not listening after 10s" >&2
             exit 70
         fi
         sleep 0.05 2>/dev/null || sleep 1
     done
+}
+
+listening() {
+    while read -r _ local _ state _; do
+        if [ "$local" = "$1" ] && [ "$state" = 0A ]; then
+            return 0
+        fi
+    done </proc/net/tcp
+    return 1
+}
+
+if [ -n "${CLAUDE_BOTTLE_PROXY_SOCKET:-}" ]; then
+    start_relay "$CLAUDE_BOTTLE_PROXY_SOCKET" "${CLAUDE_BOTTLE_PROXY_PORT:-3128}" proxy
+fi
+
+# The git gate: the agent's git configuration points each upstream URL at this port.
+if [ -n "${CLAUDE_BOTTLE_GIT_SOCKET:-}" ]; then
+    start_relay "$CLAUDE_BOTTLE_GIT_SOCKET" "${CLAUDE_BOTTLE_GIT_PORT:-3130}" "git gate"
 fi
 
 # A successor started ahead of its swap waits here, before it touches the home, until the

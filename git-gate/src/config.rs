@@ -24,6 +24,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use claude_bottle_protocol::git_policy::PushPolicy;
+use claude_bottle_protocol::git_policy::upstream::is_ssh_url;
 use serde::Deserialize;
 
 /// The only version of the file this gate reads.
@@ -305,14 +306,7 @@ pub enum ParseError {
     Invalid(Vec<Problem>),
 }
 
-/// The same names the launcher accepts for a bottle's `git[].name`.
-pub fn is_remote_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && !s.starts_with('.')
-}
+pub use claude_bottle_protocol::git_policy::upstream::is_remote_name;
 
 fn upstream(
     r: &RawRemote,
@@ -320,8 +314,9 @@ fn upstream(
 ) -> Result<Upstream, Vec<(&'static str, String)>> {
     let mut found = Vec::new();
     let url = r.upstream.as_str();
-    if url.is_empty() || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(vec![("upstream", format!("{url:?} is not a URL"))]);
+    // The launcher's reading of the same URL (its host goes into the gate's pipelock).
+    if let Err(e) = claude_bottle_protocol::git_policy::upstream::parse(url) {
+        return Err(vec![("upstream", e)]);
     }
     if let Some(rest) = url
         .strip_prefix("https://")
@@ -409,20 +404,6 @@ fn upstream(
             "{url:?}: the gate reaches upstreams over https:// or ssh (ssh://… or user@host:path)"
         ),
     )])
-}
-
-/// `ssh://…`, or git's scp-like `[user@]host:path` (a colon before any slash, no `://`).
-fn is_ssh_url(url: &str) -> bool {
-    if let Some(rest) = url.strip_prefix("ssh://") {
-        return !rest.is_empty();
-    }
-    if url.contains("://") || url.starts_with('-') {
-        return false;
-    }
-    match (url.find(':'), url.find('/')) {
-        (Some(colon), slash) => colon > 0 && slash.is_none_or(|s| colon < s),
-        (None, _) => false,
-    }
 }
 
 fn is_plain_word(s: &str) -> bool {

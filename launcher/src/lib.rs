@@ -11,6 +11,7 @@ pub mod egress;
 pub mod error;
 pub mod exit;
 pub mod export;
+pub mod git_gate;
 pub mod home;
 pub mod image;
 pub mod manifest;

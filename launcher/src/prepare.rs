@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::disk::{self, DiskPlan};
 use crate::backend::{
-    Backend, BackendError, BuildReport, EgressImages, EntryKind, FirstEntry, ImageInfo, Prepared,
-    Progress,
+    Backend, BackendError, BuildReport, EgressImages, EntryKind, FirstEntry, GitImages, ImageInfo,
+    Prepared, Progress,
 };
 use crate::config::{Config, DiskLimit};
 use crate::image::contract::{self, ACCOUNT_FILE_LIMIT, FileFact, ImageFacts, PathFact, Verdict};
@@ -144,6 +144,11 @@ pub async fn images<B: Backend>(
     } else {
         None
     };
+    let git = if crate::git_gate::needed(plan) && !opts.agent_only {
+        Some(prep.git_images(config).await?)
+    } else {
+        None
+    };
     tracing::info!(slug, image = %agent_image, "images ready");
     Ok(Prepared {
         agent_image,
@@ -155,6 +160,7 @@ pub async fn images<B: Backend>(
         shim,
         supervise_image,
         egress,
+        git,
         builds: prep.builds,
         notes,
     })
@@ -477,6 +483,24 @@ impl<B: Backend> Preparing<'_, B> {
             egress_proxy,
             relay,
             image_roots,
+        })
+    }
+
+    /// The git gate's image (built over the base image when missing) and its pipelock (the
+    /// configured one, pulled when missing).
+    async fn git_images(&mut self, config: &Config) -> Result<GitImages, BackendError> {
+        let (backend, plan) = (self.backend, self.plan);
+        let pipelock = config.pipelock_image.clone();
+        backend.pull_image(&pipelock, "pipelock").await?;
+        let binary = config
+            .binary(crate::git_gate::BINARY)
+            .map_err(|e| image_err(&plan.slug, &e))?;
+        let recipe = crate::git_gate::image(&config.base_image, &binary)
+            .map_err(|e| image_err(&plan.slug, &e))?;
+        self.builds.push(ensure(backend, &recipe).await?);
+        Ok(GitImages {
+            gate: recipe.tag,
+            pipelock,
         })
     }
 

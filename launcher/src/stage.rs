@@ -42,6 +42,8 @@ pub struct Stage {
     pub gate: PathBuf,
     /// The egress chain's files, when the bottle allows any host ([`crate::chain::stage`]).
     pub egress: Option<crate::chain::EgressStage>,
+    /// The git gate's files, when the bottle declares git remotes ([`crate::git_gate::stage`]).
+    pub git: Option<crate::git_gate::GitStage>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,7 @@ pub fn prepare(plan: &BottlePlan) -> Result<Stage, StageError> {
         current_config,
         gate,
         egress: None,
+        git: None,
     })
 }
 

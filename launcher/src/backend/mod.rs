@@ -12,7 +12,7 @@ use std::future::Future;
 pub use spec::{
     AGENT_HOME, AgentSpec, EGRESS_PROXY as EGRESS_PROXY_SIDECAR, EnvValue, LaunchSpec, Mount,
     MountSource, NetworkAttachment, PIPELOCK as PIPELOCK_SIDECAR, RELAY as RELAY_SIDECAR,
-    Readiness, SidecarSpec,
+    Readiness, SidecarSpec, operator_user,
 };
 
 use crate::state::snapshot::{Snapshot, SnapshotError, Store};
@@ -40,6 +40,8 @@ pub struct Prepared {
     pub supervise_image: Option<String>,
     /// The egress chain's images, when the bottle allows any host.
     pub egress: Option<EgressImages>,
+    /// The git gate's images, when the bottle declares git remotes.
+    pub git: Option<GitImages>,
     /// Images built during this prepare (tag, steps, steps served from the cache).
     pub builds: Vec<BuildReport>,
     /// Lines for the operator (the disk bound's warning, what the image contract overrides).
@@ -57,6 +59,15 @@ pub struct EgressImages {
     pub relay: String,
     /// The agent image's own system trust bundle (PEM; empty when it has none).
     pub image_roots: String,
+}
+
+/// The git gate's images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitImages {
+    /// The gate (git, ssh and `claude-bottle-git-gate` over the base image).
+    pub gate: String,
+    /// Its own pipelock: the configured image, as the bottle's.
+    pub pipelock: String,
 }
 
 /// One image build.

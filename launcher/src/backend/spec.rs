@@ -117,6 +117,8 @@ pub enum NetworkAttachment {
     Internal,
     /// `<slug>-egress`: a bridge with a way out, for the last hop only.
     Egress,
+    /// `<slug>-git`: no route out; the git gate and its own pipelock only.
+    Git,
 }
 
 /// A sidecar container, started before the agent.
@@ -218,6 +220,11 @@ impl LaunchSpec {
             sidecars.extend(egress_sidecars(images, staged));
             mounts.extend(agent_egress_mounts(staged));
             env.extend(agent_egress_env(plan));
+        }
+        if let (Some(images), Some(staged)) = (&prepared.git, &stage.git) {
+            sidecars.extend(crate::git_gate::sidecars(images, staged));
+            mounts.extend(crate::git_gate::agent_mounts(staged));
+            env.extend(crate::git_gate::agent_env(plan));
         }
         // The contract's home, whatever the image or the bottle's env say: without it the engine
         // takes the home of uid 1000's passwd entry, or `/`; snapshots save this folder.
@@ -560,6 +567,7 @@ mod tests {
                 relay: "relay:1".into(),
                 image_roots: String::new(),
             }),
+            git: None,
             builds: vec![],
             notes: Vec::new(),
         };

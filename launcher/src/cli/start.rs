@@ -41,11 +41,12 @@ pub fn run_session(home: &Home, args: Args, resume: bool) -> Result<ExitCode, su
     }
     check_env(&plan)?;
     let tokens = resolve_tokens(&plan)?;
+    let git = resolve_git(&plan)?;
     if !args.yes && !confirm()? {
         eprintln!("not launched");
         return Ok(ExitCode::SUCCESS);
     }
-    launch(config, &plan, args.cwd, resume, tokens)
+    launch(config, &plan, args.cwd, resume, tokens, git)
 }
 
 /// Every credentialed route's token, read on this host now: a missing one stops the launch before
@@ -63,6 +64,17 @@ fn resolve_tokens(plan: &BottlePlan) -> Result<Option<ResolvedTokens>, super::Er
                 "nothing was created; `claude-bottle info` shows each route's token reference",
             )
         })
+}
+
+/// Every git remote's credential (token, ssh key, known_hosts), read on this host now, as the
+/// egress-proxy's tokens are.
+fn resolve_git(plan: &BottlePlan) -> Result<Option<crate::git_gate::GitCredentials>, super::Error> {
+    if !crate::git_gate::needed(plan) {
+        return Ok(None);
+    }
+    crate::git_gate::resolve(plan, |name| std::env::var(name).ok())
+        .map(Some)
+        .map_err(super::Error::from)
 }
 
 fn check_env(plan: &BottlePlan) -> Result<(), super::Error> {
@@ -101,6 +113,7 @@ fn launch(
     cwd: Option<PathBuf>,
     resume: bool,
     tokens: Option<ResolvedTokens>,
+    git: Option<crate::git_gate::GitCredentials>,
 ) -> Result<ExitCode, super::Error> {
     if let Some(dir) = &cwd
         && !dir.is_dir()
@@ -125,6 +138,7 @@ fn launch(
                 tty,
                 resume,
                 tokens,
+                git,
                 config,
             },
         )

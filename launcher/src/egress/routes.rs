@@ -167,7 +167,7 @@ impl EgressRoutes {
     }
 }
 
-fn resolve_one(
+pub(crate) fn resolve_one(
     token_ref: &TokenRef,
     lookup: &impl Fn(&str) -> Option<String>,
 ) -> Result<Secret, TokenError> {

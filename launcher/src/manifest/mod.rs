@@ -15,6 +15,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use claude_bottle_protocol::git_policy::upstream::Transport;
 pub use diagnostic::{Diagnostic, ManifestError};
 pub use route::{AuthScheme, Route, RouteAuth, TokenRef};
 
@@ -120,7 +121,16 @@ impl Runtime {
 pub struct GitRemote {
     pub name: String,
     pub upstream: String,
+    /// How the gate reaches the upstream, and its host (allowlisted in the gate's pipelock).
+    pub transport: Transport,
+    pub host: String,
+    /// https: the token the gate sends (none for a public upstream).
     pub token_ref: Option<TokenRef>,
+    /// ssh: the private key the gate uses, mounted read-only into the gate alone.
+    pub ssh_key: Option<PathBuf>,
+    /// ssh: the `known_hosts` file the upstream's host key is checked against
+    /// (default `~/.ssh/known_hosts`).
+    pub known_hosts: Option<PathBuf>,
     /// Ref patterns the agent may push, e.g. `claude/*`.
     pub push: Vec<String>,
 }

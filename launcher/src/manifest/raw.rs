@@ -31,6 +31,8 @@ pub struct RawGit {
     pub name: Option<Sp<String>>,
     pub upstream: Option<Sp<String>>,
     pub token_ref: Option<Sp<String>>,
+    pub ssh_key: Option<Sp<String>>,
+    pub known_hosts: Option<Sp<String>>,
     pub push: Option<Vec<Sp<String>>>,
 }
 

@@ -3,6 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use claude_bottle_protocol::git_policy::PushPolicy;
+use claude_bottle_protocol::git_policy::upstream::{
+    self as upstream_url, Transport, UpstreamUrl, is_remote_name,
+};
 use claude_bottle_protocol::size;
 use serde_saphyr::Location;
 
@@ -214,7 +217,7 @@ fn build(
         .dockerfile
         .as_ref()
         .and_then(|d| dockerfile(cx, &source, d));
-    let git = git_remotes(cx, raw.git.as_deref().unwrap_or_default());
+    let git = git_remotes(cx, &source, raw.git.as_deref().unwrap_or_default());
     let routes = raw
         .egress_proxy
         .as_ref()
@@ -365,7 +368,7 @@ fn dockerfile(cx: &mut Ctx, source: &Source, d: &Sp<String>) -> Option<PathBuf> 
     }
 }
 
-fn git_remotes(cx: &mut Ctx, raw: &[Sp<RawGit>]) -> Vec<GitRemote> {
+fn git_remotes(cx: &mut Ctx, source: &Source, raw: &[Sp<RawGit>]) -> Vec<GitRemote> {
     let mut out: Vec<GitRemote> = Vec::new();
     for (i, g) in raw.iter().enumerate() {
         let key = format!("git[{i}]");
@@ -400,7 +403,22 @@ fn git_remotes(cx: &mut Ctx, raw: &[Sp<RawGit>]) -> Vec<GitRemote> {
             );
             continue;
         };
+        let url = match upstream_url::parse(&upstream.value) {
+            Ok(url) => url,
+            Err(e) => {
+                cx.push_hint(
+                    &upstream.referenced,
+                    format!("{key}.upstream"),
+                    e,
+                    "write https://host/path.git, ssh://user@host/path.git or user@host:path.git",
+                );
+                continue;
+            }
+        };
         let token_ref = r.token_ref.as_ref().and_then(|t| token_ref(cx, &key, t));
+        let Some((ssh_key, known_hosts)) = git_credential(cx, &key, source, g, &url) else {
+            continue;
+        };
         if out.iter().any(|o| o.name == name) {
             cx.push_hint(
                 &g.referenced,
@@ -414,11 +432,82 @@ fn git_remotes(cx: &mut Ctx, raw: &[Sp<RawGit>]) -> Vec<GitRemote> {
         out.push(GitRemote {
             name,
             upstream: upstream.value.clone(),
+            transport: url.transport,
+            host: url.host,
             token_ref,
+            ssh_key,
+            known_hosts,
             push,
         });
     }
     out
+}
+
+/// The credential keys of one remote, checked against its transport: https takes `token_ref`,
+/// ssh takes `ssh_key` (required) and `known_hosts`. `None` when a problem was reported.
+#[allow(clippy::type_complexity)]
+fn git_credential(
+    cx: &mut Ctx,
+    key: &str,
+    source: &Source,
+    g: &Sp<RawGit>,
+    url: &UpstreamUrl,
+) -> Option<(Option<PathBuf>, Option<PathBuf>)> {
+    let r = &g.value;
+    let before = cx.diags.len();
+    let path = |p: &Sp<String>| host_path(source, &p.value);
+    match url.transport {
+        Transport::Http => {
+            for (name, v) in [("ssh_key", &r.ssh_key), ("known_hosts", &r.known_hosts)] {
+                if let Some(v) = v {
+                    cx.push_hint(
+                        &v.referenced,
+                        format!("{key}.{name}"),
+                        "an https upstream takes a token (token_ref), not ssh keys",
+                        "remove it, or write the upstream as ssh://user@host/path.git",
+                    );
+                }
+            }
+            (cx.diags.len() == before).then_some((None, None))
+        }
+        Transport::Ssh => {
+            if let Some(t) = &r.token_ref {
+                cx.push_hint(
+                    &t.referenced,
+                    format!("{key}.token_ref"),
+                    "an ssh upstream takes a key (ssh_key), not a token",
+                    "name the private key file with ssh_key, or write the upstream as https://",
+                );
+            }
+            let ssh_key = match &r.ssh_key {
+                Some(k) => Some(path(k)),
+                None => {
+                    cx.push_hint(
+                        &g.referenced,
+                        format!("{key}.ssh_key"),
+                        "missing: an ssh upstream needs the private key the gate uses",
+                        "add ssh_key: ~/.ssh/<a deploy key of this repository>",
+                    );
+                    None
+                }
+            };
+            let known_hosts = r.known_hosts.as_ref().map(path);
+            (cx.diags.len() == before).then_some((ssh_key, known_hosts))
+        }
+    }
+}
+
+/// A path of the operator's: `~/` is their home, a relative one is relative to the bottle
+/// file's folder.
+fn host_path(source: &Source, p: &str) -> PathBuf {
+    if let (Some(rest), Some(home)) = (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        return PathBuf::from(home).join(rest);
+    }
+    let base = match source {
+        Source::File(f) => f.parent().map(Path::to_path_buf).unwrap_or_default(),
+        Source::Embedded => std::env::current_dir().unwrap_or_default(),
+    };
+    base.join(p)
 }
 
 /// `<key>.push` as written, each entry checked by the push policy the git gate enforces.
@@ -451,13 +540,6 @@ fn token_ref(cx: &mut Ctx, key: &str, t: &Sp<String>) -> Option<TokenRef> {
             None
         }
     }
-}
-
-fn is_remote_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && !s.starts_with('.')
 }
 
 fn routes(cx: &mut Ctx, raw: &RawEgressProxy) -> Vec<Route> {

@@ -169,6 +169,9 @@ pub fn render_info(plan: &BottlePlan) -> String {
             if let Some(t) = &g.token_ref {
                 let _ = write!(s, " token {t}");
             }
+            if let Some(k) = &g.ssh_key {
+                let _ = write!(s, " key {}", tilde(k));
+            }
             if !g.push.is_empty() {
                 let _ = write!(s, " push {}", g.push.join(","));
             }

@@ -86,6 +86,7 @@ halt_from!(
     crate::stage::StageError,
     crate::chain::ChainError,
     crate::egress::TokenError,
+    crate::git_gate::GitGateError,
     crate::state::QueueError
 );
 
@@ -350,6 +351,18 @@ where
                     .note(&format!("{purpose} CA of this launch: SHA-256 {fp}"));
             }
             stage.egress = Some(staged);
+        }
+        if prepared.git.is_some() {
+            let credentials = match &self.setup.opts.git {
+                Some(c) => c.clone(),
+                None => crate::git_gate::resolve(&self.setup.plan, |n| std::env::var(n).ok())?,
+            };
+            stage.git = Some(crate::git_gate::stage(
+                &self.setup.plan,
+                credentials,
+                self.setup.opts.config.upstream_ca.as_deref(),
+                &self.setup.opts.config.allow_private_cidrs,
+            )?);
         }
         let mut spec = LaunchSpec::new(&self.setup.plan, &prepared, &stage, self.setup.opts.tty);
         let restore = if self.setup.opts.resume {

@@ -58,6 +58,8 @@ pub enum SessionError {
     #[error(transparent)]
     Tokens(#[from] crate::egress::TokenError),
     #[error(transparent)]
+    Git(#[from] crate::git_gate::GitGateError),
+    #[error(transparent)]
     Queue(#[from] crate::state::QueueError),
     #[error("the session task panicked: {0}")]
     Panicked(String),
@@ -87,6 +89,7 @@ impl crate::error::Diagnose for SessionError {
             SessionError::Stage(e) => e.kind(),
             SessionError::Chain(e) => e.kind(),
             SessionError::Tokens(e) => e.kind(),
+            SessionError::Git(e) => e.kind(),
             SessionError::Queue(e) => e.kind(),
             // The run failed whatever the cause; what to do about the kept agent is in the message.
             SessionError::Kept { .. }
@@ -100,6 +103,7 @@ impl crate::error::Diagnose for SessionError {
         match self {
             SessionError::Backend(e) => e.hint(),
             SessionError::Chain(e) => e.hint(),
+            SessionError::Git(e) => e.hint(),
             SessionError::Queue(e) => e.hint(),
             _ => None,
         }
@@ -116,6 +120,8 @@ pub struct SessionOptions {
     pub resume: bool,
     /// The egress-proxy's token slots, resolved on the host before anything was created.
     pub tokens: Option<crate::egress::ResolvedTokens>,
+    /// The git remotes' credentials, read on the host before anything was created.
+    pub git: Option<crate::git_gate::GitCredentials>,
     /// The operator's config.toml: images, binaries, `upstream_ca`, `allow_private_cidrs`,
     /// `snapshot_max_bytes`.
     pub config: Config,

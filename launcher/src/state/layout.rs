@@ -100,6 +100,28 @@ impl Layout {
         self.run().join("egress-proxy")
     }
 
+    /// `run/git/`: the git gate's socket (read-write in the gate, read-only in the agent).
+    pub fn git_socket(&self) -> PathBuf {
+        self.run().join("git")
+    }
+
+    /// `run/git-gate/`: the gate's configuration, `known_hosts` and extra roots (read-only in
+    /// the gate; no secret).
+    pub fn git_gate(&self) -> PathBuf {
+        self.run().join("git-gate")
+    }
+
+    /// `run/git-pipelock/`: the gate's own pipelock's config and CA.
+    pub fn git_pipelock(&self) -> PathBuf {
+        self.run().join("git-pipelock")
+    }
+
+    /// `git/`: what the gate keeps across launches: `mirrors/` (a bare mirror per remote) and
+    /// `audit/git-audit.jsonl` (one line per pushed ref).
+    pub fn git(&self) -> PathBuf {
+        self.root.join("git")
+    }
+
     /// `run/binaries/<name>.digest`: a static binary's digest, keyed by the file's identity.
     pub fn binary_digest(&self, name: &str) -> PathBuf {
         self.run().join("binaries").join(format!("{name}.digest"))
@@ -141,6 +163,10 @@ mod tests {
         assert_eq!(rel(l.net()), "run/net");
         assert_eq!(rel(l.pipelock()), "run/pipelock");
         assert_eq!(rel(l.egress_proxy()), "run/egress-proxy");
+        assert_eq!(rel(l.git_socket()), "run/git");
+        assert_eq!(rel(l.git_gate()), "run/git-gate");
+        assert_eq!(rel(l.git_pipelock()), "run/git-pipelock");
+        assert_eq!(rel(l.git()), "git");
         assert_eq!(
             rel(l.binary_digest("claude-bottle-shim")),
             "run/binaries/claude-bottle-shim.digest"

@@ -161,6 +161,22 @@ fn embedded_default_works_with_an_empty_home() {
 }
 
 #[test]
+fn git_credentials_must_fit_the_upstreams_transport() {
+    let e = errors("bad-git");
+    assert_eq!(
+        lines(&e),
+        [
+            (Some(3), "git[0].ssh_key".to_string()),
+            (Some(7), "git[1].ssh_key".to_string()),
+            (Some(10), "git[2].token_ref".to_string()),
+            (Some(13), "git[3].upstream".to_string()),
+            (Some(15), "git[4].upstream".to_string()),
+        ]
+    );
+    insta::assert_snapshot!(e.to_string());
+}
+
+#[test]
 fn bad_push_patterns_are_reported_each_at_its_line() {
     let e = errors("bad-push");
     assert_eq!(

@@ -19,6 +19,7 @@
 
 mod pattern;
 mod update;
+pub mod upstream;
 
 use std::fmt;
 

@@ -20,7 +20,7 @@ pub use resources::network_name;
 
 use super::{
     AgentSpec, Backend, BackendError, BottleStatus, BuildReport, EngineFacts, FirstEntry,
-    ImageInfo, LaunchSpec, Launched, Progress, Removal, Resource, SwapError,
+    ImageInfo, LaunchSpec, Launched, NetworkAttachment, Progress, Removal, Resource, SwapError,
 };
 use crate::backend::SidecarSpec;
 use crate::config::Config;
@@ -110,6 +110,17 @@ fn networked(spec: &LaunchSpec, kind: Gating) -> bool {
     spec.sidecars
         .iter()
         .any(|s| s.gates_agent == (kind == Gating::Gates) && !s.networks.is_empty())
+}
+
+/// Every network some sidecar of `spec` joins, each once.
+fn networks_of(spec: &LaunchSpec) -> Vec<NetworkAttachment> {
+    let mut nets: Vec<NetworkAttachment> = Vec::new();
+    for n in spec.sidecars.iter().flat_map(|s| &s.networks) {
+        if !nets.contains(n) {
+            nets.push(*n);
+        }
+    }
+    nets
 }
 
 /// The engine's storage driver (and the file system under it, where it says) and runtimes.
@@ -213,7 +224,8 @@ impl Backend for DockerBackend {
         // The agent joins no network: networks exist only for the sidecars that use them, and
         // are made here only when a sidecar that gates the agent needs one.
         if networked(spec, Gating::Gates) {
-            resources::create_networks(&self.docker, slug, &spec.labels).await?;
+            resources::create_networks(&self.docker, slug, &spec.labels, &networks_of(spec))
+                .await?;
             tracing::info!(slug, "networks created");
         }
         let volumes = spec.volumes.iter().map(|v| async move {
@@ -253,7 +265,8 @@ impl Backend for DockerBackend {
             return Ok(());
         }
         if networked(spec, Gating::Beside) && !networked(spec, Gating::Gates) {
-            resources::create_networks(&self.docker, slug, &spec.labels).await?;
+            resources::create_networks(&self.docker, slug, &spec.labels, &networks_of(spec))
+                .await?;
             tracing::info!(slug, "networks created");
         }
         // Every start runs to its end before the first failure is reported: a create request

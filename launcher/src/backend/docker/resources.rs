@@ -20,25 +20,24 @@ pub fn network_name(slug: &str, net: NetworkAttachment) -> String {
     match net {
         NetworkAttachment::Internal => format!("{slug}-internal"),
         NetworkAttachment::Egress => format!("{slug}-egress"),
+        NetworkAttachment::Git => format!("{slug}-git"),
     }
 }
 
-/// Create the bottle's two networks: internal (no way out) and egress (bridge).
+/// Create the bottle's networks its sidecars join (`nets`): internal and git (no way out), egress
+/// (a bridge).
 pub async fn create_networks(
     docker: &Docker,
     slug: &str,
     labels: &[(String, String)],
+    nets: &[NetworkAttachment],
 ) -> Result<(), BackendError> {
-    let creates = [
-        (NetworkAttachment::Internal, true),
-        (NetworkAttachment::Egress, false),
-    ]
-    .map(|(net, internal)| async move {
+    let creates = nets.iter().map(|&net| async move {
         let name = network_name(slug, net);
-        let role = if internal {
-            "network-internal"
-        } else {
-            "network-egress"
+        let (role, internal) = match net {
+            NetworkAttachment::Internal => ("network-internal", true),
+            NetworkAttachment::Egress => ("network-egress", false),
+            NetworkAttachment::Git => ("network-git", true),
         };
         let req = NetworkCreateRequest {
             name: name.clone(),
