@@ -15,5 +15,6 @@ mod remediate;
 mod runtime;
 mod snapshot;
 mod supervise;
+mod test_git;
 mod tty;
 mod workspace;

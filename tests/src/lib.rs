@@ -2,6 +2,9 @@
 //! named bottles, the launcher binary, and cleanup that runs even when a test fails.
 
 pub mod images;
+pub mod test_git;
+
+pub use test_git::{TestGit, TestGitFiles, ensure_test_git_image};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -593,6 +596,52 @@ impl TestInternet {
         }
         Self { ca_file, container }
     }
+}
+
+/// Run `cmd` in the running `container` (as its default user) to its end: (exit code, stdout,
+/// stderr).
+pub async fn exec(d: &Docker, container: &str, cmd: &[&str]) -> (i64, String, String) {
+    use bollard::container::LogOutput;
+    use bollard::exec::{CreateExecOptions, StartExecResults};
+    use futures_util::StreamExt as _;
+    let created = d
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(cmd.iter().map(ToString::to_string).collect()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("failed to create an exec of {cmd:?} in {container}: {e}"));
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    match d.start_exec(&created.id, None).await {
+        Ok(StartExecResults::Attached { mut output, .. }) => {
+            while let Some(item) = output.next().await {
+                match item {
+                    Ok(LogOutput::StdOut { message }) => out.extend_from_slice(&message),
+                    Ok(LogOutput::StdErr { message }) => err.extend_from_slice(&message),
+                    Ok(_) => {}
+                    Err(e) => panic!("the exec of {cmd:?} in {container} broke off: {e}"),
+                }
+            }
+        }
+        Ok(StartExecResults::Detached) => panic!("the exec of {cmd:?} in {container} detached"),
+        Err(e) => panic!("failed to start an exec of {cmd:?} in {container}: {e}"),
+    }
+    let code = d
+        .inspect_exec(&created.id)
+        .await
+        .unwrap_or_else(|e| panic!("failed to inspect the exec of {cmd:?} in {container}: {e}"))
+        .exit_code
+        .unwrap_or_else(|| panic!("the exec of {cmd:?} in {container} has no exit code"));
+    (
+        code,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
 }
 
 /// The value of the agent's `KEY value` output line `key` (the scripted agents print one per check).
