@@ -8,6 +8,7 @@ mod disk;
 mod egress;
 mod export;
 mod framework;
+mod git_gate;
 mod image_roots;
 mod isolation;
 mod limits;

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
-use claude_bottle::plan::{LABEL_BOTTLE, LABEL_ROLE};
+use bollard::models::NetworkCreateRequest;
+use claude_bottle::plan::LABEL_BOTTLE;
 use claude_bottle::secret::Secret;
-use claude_bottle_e2e::{BASE_IMAGE, TestBottle, TestGit, assert_clean, docker, exec, images};
+use claude_bottle_e2e::{TestBottle, TestGit, assert_clean, docker, exec};
 
 const HOST: &str = "git.test";
 /// Where the client container sees the client's files (CA, key, known_hosts).
-const CLIENT_DIR: &str = "/etc/test-git-client";
+use claude_bottle_e2e::test_git::CLIENT_DIR;
 const USER: &str = "x-access-token";
 
 #[tokio::test]
@@ -55,7 +55,7 @@ async fn the_test_git_server_serves_https_and_ssh_with_its_policy_and_large_repo
     )
     .await;
     eprintln!("test-git ready in {:.1?}", started.elapsed());
-    let client = start_client(&d, &network, &slug, &server).await;
+    let client = server.start_client(&d, &network, &slug).await;
     let https = |repo: &str, secret: &str| format!("https://{USER}:{secret}@{HOST}/{repo}.git");
 
     // HTTPS: the token lets a clone in (HEAD main, the README, the tag v0); a wrong one is 401.
@@ -232,58 +232,6 @@ async fn the_test_git_server_serves_https_and_ssh_with_its_policy_and_large_repo
 
     drop(scope);
     assert_clean(&d, &slug).await;
-}
-
-/// A client container from the server's image (git and ssh), on `network`, with the client's
-/// files at [`CLIENT_DIR`] and git told to use them.
-async fn start_client(d: &Docker, network: &str, slug: &str, server: &TestGit) -> String {
-    let name = format!("{slug}-git-client");
-    let ssh = format!(
-        "ssh -i {CLIENT_DIR}/id_ed25519 -o IdentitiesOnly=yes -o UserKnownHostsFile={CLIENT_DIR}/known_hosts \
-         -o StrictHostKeyChecking=yes -o BatchMode=yes"
-    );
-    let body = ContainerCreateBody {
-        image: Some(images::test_git(BASE_IMAGE).expect("recipe").tag),
-        entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
-        env: Some(vec![
-            format!("GIT_SSL_CAINFO={CLIENT_DIR}/ca.pem"),
-            format!("GIT_SSH_COMMAND={ssh}"),
-            "GIT_TERMINAL_PROMPT=0".into(),
-            "GIT_AUTHOR_NAME=e2e".into(),
-            "GIT_AUTHOR_EMAIL=e2e@git.test".into(),
-            "GIT_COMMITTER_NAME=e2e".into(),
-            "GIT_COMMITTER_EMAIL=e2e@git.test".into(),
-        ]),
-        labels: Some(HashMap::from([
-            (LABEL_BOTTLE.to_owned(), slug.to_owned()),
-            (LABEL_ROLE.to_owned(), "test-git-client".to_owned()),
-        ])),
-        host_config: Some(HostConfig {
-            network_mode: Some(network.to_owned()),
-            binds: Some(vec![format!(
-                "{}:{CLIENT_DIR}:ro",
-                server.client_dir.display()
-            )]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    d.create_container(
-        Some(bollard::query_parameters::CreateContainerOptions {
-            name: Some(name.clone()),
-            ..Default::default()
-        }),
-        body,
-    )
-    .await
-    .expect("create the git client");
-    d.start_container(
-        &name,
-        None::<bollard::query_parameters::StartContainerOptions>,
-    )
-    .await
-    .expect("start the git client");
-    name
 }
 
 /// `sh -c script` in `container`: (exit code, stdout, stderr).

@@ -15,6 +15,9 @@ use claude_bottle::secret::Secret;
 use crate::{BASE_IMAGE, LABEL_BOTTLE, TestBottle, exec, images};
 
 const LABEL_ROLE: &str = "claude-bottle.role";
+/// Where a client container ([`TestGit::start_client`]) sees the client's files (CA, key,
+/// known_hosts).
+pub const CLIENT_DIR: &str = "/etc/test-git-client";
 /// How long the server may take to print its ready line (and a launcher to make its network).
 const START_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -212,6 +215,58 @@ impl TestGit {
         )
         .await;
         (code == 0).then(|| out.trim().to_owned())
+    }
+
+    /// A client container from the server's image (git and ssh), on `network`, with the client's
+    /// files at [`CLIENT_DIR`] (labelled with `slug`, so the bottle's teardown removes it) and git told to use them.
+    pub async fn start_client(&self, d: &Docker, network: &str, slug: &str) -> String {
+        let name = format!("{slug}-git-client");
+        let ssh = format!(
+            "ssh -i {CLIENT_DIR}/id_ed25519 -o IdentitiesOnly=yes -o UserKnownHostsFile={CLIENT_DIR}/known_hosts \
+         -o StrictHostKeyChecking=yes -o BatchMode=yes"
+        );
+        let body = ContainerCreateBody {
+            image: Some(images::test_git(BASE_IMAGE).expect("recipe").tag),
+            entrypoint: Some(vec!["sleep".into(), "infinity".into()]),
+            env: Some(vec![
+                format!("GIT_SSL_CAINFO={CLIENT_DIR}/ca.pem"),
+                format!("GIT_SSH_COMMAND={ssh}"),
+                "GIT_TERMINAL_PROMPT=0".into(),
+                "GIT_AUTHOR_NAME=e2e".into(),
+                "GIT_AUTHOR_EMAIL=e2e@git.test".into(),
+                "GIT_COMMITTER_NAME=e2e".into(),
+                "GIT_COMMITTER_EMAIL=e2e@git.test".into(),
+            ]),
+            labels: Some(HashMap::from([
+                (LABEL_BOTTLE.to_owned(), slug.to_owned()),
+                (LABEL_ROLE.to_owned(), "test-git-client".to_owned()),
+            ])),
+            host_config: Some(HostConfig {
+                network_mode: Some(network.to_owned()),
+                binds: Some(vec![format!(
+                    "{}:{CLIENT_DIR}:ro",
+                    self.client_dir.display()
+                )]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        d.create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .expect("create the git client");
+        d.start_container(
+            &name,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+        .expect("start the git client");
+        name
     }
 
     /// Everything the server printed (its request log and sshd's).
