@@ -1,4 +1,4 @@
-//! `claude-bottle list`: bottles with objects on the engine, their containers and age.
+//! `claude-bottle list [--json]`: bottles with objects on the engine, their containers and age.
 
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,21 +10,30 @@ use crate::backend::{Backend, ResourceKind};
 use crate::home::Home;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Print one JSON document instead (see docs/queue.md, "Scripting with --json").
+    #[arg(long)]
+    json: bool,
+}
 
-pub fn run(home: &Home, _args: Args) -> Result<ExitCode, super::Error> {
+pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     let config = super::load_config(home)?;
     let bottles = super::runtime()?.block_on(async {
         let backend = DockerBackend::connect(config).await?;
         backend.list().await
     })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if args.json {
+        super::json::print(&super::json::list::list(&bottles, now))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if bottles.is_empty() {
         println!("no bottles running");
         return Ok(ExitCode::SUCCESS);
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
     let mut rows = Vec::new();
     for b in bottles {
         for r in &b.resources {

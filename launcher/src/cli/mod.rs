@@ -4,6 +4,7 @@ mod approve;
 mod completions;
 mod export;
 mod info;
+mod json;
 mod list;
 mod queue;
 mod reject;

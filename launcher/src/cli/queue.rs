@@ -1,5 +1,5 @@
-//! `claude-bottle queue [BOTTLE]`: pending proposals of one bottle or of all; helpers the other
-//! queue verbs (`show`, `approve`, `reject`) share.
+//! `claude-bottle queue [BOTTLE] [--json]`: pending proposals of one bottle or of all; helpers the
+//! other queue verbs (`show`, `approve`, `reject`) share.
 
 use std::process::ExitCode;
 
@@ -15,6 +15,9 @@ use crate::state::queue::{self, Queue, QueueError};
 pub struct Args {
     /// Bottle name or slug; all bottles when left out.
     bottle: Option<String>,
+    /// Print one JSON document instead (see docs/queue.md, "Scripting with --json").
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
@@ -37,25 +40,35 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
         }
     };
     let now = audit::now();
-    let mut rows = Vec::new();
+    let mut pending = Vec::new();
     for q in &queues {
-        let pending = q.pending().map_err(error)?;
-        for problem in &pending.problems {
+        let found = q.pending().map_err(error)?;
+        for problem in &found.problems {
             warn(problem);
         }
-        if let Err(e) = audit::note_proposals(q.state_dir(), &pending.proposals) {
+        if let Err(e) = audit::note_proposals(q.state_dir(), &found.proposals) {
             eprintln!("warning: {e}");
         }
-        for p in pending.proposals {
-            rows.push([
+        pending.extend(found.proposals.into_iter().map(|p| (q.slug(), p)));
+    }
+    if args.json {
+        let doc =
+            super::json::proposal::queue(pending.iter().map(|(slug, p)| (slug.as_str(), p)), now);
+        super::json::print(&doc)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 5]> = pending
+        .into_iter()
+        .map(|(slug, p)| {
+            [
                 p.id.to_string(),
                 age(now, p.created),
-                q.slug(),
+                slug,
                 kind_name(&p.kind).to_owned(),
                 summary(&p.kind),
-            ]);
-        }
-    }
+            ]
+        })
+        .collect();
     if rows.is_empty() {
         println!("no pending proposals");
         return Ok(ExitCode::SUCCESS);
@@ -93,7 +106,18 @@ pub(super) fn kind_name(kind: &ProposalKind) -> &'static str {
 /// What is asked for, on one line of at most 80 characters, escaped: validation keeps controls
 /// out of these fields, and this keeps them off the terminal should a file slip past it.
 pub(super) fn summary(kind: &ProposalKind) -> String {
-    let full = match kind {
+    let full = escape_line(&request_text(kind)).into_owned();
+    if full.chars().count() > 80 {
+        let cut: String = full.chars().take(79).collect();
+        format!("{cut}…")
+    } else {
+        full
+    }
+}
+
+/// What is asked for, whole and as written: `apt install a b; RUN …` or `host`.
+pub(super) fn request_text(kind: &ProposalKind) -> String {
+    match kind {
         ProposalKind::Capability(c) => {
             let mut parts = Vec::new();
             if !c.apt.is_empty() {
@@ -103,13 +127,6 @@ pub(super) fn summary(kind: &ProposalKind) -> String {
             parts.join("; ")
         }
         ProposalKind::Egress(e) => host_port(e),
-    };
-    let full = escape_line(&full).into_owned();
-    if full.chars().count() > 80 {
-        let cut: String = full.chars().take(79).collect();
-        format!("{cut}…")
-    } else {
-        full
     }
 }
 

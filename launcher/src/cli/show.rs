@@ -1,4 +1,4 @@
-//! `claude-bottle show ID`: the whole proposal, its state, and the change it would make (a
+//! `claude-bottle show ID [--json]`: the whole proposal, its state, and the change it would make (a
 //! unified diff of the bottle's Dockerfile, or the allowlist line).
 
 use std::fmt::Write as _;
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use claude_bottle_protocol::{Applied, Decision, Proposal, ProposalKind, ProposalState, escape};
 
+use super::json;
 use super::queue::{age, host_port, kind_name, locate, summary};
 use crate::home::Home;
 use crate::image::DEFAULT_AGENT_DOCKERFILE;
@@ -16,6 +17,9 @@ use crate::state::{Queue, audit};
 pub struct Args {
     /// Proposal id, as `claude-bottle queue` lists it.
     id: String,
+    /// Print one JSON document instead (see docs/queue.md, "Scripting with --json").
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
@@ -25,16 +29,25 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     if let Err(e) = audit::note_proposals(q.state_dir(), std::slice::from_ref(&p)) {
         eprintln!("warning: {e}");
     }
-    let mut out = render(&q, &p, decision.as_ref(), applied.as_ref(), audit::now());
-    // The change that would be (or was) applied: the operator's edit if there is one.
-    let (kind, edited) = match decision.as_ref().and_then(|d| d.edit.clone()) {
-        Some(edit) => (edit, true),
-        None => (p.kind.clone(), false),
-    };
+    let preview = preview(home, &q, &p, decision.as_ref());
+    let now = audit::now();
+    if args.json {
+        let doc = json::proposal::show(
+            &q.slug(),
+            &p,
+            decision.as_ref(),
+            applied.as_ref(),
+            &preview,
+            now,
+        );
+        json::print(&doc)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = render(&q, &p, decision.as_ref(), applied.as_ref(), now);
     out.push('\n');
     // The diff quotes approved lines and errors that quote the proposal: escaped line by line,
     // so a plain line (backslashes and all) reads exactly as it will be written.
-    out.push_str(&escape(&change(home, &q, &p, &kind, edited)));
+    out.push_str(&escape(&preview.render()));
     print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
@@ -104,46 +117,96 @@ fn render(
     out
 }
 
-/// The Dockerfile diff or the allowlist line the change makes.
-fn change(home: &Home, q: &Queue, p: &Proposal, kind: &ProposalKind, edited: bool) -> String {
-    let whose = if edited {
-        " (as edited by the operator)"
-    } else {
-        ""
-    };
-    match kind {
-        ProposalKind::Egress(e) => format!("allowlist change{whose}:\n+ {}\n", host_port(e)),
-        ProposalKind::Capability(cap) => {
-            let current = match current_dockerfile(home, q, p) {
-                Ok(c) => c,
-                Err(why) => {
-                    // Without the base the diff cannot be drawn; still show what is appended.
-                    let lines = dockerfile::capability_lines(cap)
-                        .map(|ls| ls.iter().map(|l| format!("+{l}\n")).collect::<String>())
-                        .map(|ls| dockerfile::flag_outside_context(&ls))
-                        .unwrap_or_else(|e| format!("error: {e}\n"));
-                    return format!(
-                        "Dockerfile change{whose}: appended as the final step\n\
-                         note: no diff: {why}\n{lines}"
-                    );
-                }
-            };
-            match dockerfile::with_capability(current.text(), &p.id, cap) {
-                Ok(new) => format!(
-                    "Dockerfile change{whose} against {}:\n{}",
-                    current.origin(),
-                    // A `!` line under each added line that reads from outside the context.
-                    dockerfile::flag_outside_context(&dockerfile::unified_diff(
-                        current.text(),
-                        &new,
-                        "a/Dockerfile",
-                        "b/Dockerfile"
-                    ))
-                ),
-                Err(e) => format!("Dockerfile change{whose}: cannot be applied: {e}\n"),
+/// The change an approval makes (or made): the operator's edit when there is one.
+#[derive(Debug)]
+pub(super) struct Preview {
+    /// The change is the operator's edit, not the one asked for.
+    pub edited: bool,
+    pub change: Change,
+}
+
+/// What a change does to the bottle, as far as `show` can tell.
+#[derive(Debug)]
+pub(super) enum Change {
+    /// `host` (or `host:port`) added to the allowlist.
+    Allowlist { host: String },
+    /// The unified diff of the bottle's current Dockerfile (`against`); empty once applied.
+    Diff { against: String, diff: String },
+    /// The current Dockerfile could not be read (`why`): the lines appended, or why they are
+    /// invalid.
+    NoBase {
+        why: String,
+        lines: Result<Vec<String>, String>,
+    },
+    /// The capability cannot be appended to the current Dockerfile.
+    Refused { error: String },
+}
+
+impl Preview {
+    /// As `show` prints it under the fields (not yet escaped).
+    fn render(&self) -> String {
+        let whose = if self.edited {
+            " (as edited by the operator)"
+        } else {
+            ""
+        };
+        match &self.change {
+            Change::Allowlist { host } => format!("allowlist change{whose}:\n+ {host}\n"),
+            Change::Diff { against, diff } => format!(
+                "Dockerfile change{whose} against {against}:\n{}",
+                // A `!` line under each added line that reads from outside the context.
+                dockerfile::flag_outside_context(diff)
+            ),
+            Change::NoBase { why, lines } => {
+                // Without the base the diff cannot be drawn; still show what is appended.
+                let lines = match lines {
+                    Ok(ls) => dockerfile::flag_outside_context(
+                        &ls.iter().map(|l| format!("+{l}\n")).collect::<String>(),
+                    ),
+                    Err(e) => format!("error: {e}\n"),
+                };
+                format!(
+                    "Dockerfile change{whose}: appended as the final step\n\
+                     note: no diff: {why}\n{lines}"
+                )
+            }
+            Change::Refused { error } => {
+                format!("Dockerfile change{whose}: cannot be applied: {error}\n")
             }
         }
     }
+}
+
+/// The change `p` makes, as `decision` (if any) approved it.
+fn preview(home: &Home, q: &Queue, p: &Proposal, decision: Option<&Decision>) -> Preview {
+    let (kind, edited) = match decision.and_then(|d| d.edit.clone()) {
+        Some(edit) => (edit, true),
+        None => (p.kind.clone(), false),
+    };
+    let change = match &kind {
+        ProposalKind::Egress(e) => Change::Allowlist { host: host_port(e) },
+        ProposalKind::Capability(cap) => match current_dockerfile(home, q, p) {
+            Err(why) => Change::NoBase {
+                why,
+                lines: dockerfile::capability_lines(cap).map_err(|e| e.to_string()),
+            },
+            Ok(current) => match dockerfile::with_capability(current.text(), &p.id, cap) {
+                Ok(new) => Change::Diff {
+                    against: current.origin(),
+                    diff: dockerfile::unified_diff(
+                        current.text(),
+                        &new,
+                        "a/Dockerfile",
+                        "b/Dockerfile",
+                    ),
+                },
+                Err(e) => Change::Refused {
+                    error: e.to_string(),
+                },
+            },
+        },
+    };
+    Preview { edited, change }
 }
 
 /// The bottle's current Dockerfile: the per-bottle one, else the bottle's own, else embedded.

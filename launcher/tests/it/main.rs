@@ -3,6 +3,7 @@
 mod cli;
 mod dockerfile_syntax;
 mod image_build;
+mod json;
 mod manifest;
 mod preflight;
 mod queue;

@@ -6,13 +6,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-/// A temp `CLAUDE_BOTTLE_HOME` with a bottle `app` (own Dockerfile) and its queue.
-struct Home {
+/// A temp `CLAUDE_BOTTLE_HOME` with a bottle `app` (own Dockerfile) and its queue; the
+/// `--json` tests (`json.rs`) use it too.
+pub(super) struct Home {
     dir: tempfile::TempDir,
 }
 
 impl Home {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let bottles = dir.path().join("bottles");
         std::fs::create_dir_all(&bottles).expect("bottles");
@@ -29,22 +30,22 @@ impl Home {
         Self { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn state(&self, slug: &str) -> PathBuf {
+    pub(super) fn state(&self, slug: &str) -> PathBuf {
         self.path().join("state").join(slug)
     }
 
-    fn queue(&self, slug: &str, folder: &str) -> PathBuf {
+    pub(super) fn queue(&self, slug: &str, folder: &str) -> PathBuf {
         let d = self.state(slug).join("queue").join(folder);
         std::fs::create_dir_all(&d).expect("queue folder");
         d
     }
 
     /// Files a proposal as supervise would; `age` seconds old.
-    fn propose(&self, slug: &str, id: &str, kind: Value, age: u64) {
+    pub(super) fn propose(&self, slug: &str, id: &str, kind: Value, age: u64) {
         let p = json!({
             "version": 1, "id": id, "bottle": slug, "kind": kind,
             "reason": "the task needs it", "evidence": ["bash: rg: command not found"],
@@ -58,7 +59,7 @@ impl Home {
         .expect("proposal");
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(super) fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_claude-bottle"))
             .args(args)
             .env("CLAUDE_BOTTLE_HOME", self.path())
@@ -69,7 +70,7 @@ impl Home {
             .expect("run claude-bottle")
     }
 
-    fn audit(&self, slug: &str) -> Vec<Value> {
+    pub(super) fn audit(&self, slug: &str) -> Vec<Value> {
         let text =
             std::fs::read_to_string(self.state(slug).join("audit.jsonl")).unwrap_or_default();
         text.lines()
@@ -78,35 +79,35 @@ impl Home {
     }
 }
 
-fn now() -> u64 {
+pub(super) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
 }
 
-fn out(o: &Output) -> String {
+pub(super) fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn err(o: &Output) -> String {
+pub(super) fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn apt(pkgs: &[&str]) -> Value {
+pub(super) fn apt(pkgs: &[&str]) -> Value {
     json!({"type": "capability", "apt": pkgs})
 }
 
-fn egress(host: &str) -> Value {
+pub(super) fn egress(host: &str) -> Value {
     json!({"type": "egress", "host": host})
 }
 
 /// Raw terminal controls a hostile agent puts in its free text: clear the screen and move the
 /// cursor (ESC), the one-byte CSI (C1), a carriage return over a line, a title set ending in BEL,
 /// a bidi override.
-const HOSTILE: &[char] = &['\u{1b}', '\u{9b}', '\r', '\u{7}', '\u{202e}', '\u{8}'];
+pub(super) const HOSTILE: &[char] = &['\u{1b}', '\u{9b}', '\r', '\u{7}', '\u{202e}', '\u{8}'];
 
-fn assert_no_raw_controls(what: &str, text: &str) {
+pub(super) fn assert_no_raw_controls(what: &str, text: &str) {
     for c in HOSTILE {
         assert!(!text.contains(*c), "{what} printed a raw {c:?}: {text:?}");
     }
