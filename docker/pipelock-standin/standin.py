@@ -11,7 +11,8 @@ and behaves like pipelock 2.3.0 wherever a difference could hide a defect of the
   refused unless the address is in ssrf.ip_allowlist; a name that does not resolve is refused;
 - tls_interception: intercepts with the CA at ca_cert/ca_key (start.sh refuses a key that is not
   SEC1 PEM or whose mode is looser than 0640, as pipelock does) and passes passthrough_domains
-  through untouched (`*.x` there does not match x itself, unlike the allowlist);
+  through untouched, whatever the tunnel carries (ssh too) (`*.x` there does not match x itself,
+  unlike the allowlist);
 - DLP with pipelock's default patterns (dlp-patterns.json, from the same table the launcher ships):
   the URL of every request, the headers of pipelock's default `sensitive` list, and the body
   (refused when compressed or over max_body_bytes), of intercepted requests; for a passthrough host
@@ -212,6 +213,18 @@ class PipelockStandin:
             reason = finding and "request header contains secret"
         if reason:
             self._refuse(flow, host, reason, connect=True)
+
+    def next_layer(self, nextlayer):
+        """A tunnel to a passthrough host carries its bytes untouched, whatever they are: pipelock
+        splices the CONNECT stream of a passthrough domain without looking at it, so ssh (whose
+        client speaks first, and not TLS) passes as HTTPS does. mitmproxy would otherwise try to
+        read the stream as HTTP."""
+        address = nextlayer.context.server.address
+        if not address or not self.policy.passes_through(str(address[0])):
+            return
+        from mitmproxy.proxy import layers
+
+        nextlayer.layer = layers.TCPLayer(nextlayer.context, ignore=True)
 
     def tls_clienthello(self, data):
         self.reload()

@@ -20,6 +20,9 @@ use crate::config::{Proxy, Upstream};
 /// would otherwise hold its mirror's lock for ever.
 pub const STALL_SECONDS: u32 = 120;
 
+/// Seconds ssh waits for the upstream's connection and banner.
+pub const CONNECT_TIMEOUT_SECONDS: u32 = 30;
+
 /// What a git command needs to talk to one upstream: `-c` settings and environment variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Access {
@@ -89,6 +92,10 @@ impl Access {
                     "IdentityAgent=none".to_owned(),
                     "-o".to_owned(),
                     "BatchMode=yes".to_owned(),
+                    "-o".to_owned(),
+                    // Also bounds the banner exchange: a tunnel that never answers fails the
+                    // refresh instead of holding the agent's clone.
+                    format!("ConnectTimeout={CONNECT_TIMEOUT_SECONDS}"),
                     "-o".to_owned(),
                     "StrictHostKeyChecking=yes".to_owned(),
                     "-o".to_owned(),

@@ -36,8 +36,8 @@ until git ls-remote https://git.test/app.git >/dev/null 2>&1; do
 done
 run CLONE git clone https://git.test/app.git app
 cd app
-echo "README $(cat README 2>/dev/null | head -1)"
-echo "ORIGIN $(git remote get-url origin)"
+echo "README $(head -1 README.md 2>/dev/null)"
+echo "ORIGIN $(git config remote.origin.url)"
 echo "WAITING-FOR-COLLEAGUE"
 before=$(git rev-parse origin/main)
 for i in $(seq 1 300); do
@@ -131,7 +131,7 @@ async fn the_agent_clones_fetches_and_pushes_through_the_gate_without_a_credenti
             "-s",
             "/bin/sh",
             "-c",
-            "cd /srv/git/app.git && c=$(git commit-tree -p main -m colleague 'main^{tree}') && git update-ref refs/heads/main $c && echo $c",
+            "cd /srv/git/app.git && export GIT_AUTHOR_NAME=colleague GIT_AUTHOR_EMAIL=c@git.test GIT_COMMITTER_NAME=colleague GIT_COMMITTER_EMAIL=c@git.test && c=$(git commit-tree -p main -m colleague 'main^{tree}') && git update-ref refs/heads/main $c && echo $c",
         ],
     )
     .await;
