@@ -108,6 +108,19 @@ pub enum RequestCmd {
         #[command(flatten)]
         common: RequestCommon,
     },
+    /// An entry for a git remote's push policy, when the git gate refused a push: e.g.
+    /// `request push origin feature/x --reason "…"`, then push again once it is applied.
+    Push {
+        /// The remote's name in the bottle (the gate serves it as /REMOTE.git).
+        #[arg(value_name = "REMOTE")]
+        remote: String,
+        /// The entry: a branch (`feature/x`), a pattern (`feature/*`), or `refs/tags/v1`;
+        /// `force` and/or `delete` after it to rewrite or delete.
+        #[arg(value_name = "ENTRY", num_args = 1.., required = true)]
+        entry: Vec<String>,
+        #[command(flatten)]
+        common: RequestCommon,
+    },
 }
 
 /// Flags every `request` takes.
@@ -224,6 +237,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Request(RequestCmd::Egress { host, common }) => {
             op(request(&target, ProposalKind::Egress(host), common).await)
+        }
+        Command::Request(RequestCmd::Push {
+            remote,
+            entry,
+            common,
+        }) => {
+            let kind = ProposalKind::Push(claude_bottle_protocol::Push {
+                remote,
+                pattern: entry.join(" "),
+            });
+            op(request(&target, kind, common).await)
         }
         Command::Status { id, json } => op(cli::status(&target, id, json).await),
         Command::Config { json } => op(cli::config(&target, json).await),

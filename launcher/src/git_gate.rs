@@ -380,6 +380,39 @@ pub fn stage(
         None if ca_file.exists() => std::fs::remove_file(&ca_file).map_err(io_at(&ca_file))?,
         None => {}
     }
+    let staged = GitStage {
+        socket_dir,
+        gate_dir,
+        pipelock_dir,
+        mirrors,
+        audit_dir,
+        credentials,
+    };
+    write_config(plan, &staged)?;
+
+    let ca = BottleCa::mint(&plan.slug, CaPurpose::Pipelock)?;
+    ca.write_pipelock(&staged.pipelock_dir)?;
+    let (cert, key) = egress::pipelock::default_ca_paths();
+    let hosts: Vec<String> = plan.git.iter().map(|g| g.host.clone()).collect();
+    let yaml = egress::pipelock::render_passthrough(
+        &plan.slug,
+        &hosts,
+        (&cert, &key),
+        allow_private_cidrs,
+    );
+    tls::write_file(
+        &staged.pipelock_dir.join(egress::PIPELOCK_CONFIG_FILE),
+        yaml.as_bytes(),
+        0o600,
+    )?;
+    Ok(staged)
+}
+
+/// (Re)write `gate.toml` from the plan's remotes (their push lists with the approved entries).
+/// The gate's hook reads it for every push, so a rewrite applies from the next push on.
+pub fn write_config(plan: &BottlePlan, staged: &GitStage) -> Result<(), GitGateError> {
+    let (gate_dir, credentials) = (&staged.gate_dir, &staged.credentials);
+    let has_ssh = plan.git.iter().any(|g| g.transport == Transport::Ssh);
     let config = GateConfig {
         version: 1,
         proxy: format!("http://{GATE_PIPELOCK}:{}", egress::PIPELOCK_PORT),
@@ -411,29 +444,7 @@ pub fn stage(
     );
     tls::write_file(&gate_dir.join(CONFIG_FILE), text.as_bytes(), 0o644)?;
 
-    let ca = BottleCa::mint(&plan.slug, CaPurpose::Pipelock)?;
-    ca.write_pipelock(&pipelock_dir)?;
-    let (cert, key) = egress::pipelock::default_ca_paths();
-    let hosts: Vec<String> = plan.git.iter().map(|g| g.host.clone()).collect();
-    let yaml = egress::pipelock::render_passthrough(
-        &plan.slug,
-        &hosts,
-        (&cert, &key),
-        allow_private_cidrs,
-    );
-    tls::write_file(
-        &pipelock_dir.join(egress::PIPELOCK_CONFIG_FILE),
-        yaml.as_bytes(),
-        0o600,
-    )?;
-    Ok(GitStage {
-        socket_dir,
-        gate_dir,
-        pipelock_dir,
-        mirrors,
-        audit_dir,
-        credentials,
-    })
+    Ok(())
 }
 
 fn make_dir(dir: &Path, mode: u32) -> Result<(), GitGateError> {
@@ -753,6 +764,40 @@ mod tests {
             serde_json::json!(["172.16.0.0/12"])
         );
         drop(tmp);
+    }
+
+    #[test]
+    fn an_approved_push_entry_joins_its_remote_and_the_gates_config() {
+        let (_tmp, mut plan) = plan_with_key_mode(0o600);
+        assert_eq!(plan.approve_push("origin", "feature/x"), Ok(true));
+        assert_eq!(plan.approve_push("origin", "feature/x"), Ok(false));
+        let none = plan.approve_push("nope", "x").expect_err("no such remote");
+        assert!(
+            none.contains(r#"no git remote "nope" (it has: origin, lib.x)"#),
+            "{none}"
+        );
+        let clash = plan
+            .approve_push("origin", "claude/* force")
+            .expect_err("the pattern is there with other options");
+        assert!(clash.contains("repeats the pattern"), "{clash}");
+        let creds = resolve(&plan, lookup).expect("resolved");
+        let staged = stage(&plan, creds, None, &[]).expect("stage");
+        let toml = std::fs::read_to_string(staged.gate_dir.join(CONFIG_FILE)).expect("config");
+        let config = claude_bottle_git_gate::config::Config::parse(&toml).expect("the gate's");
+        let origin = config.remote("origin").expect("origin");
+        let update = claude_bottle_protocol::git_policy::RefUpdate::parse_line(&format!(
+            "{} {} refs/heads/feature/x",
+            "0".repeat(40),
+            "a".repeat(40)
+        ))
+        .expect("an update");
+        assert!(
+            matches!(
+                origin.policy.decide(&update, false),
+                claude_bottle_protocol::git_policy::Decision::Allowed { .. }
+            ),
+            "the gate allows the approved branch"
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! - **egress**: the host joins `state/<slug>/approved-hosts`, the plan's routes and allowlist, and
 //!   the current-config, without touching the agent ([`Action::AllowHost`]).
+//! - **push**: the entry joins the git remote's push policy (`state/<slug>/approved-pushes`, the
+//!   plan, the running gate's configuration), without touching the agent ([`Action::AllowPush`]).
 //! - **capability**: the change is appended to the per-bottle Dockerfile *candidate*; the images are
 //!   rebuilt with the layer cache, and only a successful build makes the candidate the per-bottle
 //!   Dockerfile; the running agent is then snapshotted and replaced by one from the new image that
@@ -35,6 +37,10 @@ pub enum Action {
     /// Add `entry` to the approved hosts and `host` to the plan's allowlist, then rewrite the
     /// current-config and pipelock's config and make pipelock reload.
     AllowHost { host: String, entry: String },
+    /// Add `pattern` to the push policy of git remote `remote`: recorded in
+    /// `state/<slug>/approved-pushes`, folded into the plan, and, while the gate runs, into its
+    /// configuration, which the gate reads for every push.
+    AllowPush { remote: String, pattern: String },
     /// Build the agent image from `candidate` (the effective Dockerfile with the capability
     /// appended); if it builds, it becomes the per-bottle Dockerfile and the agent is replaced.
     Rebuild { candidate: String },
@@ -72,6 +78,10 @@ pub fn decide(proposal: &Proposal, decision: &Decision, effective: Result<&str, 
                 };
                 Action::AllowHost { host, entry }
             }
+        },
+        Ok(ProposalKind::Push(p)) => Action::AllowPush {
+            remote: p.remote,
+            pattern: p.pattern,
         },
         Ok(ProposalKind::Capability(cap)) => {
             let current = match effective {
@@ -266,6 +276,37 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_approved_push_adds_its_entry_or_the_operators_edit_of_it() {
+        let push = |pattern: &str| {
+            ProposalKind::Push(claude_bottle_protocol::Push {
+                remote: "origin".into(),
+                pattern: pattern.into(),
+            })
+        };
+        let p = proposal(push("feature/x"));
+        let mut d = Decision::approve_bound(&p, "", "op", 2);
+        assert_eq!(
+            decide(&p, &d, Err("unread".into())),
+            Action::AllowPush {
+                remote: "origin".into(),
+                pattern: "feature/x".into()
+            },
+            "the Dockerfile is not needed"
+        );
+        // The operator widens it into a pattern.
+        d.edit = Some(push("feature/*"));
+        assert_eq!(
+            decide(&p, &d, Ok("FROM base\n")),
+            Action::AllowPush {
+                remote: "origin".into(),
+                pattern: "feature/*".into()
+            }
+        );
+        d.edit = Some(egress("example.org"));
+        assert!(refused(decide(&p, &d, Ok(""))).contains("the operator's edit cannot apply"));
     }
 
     #[test]

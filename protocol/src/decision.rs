@@ -121,10 +121,11 @@ impl Decision {
         match (&self.edit, asked) {
             (None, k) => Ok(k.clone()),
             (Some(e @ ProposalKind::Capability(_)), ProposalKind::Capability(_))
-            | (Some(e @ ProposalKind::Egress(_)), ProposalKind::Egress(_)) => Ok(e.clone()),
+            | (Some(e @ ProposalKind::Egress(_)), ProposalKind::Egress(_))
+            | (Some(e @ ProposalKind::Push(_)), ProposalKind::Push(_)) => Ok(e.clone()),
             (Some(_), _) => Err(ProtocolError::invalid(
                 "edit",
-                "must be of the same type as the proposal (capability or egress)",
+                "must be of the same type as the proposal (capability, egress or push)",
             )),
         }
     }

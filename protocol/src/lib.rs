@@ -29,7 +29,7 @@ pub use decision::{Applied, Decision, Outcome, ProposalState, Verdict, proposal_
 pub use error::ProtocolError;
 pub use id::{BottleName, ProposalId};
 pub use proposal::{
-    Capability, Egress, HostName, Proposal, ProposalKind, limits, validate_apt_package,
+    Capability, Egress, HostName, Proposal, ProposalKind, Push, limits, validate_apt_package,
     validate_dockerfile_line,
 };
 pub use text::{check_plain, escape, escape_line};

@@ -23,6 +23,8 @@ pub mod limits {
     pub const MAX_DOCKERFILE_LINE: usize = 4_096;
     /// Longest host name (DNS limit).
     pub const MAX_HOST: usize = 253;
+    /// Longest push pattern entry, in bytes.
+    pub const MAX_PUSH_PATTERN: usize = 256;
 }
 
 /// One request from inside the bottle, as written to `proposals/<id>.json`.
@@ -133,6 +135,8 @@ pub enum ProposalKind {
     Capability(Capability),
     /// A host added to the egress allowlist.
     Egress(Egress),
+    /// A push pattern added to a git remote's push policy (the git gate's).
+    Push(Push),
 }
 
 impl ProposalKind {
@@ -141,6 +145,7 @@ impl ProposalKind {
         match self {
             ProposalKind::Capability(c) => c.validate(),
             ProposalKind::Egress(e) => e.validate(),
+            ProposalKind::Push(p) => p.validate(),
         }
     }
 
@@ -160,6 +165,10 @@ impl ProposalKind {
             ProposalKind::Egress(e) => ProposalKind::Egress(Egress {
                 host: HostName(e.host.0.to_ascii_lowercase()),
                 port: e.port,
+            }),
+            ProposalKind::Push(p) => ProposalKind::Push(Push {
+                remote: p.remote.trim().to_owned(),
+                pattern: p.pattern.split_whitespace().collect::<Vec<_>>().join(" "),
             }),
         }
     }
@@ -188,6 +197,7 @@ impl fmt::Display for ProposalKind {
                 host,
                 port: Some(p),
             }) => write!(f, "egress: {host}:{p}"),
+            ProposalKind::Push(Push { remote, pattern }) => write!(f, "push: {remote} {pattern}"),
         }
     }
 }
@@ -445,6 +455,51 @@ impl Egress {
                     self.host
                 ),
                 "ask without a port",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A push pattern for one of the bottle's git remotes: `pattern` is one entry of the remote's
+/// `push:` list (a ref pattern, then `force` and/or `delete`), as the operator would write it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Push {
+    /// The remote's name in the bottle (`git[].name`).
+    pub remote: String,
+    /// The entry to add, e.g. `feature/x` or `wip/** force`.
+    pub pattern: String,
+}
+
+impl Push {
+    /// The remote's name as the launcher accepts it, and the entry as the gate's policy parses it.
+    pub fn validate(&self) -> Result<(), ProtocolError> {
+        if !crate::git_policy::upstream::is_remote_name(&self.remote) {
+            return Err(ProtocolError::invalid(
+                "remote",
+                format!(
+                    "{} is not a remote name (letters, digits, '-', '_', '.')",
+                    crate::escape(&self.remote)
+                ),
+            ));
+        }
+        if self.pattern.len() > limits::MAX_PUSH_PATTERN {
+            return Err(ProtocolError::invalid(
+                "pattern",
+                format!(
+                    "{} bytes, at most {}",
+                    self.pattern.len(),
+                    limits::MAX_PUSH_PATTERN
+                ),
+            ));
+        }
+        if let Err(problems) =
+            crate::git_policy::PushPolicy::parse(std::slice::from_ref(&self.pattern))
+        {
+            let p = &problems[0];
+            return Err(ProtocolError::invalid(
+                "pattern",
+                format!("{} ({})", p.error, p.error.hint()),
             ));
         }
         Ok(())
@@ -987,5 +1042,46 @@ mod tests {
             serde_json::from_str(r#"{"type":"capability","apt":["ripgrep"]}"#).expect("parses");
         assert_eq!(k.summary(), "capability: apt install ripgrep");
         assert!(serde_json::from_str::<ProposalKind>(r#"{"type":"root"}"#).is_err());
+    }
+}
+
+#[cfg(test)]
+mod push_tests {
+    use super::*;
+
+    fn push(remote: &str, pattern: &str) -> ProposalKind {
+        ProposalKind::Push(Push {
+            remote: remote.into(),
+            pattern: pattern.into(),
+        })
+    }
+
+    #[test]
+    fn a_push_names_a_remote_and_one_policy_entry() {
+        assert!(push("origin", "feature/x").validate().is_ok());
+        assert!(push("origin", "wip/** force delete").validate().is_ok());
+        assert_eq!(
+            push(" origin ", "feature/x   force").normalized(),
+            push("origin", "feature/x force")
+        );
+        assert_eq!(
+            push("origin", "feature/x").to_string(),
+            "push: origin feature/x"
+        );
+        let json = serde_json::to_string(&push("origin", "feature/x")).expect("json");
+        assert_eq!(
+            json,
+            r#"{"type":"push","remote":"origin","pattern":"feature/x"}"#
+        );
+        for (kind, want) in [
+            (push("../x", "feature/x"), "not a remote name"),
+            (push("origin", "feature/x forse"), "unknown option"),
+            (push("origin", ""), "empty push pattern"),
+            (push("origin", "tags/v1"), "refs/tags/v1"),
+            (push("origin", &"a".repeat(300)), "at most 256"),
+        ] {
+            let e = kind.validate().expect_err(&kind.to_string()).to_string();
+            assert!(e.contains(want), "{kind}: {e}");
+        }
     }
 }

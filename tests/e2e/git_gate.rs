@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use claude_bottle::secret::Secret;
 use claude_bottle_e2e::{
     TEST_INTERNET_CIDRS, TestBottle, TestGit, assert_clean, docker, ensure_egress_test_images,
-    exec, line,
+    exec, line, wait_for_proposal,
 };
 
 const HOST: &str = "git.test";
@@ -56,6 +56,19 @@ run PUSH-FORCE git push -f origin claude/x
 run PUSH-DELETE git push origin :claude/x
 run PUSH-TAG git push origin HEAD:refs/tags/v9
 run PUSH-FROZEN git push origin HEAD:claude/frozen
+# A refused branch, asked for, approved, pushed.
+run PUSH-UNASKED git push origin HEAD:feature/ask
+id=$(claude-bottle-shim request push origin feature/ask --reason "e2e: a feature branch" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+echo "ASKED $id"
+state=none
+for i in $(seq 1 1200); do
+  state=$(claude-bottle-shim status "$id" --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print((d[0] if isinstance(d, list) else d)["state"])')
+  [ "$state" = applied ] && break
+  sleep 0.1
+done
+echo "PUSH-APPROVAL $state"
+run PUSH-APPROVED git push origin HEAD:feature/ask
+echo "ASK-HEAD $(git rev-parse HEAD)"
 cd /tmp
 run SSH-CLONE git clone ssh://git@git.test/srv/git/lib.git lib
 cd lib
@@ -94,7 +107,7 @@ async fn the_agent_clones_fetches_and_pushes_through_the_gate_without_a_credenti
     let slug = bottle.slug();
     let files = TestGit::prepare(&bottle.path().join("test-git"), &[HOST], &token);
     bottle.write_bottle(&format!(
-        "git:\n  - name: origin\n    upstream: https://{HOST}/app.git\n    token_ref: env:E2E_GIT_TOKEN\n    push: [\"claude/*\"]\n  - name: lib\n    upstream: ssh://git@{HOST}/srv/git/lib.git\n    ssh_key: {}\n    known_hosts: {}\n    push: [\"claude/*\"]\n  - name: big\n    upstream: https://{HOST}/big.git\n    token_ref: env:E2E_GIT_TOKEN\n",
+        "supervise: true\ngit:\n  - name: origin\n    upstream: https://{HOST}/app.git\n    token_ref: env:E2E_GIT_TOKEN\n    push: [\"claude/*\"]\n  - name: lib\n    upstream: ssh://git@{HOST}/srv/git/lib.git\n    ssh_key: {}\n    known_hosts: {}\n    push: [\"claude/*\"]\n  - name: big\n    upstream: https://{HOST}/big.git\n    token_ref: env:E2E_GIT_TOKEN\n",
         files.client_key.display(),
         files.known_hosts.display(),
     ));
@@ -136,6 +149,14 @@ async fn the_agent_clones_fetches_and_pushes_through_the_gate_without_a_credenti
     )
     .await;
     assert_eq!(code, 0, "colleague's commit: {err}");
+    // The agent asks for a branch the policy refused; the operator approves it.
+    let id = wait_for_proposal(&bottle, "feature/ask").await;
+    let approve = bottle.command(&["approve", &id]).output().expect("approve");
+    assert!(
+        approve.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approve.stderr)
+    );
     let out = wait_for(&mut child, &out_file, &err_file, "DONE").await;
     assert_eq!(line(&out, "FETCHED"), colleague.trim(), "{out}");
 
@@ -184,6 +205,25 @@ async fn the_agent_clones_fetches_and_pushes_through_the_gate_without_a_credenti
         git.rev_parse(&d, "app", "refs/heads/claude/frozen").await,
         None
     );
+    // The refusal tells the agent how to ask; once approved, the same push passes.
+    assert_eq!(line(&out, "PUSH-UNASKED"), "fail", "{out}");
+    assert!(
+        block(&out, "PUSH-UNASKED")
+            .contains("to ask the operator: claude-bottle-shim request push origin feature/ask"),
+        "{out}"
+    );
+    assert_eq!(line(&out, "PUSH-APPROVAL"), "applied", "{out}");
+    assert_eq!(line(&out, "PUSH-APPROVED"), "ok", "{out}");
+    assert_eq!(
+        git.rev_parse(&d, "app", "refs/heads/feature/ask")
+            .await
+            .as_deref(),
+        Some(line(&out, "ASK-HEAD")),
+    );
+    let approved =
+        std::fs::read_to_string(bottle.path().join(format!("state/{slug}/approved-pushes")))
+            .expect("approved-pushes");
+    assert_eq!(approved, "origin feature/ask\n");
 
     // The ssh remote: clone and push with the key the agent never sees.
     assert_eq!(line(&out, "SSH-CLONE"), "ok", "{out}");

@@ -107,7 +107,7 @@ pub fn receive(
             Ok((config, remote))
         });
     match &loaded {
-        Ok((_, remote)) => decide(remote, &git_dir, &mut commands),
+        Ok((_, remote)) => decide(remote, &git_dir, &mut commands, messages)?,
         Err(e) => {
             // Fail closed, saying why: nothing here is secret (names and paths).
             let reason = format!("the gate cannot take pushes: {}", escape_line(e));
@@ -216,8 +216,14 @@ fn read_commands(input: &mut impl Read) -> io::Result<Vec<Command>> {
     }
 }
 
-/// Decides every parsed command with the remote's policy.
-fn decide(remote: &Remote, git_dir: &Path, commands: &mut [Command]) {
+/// Decides every parsed command with the remote's policy; for each policy refusal, tells the
+/// agent how to ask the operator for that push (`messages`: git shows them as `remote:` lines).
+fn decide(
+    remote: &Remote,
+    git_dir: &Path,
+    commands: &mut [Command],
+    messages: &mut impl Write,
+) -> io::Result<()> {
     for c in commands {
         let State::Allowed { update, .. } = &c.state else {
             continue;
@@ -239,9 +245,20 @@ fn decide(remote: &Remote, git_dir: &Path, commands: &mut [Command]) {
                 fast_forward,
                 entry: rule,
             },
-            Decision::Refused(refusal) => State::Refused(refusal.to_string()),
+            Decision::Refused(refusal) => {
+                let entry = refusal.entry(update.refname());
+                // The entry is a ref name git accepted and gix-validate checked: plain text.
+                writeln!(
+                    messages,
+                    "gate: {} is not allowed; to ask the operator: claude-bottle-shim request push {} {entry} --reason \"...\"",
+                    update.refname(),
+                    remote.name
+                )?;
+                State::Refused(refusal.to_string())
+            }
         };
     }
+    Ok(())
 }
 
 /// `git merge-base --is-ancestor OLD NEW`: exit 0 yes, 1 no, anything else an error.

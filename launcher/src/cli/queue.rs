@@ -95,11 +95,12 @@ pub(super) fn age(now: UnixTime, then: UnixTime) -> String {
     super::render::age(i64::try_from(now.saturating_sub(then)).unwrap_or(i64::MAX))
 }
 
-/// `capability` or `egress`.
+/// `capability`, `egress` or `push`.
 pub(super) fn kind_name(kind: &ProposalKind) -> &'static str {
     match kind {
         ProposalKind::Capability(_) => "capability",
         ProposalKind::Egress(_) => "egress",
+        ProposalKind::Push(_) => "push",
     }
 }
 
@@ -127,6 +128,7 @@ pub(super) fn request_text(kind: &ProposalKind) -> String {
             parts.join("; ")
         }
         ProposalKind::Egress(e) => host_port(e),
+        ProposalKind::Push(p) => format!("{} {}", p.remote, p.pattern),
     }
 }
 

@@ -130,6 +130,8 @@ pub(super) struct Preview {
 pub(super) enum Change {
     /// `host` (or `host:port`) added to the allowlist.
     Allowlist { host: String },
+    /// `pattern` added to the push policy of git remote `remote`.
+    PushPolicy { remote: String, pattern: String },
     /// The unified diff of the bottle's current Dockerfile (`against`); empty once applied.
     Diff { against: String, diff: String },
     /// The current Dockerfile could not be read (`why`): the lines appended, or why they are
@@ -152,6 +154,9 @@ impl Preview {
         };
         match &self.change {
             Change::Allowlist { host } => format!("allowlist change{whose}:\n+ {host}\n"),
+            Change::PushPolicy { remote, pattern } => {
+                format!("push policy change of git remote {remote}{whose}:\n+ {pattern}\n")
+            }
             Change::Diff { against, diff } => format!(
                 "Dockerfile change{whose} against {against}:\n{}",
                 // A `!` line under each added line that reads from outside the context.
@@ -185,6 +190,10 @@ fn preview(home: &Home, q: &Queue, p: &Proposal, decision: Option<&Decision>) ->
     };
     let change = match &kind {
         ProposalKind::Egress(e) => Change::Allowlist { host: host_port(e) },
+        ProposalKind::Push(push) => Change::PushPolicy {
+            remote: push.remote.clone(),
+            pattern: push.pattern.clone(),
+        },
         ProposalKind::Capability(cap) => match current_dockerfile(home, q, p) {
             Err(why) => Change::NoBase {
                 why,

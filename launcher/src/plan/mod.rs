@@ -123,6 +123,34 @@ impl BottlePlan {
         true
     }
 
+    /// Add `entry` to the push policy of git remote `remote`, unless it is there; `Err` says why
+    /// it cannot (no such remote, or the list would not parse, e.g. the pattern is there with
+    /// other options).
+    pub fn approve_push(&mut self, remote: &str, entry: &str) -> Result<bool, String> {
+        let Some(git) = self.git.iter_mut().find(|g| g.name == remote) else {
+            let names: Vec<&str> = self.git.iter().map(|g| g.name.as_str()).collect();
+            return Err(format!(
+                "the bottle has no git remote {remote:?} (it has: {})",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        };
+        if git.push.iter().any(|p| p == entry) {
+            return Ok(false);
+        }
+        let mut push = git.push.clone();
+        push.push(entry.to_owned());
+        if let Err(problems) = claude_bottle_protocol::git_policy::PushPolicy::parse(&push) {
+            let p = &problems[0];
+            return Err(format!("{} ({})", p.error, p.error.hint()));
+        }
+        git.push = push;
+        Ok(true)
+    }
+
     /// The bottle's state folder, path by path.
     pub fn layout(&self) -> crate::state::Layout {
         crate::state::Layout::new(&self.state_dir)
@@ -232,6 +260,21 @@ pub fn load(
     })?;
     for host in approved {
         plan.approve_host(&host);
+    }
+    let pushes = crate::state::approved::pushes(&plan.state_dir).map_err(|e| {
+        manifest::Diagnostic::new(&plan.state_dir, None, "approved-pushes", e.to_string())
+            .hint("fix or remove the file; it lists one approved `<remote> <push entry>` a line")
+    })?;
+    for (remote, entry) in pushes {
+        // A remote since removed from the bottle, or an entry its list now holds with other
+        // options, is left out: the bottle file decides.
+        if let Err(why) = plan.approve_push(&remote, &entry) {
+            tracing::warn!(
+                remote,
+                entry,
+                "an approved push entry is not applied: {why}"
+            );
+        }
     }
     let per_bottle = plan.layout().per_bottle_dockerfile();
     if let Ok(text) = std::fs::read_to_string(&per_bottle) {

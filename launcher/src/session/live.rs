@@ -277,6 +277,9 @@ where
                 Action::AllowHost { host, entry } => {
                     self.allow_host(None, &id, &host, &entry).await?
                 }
+                Action::AllowPush { remote, pattern } => {
+                    self.allow_push(None, &id, &remote, &pattern)
+                }
                 Action::Rebuild { candidate } => {
                     let built = self.prepare_images(Some(candidate.clone())).await?;
                     match self.adopt(
@@ -677,7 +680,7 @@ where
                     self.refused(&id, &detail);
                 }
                 // Only capabilities wait.
-                Action::AllowHost { .. } => {}
+                Action::AllowHost { .. } | Action::AllowPush { .. } => {}
             }
         }
     }
@@ -688,6 +691,10 @@ where
             Action::Refuse { detail } => self.refused(&id, &detail),
             Action::AllowHost { host, entry } => {
                 let applied = self.allow_host(Some(running), &id, &host, &entry).await?;
+                self.record(&applied);
+            }
+            Action::AllowPush { remote, pattern } => {
+                let applied = self.allow_push(Some(running), &id, &remote, &pattern);
                 self.record(&applied);
             }
             Action::Rebuild { candidate } => self.start_rebuild(running, approval, candidate),
@@ -764,6 +771,43 @@ where
             &format!("{entry} added to the allowlist"),
             audit::now(),
         ))
+    }
+
+    /// The entry joins the remote's push policy in the plan and `approved-pushes`; while the
+    /// bottle runs, the gate's configuration too, which its hook reads for every push.
+    fn allow_push(
+        &mut self,
+        live: Option<&Running>,
+        id: &ProposalId,
+        remote: &str,
+        pattern: &str,
+    ) -> Applied {
+        let fail = |detail: String| Applied::failed(id.clone(), &detail, audit::now());
+        // The plan first: it refuses a remote the bottle does not have, or an entry its list
+        // cannot take, before anything is recorded.
+        let mut plan = self.setup.plan.clone();
+        if let Err(why) = plan.approve_push(remote, pattern) {
+            return fail(format!("refused, nothing applied: {why}"));
+        }
+        if let Err(e) = approved::add_push(&self.setup.plan.state_dir, remote, pattern) {
+            return fail(format!("failed to record the approved push entry: {e}"));
+        }
+        self.setup.plan = plan;
+        if let Some(staged) = live.and_then(|r| r.stage.git.as_ref()) {
+            if let Err(e) = crate::git_gate::write_config(&self.setup.plan, staged) {
+                return fail(format!(
+                    "recorded, but the running gate's configuration could not be rewritten ({e}); it applies at the next start"
+                ));
+            }
+            self.setup.console.note(&format!(
+                "push {pattern} to {remote} approved: the agent may push it now"
+            ));
+        }
+        Applied::ok(
+            id.clone(),
+            &format!("{pattern} added to the push policy of git remote {remote}"),
+            audit::now(),
+        )
     }
 
     /// Build the candidate in the background; [`Event::Rebuilt`] carries the outcome.

@@ -1,7 +1,9 @@
-//! `state/<slug>/approved-hosts`: egress hosts the operator approved, one `host[:port]` a line.
+//! `state/<slug>/approved-hosts`: egress hosts the operator approved, one `host[:port]` a line;
+//! `state/<slug>/approved-pushes`: push-policy entries, one `<remote> <entry>` a line.
 //!
-//! Folded into the bottle's routes as bare passes when the plan is built, so they reach the
-//! allowlist, the pipelock config and the preflight (marked `(approved)`).
+//! Hosts are folded into the bottle's routes as bare passes when the plan is built, so they reach
+//! the allowlist, the pipelock config and the preflight (marked `(approved)`); push entries into
+//! their remote's `push:` list, so they reach the git gate's configuration.
 
 use std::path::Path;
 
@@ -9,8 +11,11 @@ use super::atomic::{self, AtomicError};
 
 /// The approved entries, in the order they were approved; missing file = none.
 pub fn read(state_dir: &Path) -> Result<Vec<String>, AtomicError> {
-    let Some(bytes) = atomic::read_in(state_dir, &super::Layout::new(state_dir).approved_hosts())?
-    else {
+    read_lines(state_dir, &super::Layout::new(state_dir).approved_hosts())
+}
+
+fn read_lines(state_dir: &Path, file: &Path) -> Result<Vec<String>, AtomicError> {
+    let Some(bytes) = atomic::read_in(state_dir, file)? else {
         return Ok(Vec::new());
     };
     Ok(String::from_utf8_lossy(&bytes)
@@ -33,19 +38,44 @@ pub fn hosts(state_dir: &Path) -> Result<Vec<String>, AtomicError> {
 
 /// Add `entry` (`host` or `host:port`) unless present; returns whether the file changed.
 pub fn add(state_dir: &Path, entry: &str) -> Result<bool, AtomicError> {
-    let mut entries = read(state_dir)?;
-    if entries.iter().any(|e| e == entry) {
-        return Ok(false);
-    }
-    entries.push(entry.to_owned());
-    let mut text = entries.join("\n");
-    text.push('\n');
-    atomic::write_atomic_in(
+    add_line(
         state_dir,
         &super::Layout::new(state_dir).approved_hosts(),
-        text.as_bytes(),
-        atomic::Overwrite::Replace,
-    )?;
+        entry,
+    )
+}
+
+/// The approved push entries, `(remote, entry)`, in the order they were approved.
+pub fn pushes(state_dir: &Path) -> Result<Vec<(String, String)>, AtomicError> {
+    Ok(
+        read_lines(state_dir, &super::Layout::new(state_dir).approved_pushes())?
+            .into_iter()
+            .filter_map(|l| {
+                let (remote, entry) = l.split_once(' ')?;
+                Some((remote.to_owned(), entry.trim().to_owned()))
+            })
+            .collect(),
+    )
+}
+
+/// Add the push entry `entry` of `remote` unless present; returns whether the file changed.
+pub fn add_push(state_dir: &Path, remote: &str, entry: &str) -> Result<bool, AtomicError> {
+    add_line(
+        state_dir,
+        &super::Layout::new(state_dir).approved_pushes(),
+        &format!("{remote} {entry}"),
+    )
+}
+
+fn add_line(state_dir: &Path, file: &Path, line: &str) -> Result<bool, AtomicError> {
+    let mut entries = read_lines(state_dir, file)?;
+    if entries.iter().any(|e| e == line) {
+        return Ok(false);
+    }
+    entries.push(line.to_owned());
+    let mut text = entries.join("\n");
+    text.push('\n');
+    atomic::write_atomic_in(state_dir, file, text.as_bytes(), atomic::Overwrite::Replace)?;
     Ok(true)
 }
 
@@ -64,5 +94,22 @@ mod tests {
             hosts(dir.path()).expect("hosts"),
             ["packages.example.org", "files.example.org"]
         );
+    }
+
+    #[test]
+    fn push_entries_keep_their_options() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(pushes(dir.path()).expect("read").is_empty());
+        assert!(add_push(dir.path(), "origin", "feature/x").expect("add"));
+        assert!(add_push(dir.path(), "lib", "wip/** force delete").expect("add"));
+        assert!(!add_push(dir.path(), "origin", "feature/x").expect("again"));
+        assert_eq!(
+            pushes(dir.path()).expect("read"),
+            [
+                ("origin".to_owned(), "feature/x".to_owned()),
+                ("lib".to_owned(), "wip/** force delete".to_owned())
+            ]
+        );
+        assert!(hosts(dir.path()).expect("hosts").is_empty(), "files apart");
     }
 }

@@ -43,6 +43,11 @@ impl Layout {
         self.root.join("approved-hosts")
     }
 
+    /// `approved-pushes`: push-policy entries the operator approved, `<remote> <entry>` a line.
+    pub fn approved_pushes(&self) -> PathBuf {
+        self.root.join("approved-pushes")
+    }
+
     /// `Dockerfile`: the bottle's Dockerfile with its approved capabilities, once there is one.
     pub fn per_bottle_dockerfile(&self) -> PathBuf {
         self.root.join("Dockerfile")
@@ -154,6 +159,7 @@ mod tests {
         assert_eq!(rel(l.queue_folder(Folder::Decisions)), "queue/decisions");
         assert_eq!(rel(l.audit_log()), "audit.jsonl");
         assert_eq!(rel(l.approved_hosts()), "approved-hosts");
+        assert_eq!(rel(l.approved_pushes()), "approved-pushes");
         assert_eq!(rel(l.per_bottle_dockerfile()), "Dockerfile");
         assert_eq!(rel(l.current_config()), "current-config");
         assert_eq!(rel(l.latest_snapshot()), "snapshots/latest");

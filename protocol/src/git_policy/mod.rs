@@ -207,6 +207,20 @@ impl Refusal {
             Self::Deletion { .. } => "add `delete` after the pattern, e.g. \"claude/* delete\"",
         }
     }
+
+    /// The narrowest `push:` entry that would allow this refused update of `refname`: the
+    /// branch's short name (a tag or other ref in full), with `force` or `delete` when the
+    /// refusal was about that. What the agent can ask the operator for.
+    pub fn entry(&self, refname: &str) -> String {
+        let name = refname.strip_prefix("refs/heads/").unwrap_or(refname);
+        match self {
+            Self::NoPatterns | Self::NotAllowed { .. } | Self::TagNotNamed { .. } => {
+                name.to_owned()
+            }
+            Self::NotFastForward { .. } | Self::TagExists { .. } => format!("{name} force"),
+            Self::Deletion { .. } => format!("{name} delete"),
+        }
+    }
 }
 
 /// `s` with its first letter lowercase: other crates' messages in this crate's style.
@@ -222,3 +236,50 @@ fn lowercase_first(s: &str) -> String {
 mod properties;
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod entry_tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_entry_that_would_allow_it() {
+        let patterns = || Patterns("claude/*".to_owned());
+        let cases = [
+            (Refusal::NoPatterns, "refs/heads/feature/x", "feature/x"),
+            (
+                Refusal::NotAllowed {
+                    patterns: patterns(),
+                },
+                "refs/heads/main",
+                "main",
+            ),
+            (
+                Refusal::TagNotNamed {
+                    patterns: patterns(),
+                },
+                "refs/tags/v1",
+                "refs/tags/v1",
+            ),
+            (
+                Refusal::NotFastForward {
+                    patterns: patterns(),
+                },
+                "refs/heads/claude/x",
+                "claude/x force",
+            ),
+            (
+                Refusal::Deletion {
+                    patterns: patterns(),
+                },
+                "refs/heads/claude/x",
+                "claude/x delete",
+            ),
+        ];
+        for (refusal, refname, want) in cases {
+            let entry = refusal.entry(refname);
+            assert_eq!(entry, want);
+            // What the agent asks for is an entry the policy takes.
+            PushPolicy::parse(&[entry]).expect("a valid entry");
+        }
+    }
+}

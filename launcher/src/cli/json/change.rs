@@ -12,6 +12,12 @@ use crate::state::dockerfile::reads_outside_context;
 pub enum ChangeJson {
     /// A host added to the allowlist.
     Allowlist { edited: bool, host: String },
+    /// An entry added to a git remote's push policy.
+    PushPolicy {
+        edited: bool,
+        remote: String,
+        pattern: String,
+    },
     /// Lines appended to the bottle's Dockerfile.
     Dockerfile {
         edited: bool,
@@ -66,6 +72,11 @@ impl From<&Preview> for ChangeJson {
             Change::Allowlist { host } => ChangeJson::Allowlist {
                 edited,
                 host: host.clone(),
+            },
+            Change::PushPolicy { remote, pattern } => ChangeJson::PushPolicy {
+                edited,
+                remote: remote.clone(),
+                pattern: pattern.clone(),
             },
             Change::Diff { against, diff } => dockerfile(
                 Some(against.clone()),

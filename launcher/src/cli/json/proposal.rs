@@ -91,6 +91,10 @@ pub enum Request {
     Egress {
         host: String,
     },
+    Push {
+        remote: String,
+        pattern: String,
+    },
 }
 
 impl From<&ProposalKind> for Request {
@@ -104,6 +108,10 @@ impl From<&ProposalKind> for Request {
             // loaded has none.
             ProposalKind::Egress(e) => Self::Egress {
                 host: e.host.to_string(),
+            },
+            ProposalKind::Push(p) => Self::Push {
+                remote: p.remote.clone(),
+                pattern: p.pattern.clone(),
             },
         }
     }
@@ -280,7 +288,7 @@ mod tests {
     fn cap(kind: &ProposalKind) -> &Capability {
         match kind {
             ProposalKind::Capability(c) => c,
-            ProposalKind::Egress(_) => panic!("a capability"),
+            ProposalKind::Egress(_) | ProposalKind::Push(_) => panic!("a capability"),
         }
     }
 
