@@ -77,11 +77,14 @@ echo lib > lib.txt && git add lib.txt && git commit -qm lib
 run SSH-PUSH git push origin claude/y
 echo "SSH-PUSHED $(git rev-parse HEAD)"
 cd /tmp
+# The first listing fills the gate's mirror from the upstream (a cold start of the remote).
+first=$(date +%s.%N)
 i=0
 until git ls-remote https://git.test/big.git >/dev/null 2>&1; do
   i=$((i+1)); [ $i -ge 600 ] && break; sleep 0.2
 done
 start=$(date +%s.%N)
+echo "BIG-FILL-SECONDS $(python3 -c "print(round($start - $first, 2))")"
 run BIG-CLONE git clone -q https://git.test/big.git big
 end=$(date +%s.%N)
 echo "BIG-SECONDS $(python3 -c "print(round($end - $start, 2))")"
@@ -240,9 +243,11 @@ async fn the_agent_clones_fetches_and_pushes_through_the_gate_without_a_credenti
     assert_eq!(line(&out, "BIG-COMMITS"), BIG_COMMITS.to_string());
     let gated: f64 = line(&out, "BIG-SECONDS").parse().expect("seconds");
     let direct = direct_clone_seconds(&d, &git, &slug).await;
+    let fill: f64 = line(&out, "BIG-FILL-SECONDS").parse().expect("seconds");
     eprintln!(
-        "clone of {BIG_COMMITS} commits + {BIG_BLOB_MB} MiB: through the gate {gated:.2} s, direct {direct:.2} s, ratio {:.2}",
-        gated / direct
+        "clone of {BIG_COMMITS} commits + {BIG_BLOB_MB} MiB: through the gate {gated:.2} s (its mirror warm; filling it took {fill:.2} s), direct {direct:.2} s, ratio {:.2} warm, {:.2} cold",
+        gated / direct,
+        (gated + fill) / direct
     );
 
     // No credential in the agent: its environment, its files, what the engine knows of it.

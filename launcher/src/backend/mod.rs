@@ -5,6 +5,7 @@
 
 pub mod disk;
 pub mod docker;
+mod git_spec;
 mod spec;
 
 use std::future::Future;

@@ -222,9 +222,9 @@ impl LaunchSpec {
             env.extend(agent_egress_env(plan));
         }
         if let (Some(images), Some(staged)) = (&prepared.git, &stage.git) {
-            sidecars.extend(crate::git_gate::sidecars(images, staged));
-            mounts.extend(crate::git_gate::agent_mounts(staged));
-            env.extend(crate::git_gate::agent_env(plan));
+            sidecars.extend(super::git_spec::sidecars(images, staged));
+            mounts.extend(super::git_spec::agent_mounts(staged));
+            env.extend(super::git_spec::agent_env(plan));
         }
         // The contract's home, whatever the image or the bottle's env say: without it the engine
         // takes the home of uid 1000's passwd entry, or `/`; snapshots save this folder.
