@@ -65,6 +65,32 @@ fn unset_forwarded_env_refuses_to_start() {
 }
 
 #[test]
+fn missing_git_credentials_refuse_to_start_before_anything_is_created() {
+    let out = bottle_env(
+        &["start", "--yes", "git-creds"],
+        "tests/fixtures/home",
+        &[
+            ("ANTHROPIC_API_KEY", Some("test-key-not-used")),
+            // Nothing may reach an engine: a launch that got that far would fail differently.
+            ("DOCKER_HOST", Some("unix:///nonexistent/docker.sock")),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(
+            "git remote origin: failed to resolve token env:E2E_GIT_TOKEN_NEVER_SET: $E2E_GIT_TOKEN_NEVER_SET is not set"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("git remote lib: ssh_key") && err.contains("no-such-key"),
+        "both problems at once: {err}"
+    );
+    assert!(!err.contains("docker"), "stopped before the engine: {err}");
+}
+
+#[test]
 fn no_terminal_and_no_yes_refuses_instead_of_waiting() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let out = bottle_env(

@@ -68,9 +68,15 @@ pub struct SkillJson {
 pub struct GitJson {
     pub name: String,
     pub upstream: String,
-    /// Where the token comes from (`env:NAME`, `file:PATH`), never the token.
+    /// `https` or `ssh`: how the gate reaches the upstream.
+    pub transport: String,
+    /// The upstream's host, which the gate's pipelock allows.
+    pub host: String,
+    /// Where the token comes from (`env:NAME`, `file:PATH`), never the token (https).
     pub token_ref: Option<String>,
-    /// Branch patterns the agent may push to.
+    /// The private key file the gate uses (ssh), never its content.
+    pub ssh_key: Option<String>,
+    /// The push policy's entries, approved ones included.
     pub push: Vec<String>,
 }
 
@@ -173,7 +179,10 @@ pub fn info(plan: &BottlePlan) -> InfoDoc {
             .map(|g| GitJson {
                 name: g.name.clone(),
                 upstream: g.upstream.clone(),
+                transport: g.transport.to_string(),
+                host: g.host.clone(),
                 token_ref: g.token_ref.as_ref().map(ToString::to_string),
+                ssh_key: g.ssh_key.as_ref().map(|k| k.display().to_string()),
                 push: g.push.clone(),
             })
             .collect(),
@@ -272,7 +281,8 @@ mod tests {
         assert_eq!(doc["skills"][0]["name"], "review");
         assert_eq!(
             doc["git"],
-            json!([{"name": "origin", "upstream": "git@github.com:acme/app.git",
+            json!([{"name": "origin", "upstream": "https://github.com/acme/app.git",
+                    "transport": "https", "host": "github.com", "ssh_key": null,
                     "token_ref": "env:GITHUB_TOKEN", "push": ["claude/*", "wip/*"]}])
         );
         assert_eq!(
