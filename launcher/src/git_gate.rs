@@ -498,18 +498,21 @@ pub fn image(
     )
 }
 
+/// A bottle with git remotes, for the unit tests here and of the gate's container specs.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixture {
     use std::os::unix::fs::PermissionsExt as _;
+    use std::path::Path;
 
-    use super::*;
     use crate::home::Home;
+    use crate::plan::BottlePlan;
 
-    const TOKEN: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    /// The token `lookup` gives for `E2E_GIT_TOKEN`.
+    pub const TOKEN: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
 
     /// A home with one bottle `gitty` declaring an https remote with a token and an ssh remote
     /// with a key and its own known_hosts, both files in the home.
-    fn plan(dir: &Path, key_mode: u32) -> BottlePlan {
+    pub fn plan(dir: &Path, key_mode: u32) -> BottlePlan {
         let bottles = dir.join("bottles");
         std::fs::create_dir_all(&bottles).expect("mkdir");
         let key = dir.join("deploy_key");
@@ -538,9 +541,18 @@ mod tests {
         crate::plan::build(&home, bottle, &Default::default(), |_| None)
     }
 
-    fn lookup(name: &str) -> Option<String> {
+    /// The launcher's environment: the token of `origin`, nothing else.
+    pub fn lookup(name: &str) -> Option<String> {
         (name == "E2E_GIT_TOKEN").then(|| TOKEN.to_owned())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::fixture::{TOKEN, lookup, plan};
+    use super::*;
 
     #[test]
     fn token_variables_are_named_after_the_remote() {

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use super::{EnvValue, Mount, NetworkAttachment, Readiness, SidecarSpec};
-use crate::egress;
 use crate::git_gate::{
     AGENT_PORT, AUDIT_DIR_IN_GATE, CONFIG_DIR_IN_GATE, GATE, GATE_PIPELOCK, GitStage, KEYS_IN_GATE,
     MIRRORS_IN_GATE, PORT_ENV, READY_LINE, SOCKET, SOCKET_DIR_IN_CONTAINER, SOCKET_ENV,
@@ -47,34 +46,13 @@ pub fn sidecars(images: &super::GitImages, staged: &GitStage) -> Vec<SidecarSpec
             .map(|(name, path)| Mount::read_only(path.clone(), format!("{KEYS_IN_GATE}/{name}"))),
     );
     vec![
-        SidecarSpec {
-            name: GATE_PIPELOCK.into(),
-            image: images.pipelock.clone(),
-            command: vec![
-                "run".into(),
-                "--config".into(),
-                format!(
-                    "{}/{}",
-                    egress::PIPELOCK_CONFIG_DIR,
-                    egress::PIPELOCK_CONFIG_FILE
-                ),
-                "--listen".into(),
-                format!("0.0.0.0:{}", egress::PIPELOCK_PORT),
-            ],
-            env: vec![],
-            networks: vec![NetworkAttachment::Git, NetworkAttachment::Egress],
-            mounts: vec![Mount::read_only(
-                staged.pipelock_dir.clone(),
-                egress::PIPELOCK_CONFIG_DIR,
-            )],
-            user: user.clone(),
-            readiness: Readiness::Http {
-                port: egress::PIPELOCK_PORT,
-                path: "/health".into(),
-            },
-            ready_timeout: READY_TIMEOUT,
-            gates_agent: false,
-        },
+        super::spec::pipelock_sidecar(
+            GATE_PIPELOCK,
+            &images.pipelock,
+            staged.pipelock_dir.clone(),
+            NetworkAttachment::Git,
+            vec![],
+        ),
         SidecarSpec {
             name: GATE.into(),
             image: images.gate.clone(),
@@ -125,48 +103,14 @@ pub fn agent_env(plan: &BottlePlan) -> Vec<(String, EnvValue)> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt as _;
-    use std::path::Path;
-
     use super::*;
+    use crate::git_gate::fixture::{TOKEN, lookup, plan};
     use crate::git_gate::resolve;
-    use crate::home::Home;
-
-    const TOKEN: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
-
-    fn plan(dir: &Path) -> BottlePlan {
-        let bottles = dir.join("bottles");
-        std::fs::create_dir_all(&bottles).expect("mkdir");
-        let key = dir.join("deploy_key");
-        std::fs::write(
-            &key,
-            "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
-        )
-        .expect("key");
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        std::fs::write(dir.join("known_hosts"), "git.test ssh-ed25519 AAAA\n").expect("hosts");
-        std::fs::write(
-            bottles.join("gitty.md"),
-            format!(
-                "---\ngit:\n  - name: origin\n    upstream: https://git.test/srv/app.git\n    token_ref: env:E2E_GIT_TOKEN\n  - name: lib.x\n    upstream: git@git.test:/srv/git/lib.git\n    ssh_key: {}\n    known_hosts: {}\n---\n",
-                key.display(),
-                dir.join("known_hosts").display()
-            ),
-        )
-        .expect("bottle");
-        let home = Home::new(dir);
-        let bottle = crate::manifest::load(&home, "gitty").expect("valid bottle");
-        crate::plan::build(&home, bottle, &Default::default(), |_| None)
-    }
-
-    fn lookup(name: &str) -> Option<String> {
-        (name == "E2E_GIT_TOKEN").then(|| TOKEN.to_owned())
-    }
 
     #[test]
     fn only_the_gate_holds_the_token_and_the_agent_reaches_it_by_its_relay() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let plan = plan(tmp.path());
+        let plan = plan(tmp.path(), 0o600);
         let creds = resolve(&plan, lookup).expect("resolved");
         let mut stage = crate::stage::prepare(&plan).expect("stage");
         stage.git = Some(crate::git_gate::stage(&plan, creds, None, &[]).expect("git stage"));

@@ -370,34 +370,13 @@ fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<Si
             )),
         ));
     }
-    let mut sidecars = vec![SidecarSpec {
-        name: PIPELOCK.into(),
-        image: images.pipelock.clone(),
-        command: vec![
-            "run".into(),
-            "--config".into(),
-            format!(
-                "{}/{}",
-                egress::PIPELOCK_CONFIG_DIR,
-                egress::PIPELOCK_CONFIG_FILE
-            ),
-            "--listen".into(),
-            format!("0.0.0.0:{}", egress::PIPELOCK_PORT),
-        ],
-        env: pipelock_env,
-        networks: vec![NetworkAttachment::Internal, NetworkAttachment::Egress],
-        mounts: vec![Mount::read_only(
-            staged.pipelock.clone(),
-            egress::PIPELOCK_CONFIG_DIR,
-        )],
-        user: Some(operator_user()),
-        readiness: Readiness::Http {
-            port: egress::PIPELOCK_PORT,
-            path: "/health".into(),
-        },
-        ready_timeout: EGRESS_READY_TIMEOUT,
-        gates_agent: false,
-    }];
+    let mut sidecars = vec![pipelock_sidecar(
+        PIPELOCK,
+        &images.pipelock,
+        staged.pipelock.clone(),
+        NetworkAttachment::Internal,
+        pipelock_env,
+    )];
     let first_hop = match (&images.egress_proxy, &staged.egress_proxy) {
         (Some(image), Some(dir)) => {
             let mut env = vec![(
@@ -455,6 +434,43 @@ fn egress_sidecars(images: &super::EgressImages, staged: &EgressStage) -> Vec<Si
         gates_agent: false,
     });
     sidecars
+}
+
+/// A pipelock: its staged folder (`dir`, config and CA) read-only at its config folder, on `net`
+/// and the egress network (its way out), as the operator, ready when `/health` answers. The
+/// bottle's, and the git gate's own.
+pub(super) fn pipelock_sidecar(
+    name: &str,
+    image: &str,
+    dir: PathBuf,
+    net: NetworkAttachment,
+    env: Vec<(String, EnvValue)>,
+) -> SidecarSpec {
+    SidecarSpec {
+        name: name.into(),
+        image: image.to_owned(),
+        command: vec![
+            "run".into(),
+            "--config".into(),
+            format!(
+                "{}/{}",
+                egress::PIPELOCK_CONFIG_DIR,
+                egress::PIPELOCK_CONFIG_FILE
+            ),
+            "--listen".into(),
+            format!("0.0.0.0:{}", egress::PIPELOCK_PORT),
+        ],
+        env,
+        networks: vec![net, NetworkAttachment::Egress],
+        mounts: vec![Mount::read_only(dir, egress::PIPELOCK_CONFIG_DIR)],
+        user: Some(operator_user()),
+        readiness: Readiness::Http {
+            port: egress::PIPELOCK_PORT,
+            path: "/health".into(),
+        },
+        ready_timeout: EGRESS_READY_TIMEOUT,
+        gates_agent: false,
+    }
 }
 
 /// The relay's socket and the agent's CA, read-only; the bundle over the system store.
