@@ -165,7 +165,9 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
             "8080".into(),
         ],
         env: vec![],
-        networks: vec![NetworkAttachment::Egress],
+        // The internal network too: a launch creates only the networks its sidecars join, and
+        // the control probe below runs on it.
+        networks: vec![NetworkAttachment::Egress, NetworkAttachment::Internal],
         mounts: vec![],
         user: None,
         readiness: Readiness::LogLine("Serving HTTP".into()),
