@@ -7,6 +7,7 @@ pub mod backend;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod egress;
 pub mod error;
 pub mod exit;

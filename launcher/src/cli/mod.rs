@@ -2,6 +2,7 @@
 
 mod approve;
 mod completions;
+mod doctor;
 mod export;
 mod info;
 mod json;
@@ -57,6 +58,8 @@ enum Command {
     Reject(reject::Args),
     /// Print shell completions.
     Completions(completions::Args),
+    /// Check everything a launch relies on (engine, images, binaries, limits) and how to fix each.
+    Doctor(doctor::Args),
 }
 
 /// An error that ends the run: its kind decides the exit code, its hint is a field.
@@ -67,6 +70,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let home = Home::from_env();
+    let launches = matches!(cli.command, Command::Start(_) | Command::Resume(_));
     let result = match cli.command {
         Command::Start(args) => start::run(&home, args),
         Command::Info(args) => info::run(&home, args),
@@ -79,10 +83,12 @@ pub fn run() -> ExitCode {
         Command::Approve(args) => approve::run(&home, args),
         Command::Reject(args) => reject::run(&home, args),
         Command::Completions(args) => completions::run(args),
+        Command::Doctor(args) => doctor::run(&home, args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
+            let e = if launches { doctor::suggest(e) } else { e };
             // Errors quote file names and contents from the queue, which supervise writes.
             eprintln!("{}", claude_bottle_protocol::escape(&e.report()));
             e.kind().into()

@@ -2,6 +2,7 @@
 
 mod cli;
 mod dockerfile_syntax;
+mod doctor;
 mod image_build;
 mod json;
 mod manifest;
