@@ -18,6 +18,7 @@ pub mod image;
 pub mod manifest;
 pub mod plan;
 pub mod prepare;
+pub mod prune;
 pub mod remediate;
 pub mod secret;
 pub mod session;

@@ -7,6 +7,7 @@ mod export;
 mod info;
 mod json;
 mod list;
+mod prune;
 mod queue;
 mod reject;
 mod render;
@@ -48,6 +49,8 @@ enum Command {
     List(list::Args),
     /// Remove every container, network and volume of a bottle.
     Stop(stop::Args),
+    /// Remove older images of bottles, images of bottles whose files are gone, stale run folders.
+    Prune(prune::Args),
     /// Pending proposals of one bottle or of all: id, age, kind, summary.
     Queue(queue::Args),
     /// A proposal in full, with the Dockerfile diff or allowlist line it would add.
@@ -78,6 +81,7 @@ pub fn run() -> ExitCode {
         Command::Resume(args) => resume::run(&home, args),
         Command::List(args) => list::run(&home, args),
         Command::Stop(args) => stop::run(&home, args),
+        Command::Prune(args) => prune::run(&home, args),
         Command::Queue(args) => queue::run(&home, args),
         Command::Show(args) => show::run(&home, args),
         Command::Approve(args) => approve::run(&home, args),

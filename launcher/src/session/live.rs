@@ -331,6 +331,7 @@ where
     /// gate it started.
     async fn launch(&mut self) -> Result<Running, Halt> {
         let prepared = self.prepare_images(None).await??;
+        self.record_image(&prepared.agent_image);
         for note in &prepared.notes {
             self.setup.console.note(note);
         }
@@ -1015,6 +1016,7 @@ where
                 self.launched = Some(new);
                 running.spec.agent = swap.agent;
                 let image = running.spec.agent.image.clone();
+                self.record_image(&image);
                 self.setup.console.note(&format!(
                     "capability {} applied: agent rebuilt as {image}, session resumed",
                     swap.id
@@ -1047,6 +1049,14 @@ where
                 // Its files were saved on the way.
                 Ok(Some((Err(e), LastSnapshot::Taken)))
             }
+        }
+    }
+
+    /// Record `image` as the one the agent runs, for `prune` (a failure costs prune its knowledge
+    /// of the bottle's current image: it then keeps them all).
+    fn record_image(&self, image: &str) {
+        if let Err(e) = crate::state::in_use::record(&self.setup.plan.layout(), image) {
+            tracing::warn!(error = %e, "failed to record the image the agent runs");
         }
     }
 

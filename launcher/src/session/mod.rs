@@ -179,7 +179,8 @@ pub fn describe(r: &Resource) -> String {
     }
 }
 
-fn pid_alive(pid: u32) -> bool {
+/// Whether the process `pid` (a launcher, from a label) is alive; this process counts as dead.
+pub(crate) fn pid_alive(pid: u32) -> bool {
     let Ok(raw) = i32::try_from(pid) else {
         return false;
     };

@@ -74,6 +74,11 @@ impl Layout {
         self.root.join("run")
     }
 
+    /// `run/agent-image`: the image the agent runs, recorded for `prune` ([`super::in_use`]).
+    pub fn agent_image_record(&self) -> PathBuf {
+        self.run().join(super::in_use::FILE_NAME)
+    }
+
     /// `run/supervise/`: supervise's socket folder.
     pub fn supervise_run(&self) -> PathBuf {
         self.run().join("supervise")
@@ -165,6 +170,7 @@ mod tests {
         assert_eq!(rel(l.latest_snapshot()), "snapshots/latest");
         assert_eq!(rel(l.workspace_source()), "workspace-source");
         assert_eq!(rel(l.supervise_run()), "run/supervise");
+        assert_eq!(rel(l.agent_image_record()), "run/agent-image");
         assert_eq!(rel(l.agent_lib()), "run/lib");
         assert_eq!(rel(l.net()), "run/net");
         assert_eq!(rel(l.pipelock()), "run/pipelock");

@@ -9,12 +9,14 @@
 //!   approved-hosts                                   approved egress hosts, one a line
 //!   snapshots/latest/                                the agent's home and workspace (resume)
 //!   run/, current-config/                            per-launch staging (see crate::stage)
+//!   run/agent-image                                  the image the agent runs (see in_use)
 //! ```
 
 pub mod approved;
 pub mod atomic;
 pub mod audit;
 pub mod dockerfile;
+pub mod in_use;
 pub mod layout;
 pub mod queue;
 pub mod snapshot;

@@ -249,6 +249,83 @@ pub async fn ensure_pulled(docker: &Docker, image: &str, what: &str) -> Result<(
     }
 }
 
+impl super::DockerBackend {
+    /// The engine's image store, for `prune` ([`store`]).
+    pub async fn image_store(&self) -> Result<Vec<crate::prune::Image>, BackendError> {
+        store(&self.docker).await
+    }
+
+    /// Remove one image reference, never by force ([`remove`]).
+    pub async fn remove_image(&self, reference: &str) -> Result<(), BackendError> {
+        remove(&self.docker, reference).await
+    }
+}
+
+/// Every image of the engine's store, intermediate build images too, with its parent, tags,
+/// bottle label and size, and whether a container (running or stopped) was created from it: what
+/// `prune` decides on.
+async fn store(docker: &Docker) -> Result<Vec<crate::prune::Image>, BackendError> {
+    let (images, containers) = tokio::join!(
+        docker.list_images(Some(bollard::query_parameters::ListImagesOptions {
+            all: true,
+            ..Default::default()
+        })),
+        docker.list_containers(Some(bollard::query_parameters::ListContainersOptions {
+            all: true,
+            ..Default::default()
+        })),
+    );
+    let engine_err = |action, e: bollard::errors::Error| BackendError::Engine {
+        action,
+        object: "the engine".into(),
+        detail: e.to_string(),
+    };
+    let used: std::collections::HashSet<String> = containers
+        .map_err(|e| engine_err("list containers of", e))?
+        .into_iter()
+        .filter_map(|c| c.image_id)
+        .collect();
+    Ok(images
+        .map_err(|e| engine_err("list images of", e))?
+        .into_iter()
+        .map(|i| crate::prune::Image {
+            in_use: used.contains(&i.id),
+            parent: Some(i.parent_id).filter(|p| !p.is_empty()),
+            tags: i
+                .repo_tags
+                .into_iter()
+                .filter(|t| t != "<none>:<none>")
+                .collect(),
+            bottle: i.labels.get(crate::plan::LABEL_BOTTLE).cloned(),
+            size: u64::try_from(i.size).unwrap_or(0),
+            id: i.id,
+        })
+        .collect())
+}
+
+/// Remove `reference` (a tag, or an id), never by force: the engine refuses an image a container
+/// uses, and one that others are built on only loses the tag. Untagged parents left without a
+/// child go with it.
+async fn remove(docker: &Docker, reference: &str) -> Result<(), BackendError> {
+    let options = bollard::query_parameters::RemoveImageOptions {
+        force: false,
+        noprune: false,
+        ..Default::default()
+    };
+    docker
+        .remove_image(reference, Some(options), None)
+        .await
+        .map(|_| ())
+        .map_err(|e| BackendError::Engine {
+            action: "remove image",
+            object: reference.to_string(),
+            detail: match e {
+                bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+                other => other.to_string(),
+            },
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
