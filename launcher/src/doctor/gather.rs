@@ -191,14 +191,7 @@ async fn engine_info(backend: &DockerBackend) -> Lookup<EngineInfo> {
     let docker = backend.client();
     let version = docker.version().await.map_err(|e| e.to_string())?;
     let info = docker.info().await.map_err(|e| e.to_string())?;
-    let backing_fs = info
-        .driver_status
-        .unwrap_or_default()
-        .into_iter()
-        .find_map(|kv| match kv.as_slice() {
-            [k, v] if k == "Backing Filesystem" => Some(v.clone()),
-            _ => None,
-        });
+    let backing_fs = crate::backend::docker::backing_fs(&info);
     let runtimes = info
         .runtimes
         .unwrap_or_default()
@@ -248,7 +241,10 @@ async fn leftovers(backend: &DockerBackend) -> Lookup<Vec<Leftover>> {
         .into_iter()
         .filter_map(|b| {
             let loose: Vec<_> = b.resources.iter().filter(|r| !r.kept).collect();
-            let alive = loose.iter().filter_map(|r| r.launcher_pid).any(pid_alive);
+            let alive = loose
+                .iter()
+                .filter_map(|r| r.launcher_pid)
+                .any(crate::session::pid_alive);
             (!loose.is_empty() && !alive).then(|| Leftover {
                 slug: b.slug.clone(),
                 pid: loose.iter().find_map(|r| r.launcher_pid),
@@ -256,17 +252,6 @@ async fn leftovers(backend: &DockerBackend) -> Lookup<Vec<Leftover>> {
             })
         })
         .collect())
-}
-
-/// Whether process `pid` exists on this host (EPERM: it does, as another user's).
-pub fn pid_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) {
-        Ok(()) => true,
-        Err(e) => e == nix::errno::Errno::EPERM,
-    }
 }
 
 /// Bottles of the home (and the embedded ones) that ask for runsc; a manifest that does not load
@@ -358,12 +343,6 @@ mod tests {
         let fact = disk_fact(&dir.path().join("state").join("x"), 1 << 30);
         assert_eq!(fact.path, dir.path());
         assert!(fact.free.as_ref().is_ok_and(|f| *f > 0), "{:?}", fact.free);
-    }
-
-    #[test]
-    fn this_process_is_alive_and_an_impossible_pid_is_not() {
-        assert!(pid_alive(std::process::id()));
-        assert!(!pid_alive(u32::MAX));
     }
 
     #[test]

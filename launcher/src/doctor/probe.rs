@@ -13,8 +13,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptions, InspectNetworkOptions, RemoveContainerOptions, StartContainerOptions,
-    WaitContainerOptions,
+    CreateContainerOptions, InspectNetworkOptions, StartContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt as _;
 
@@ -136,18 +135,9 @@ async fn probe(
 
 /// Remove the probe's container and network (each may not exist).
 async fn remove(docker: &Docker, name: &str) -> Result<(), String> {
-    let opts = RemoveContainerOptions {
-        force: true,
-        v: true,
-        ..Default::default()
-    };
-    match docker.remove_container(name, Some(opts)).await {
-        Ok(())
-        | Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => {}
-        Err(e) => return Err(format!("failed to remove container {name}: {e}")),
-    }
+    crate::backend::docker::remove_container(docker, name)
+        .await
+        .map_err(|e| e.to_string())?;
     match docker.remove_network(name).await {
         Ok(())
         | Err(bollard::errors::Error::DockerResponseServerError {

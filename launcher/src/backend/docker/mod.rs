@@ -12,8 +12,8 @@ use bollard::Docker;
 
 pub use attach::exit_code;
 pub use containers::{
-    agent_name, kept_agent_name, retired_agent_name, sidecar_name, successor_name, tail_logs,
-    volume_name,
+    agent_name, kept_agent_name, remove as remove_container, retired_agent_name, sidecar_name,
+    successor_name, tail_logs, volume_name,
 };
 pub use images::{build as build_image, ensure as ensure_image, exists as image_exists};
 pub use resources::network_name;
@@ -123,20 +123,24 @@ fn networks_of(spec: &LaunchSpec) -> Vec<NetworkAttachment> {
     nets
 }
 
+/// The file system under the engine's storage driver, where its driver status says.
+pub fn backing_fs(info: &bollard::models::SystemInfo) -> Option<String> {
+    info.driver_status
+        .iter()
+        .flatten()
+        .find_map(|kv| match kv.as_slice() {
+            [k, v] if k == "Backing Filesystem" => Some(v.clone()),
+            _ => None,
+        })
+}
+
 /// The engine's storage driver (and the file system under it, where it says) and runtimes.
 pub async fn engine_facts(docker: &Docker) -> Result<EngineFacts, BackendError> {
     let info = docker
         .info()
         .await
         .map_err(|e| engine_err("query", "engine info", e))?;
-    let backing_fs = info
-        .driver_status
-        .unwrap_or_default()
-        .into_iter()
-        .find_map(|kv| match kv.as_slice() {
-            [k, v] if k == "Backing Filesystem" => Some(v.clone()),
-            _ => None,
-        });
+    let backing_fs = backing_fs(&info);
     Ok(EngineFacts {
         storage_driver: info.driver.unwrap_or_default(),
         backing_fs,
