@@ -21,6 +21,9 @@ pub const PIPELOCK: &str = "pipelock image";
 pub const INOTIFY: &str = "inotify";
 pub const FREE_DISK: &str = "free disk";
 pub const LEFTOVERS: &str = "leftovers";
+pub const RECLAIMABLE: &str = "reclaimable";
+/// From this much that `prune` would free, the check warns.
+pub const RECLAIMABLE_WARN_BYTES: u64 = 5 << 30;
 
 /// Below these the agents (which run as the operator's uid on most machines) and the launcher's
 /// own watcher run out of inotify instances or watches: file watchers of editors, build tools and
@@ -387,6 +390,32 @@ pub fn free_disk(fact: &DiskFact) -> Check {
         );
     }
     Check::ok(FREE_DISK, detail)
+}
+
+/// What `claude-bottle prune` would free: older image generations, gone bottles' images, stale
+/// run files.
+pub fn reclaimable(found: &Lookup<super::gather::Reclaimable>) -> Check {
+    let r = match found {
+        Err(why) => return not_checked(RECLAIMABLE, why),
+        Ok(r) => *r,
+    };
+    if r.images == 0 && r.folders == 0 {
+        return Check::ok(RECLAIMABLE, "nothing for `claude-bottle prune` to remove");
+    }
+    let detail = format!(
+        "`claude-bottle prune` would free {} ({} images, {} folders)",
+        crate::state::snapshot::human(r.bytes),
+        r.images,
+        r.folders
+    );
+    if r.bytes >= RECLAIMABLE_WARN_BYTES {
+        return Check::warn(
+            RECLAIMABLE,
+            detail,
+            "run `claude-bottle prune --dry-run` to see what, then `claude-bottle prune`",
+        );
+    }
+    Check::ok(RECLAIMABLE, detail)
 }
 
 /// Objects of bottles whose launcher is gone.

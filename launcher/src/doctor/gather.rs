@@ -111,6 +111,16 @@ pub struct Facts {
     pub inotify: Inotify,
     pub disk: DiskFact,
     pub leftovers: Lookup<Vec<Leftover>>,
+    /// What `prune` would free: (bytes, images, folders).
+    pub reclaimable: Lookup<Reclaimable>,
+}
+
+/// What `claude-bottle prune` would remove now, summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reclaimable {
+    pub bytes: u64,
+    pub images: usize,
+    pub folders: usize,
 }
 
 /// The static binaries the launcher copies into images.
@@ -135,7 +145,7 @@ pub async fn gather(home: &Home, config: Config, probe: bool) -> Facts {
         Err(e) => Err(e.clone()),
     };
     let unreachable = "the engine is unreachable".to_owned();
-    let (base_present, pipelock, leftovers) = match (&backend, &engine) {
+    let (base_present, pipelock, leftovers, reclaimable) = match (&backend, &engine) {
         (Ok(b), Ok(_)) => (
             b.image_info(&config.base_image)
                 .await
@@ -143,8 +153,17 @@ pub async fn gather(home: &Home, config: Config, probe: bool) -> Facts {
                 .map_err(|e| e.to_string()),
             image_state(b, &config.pipelock_image).await,
             leftovers(b).await,
+            crate::prune::survey(home, b, None)
+                .await
+                .map(|s| Reclaimable {
+                    bytes: s.reclaimable(),
+                    images: s.images.len(),
+                    folders: s.folders.len(),
+                })
+                .map_err(|e| e.to_string()),
         ),
         _ => (
+            Err(unreachable.clone()),
             Err(unreachable.clone()),
             Err(unreachable.clone()),
             Err(unreachable),
@@ -184,6 +203,7 @@ pub async fn gather(home: &Home, config: Config, probe: bool) -> Facts {
         inotify: read_inotify(Path::new("/proc/sys/fs/inotify")),
         disk: disk_fact(&home.root().join("state"), config.snapshot_max_bytes),
         leftovers,
+        reclaimable,
     }
 }
 

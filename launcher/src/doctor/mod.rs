@@ -171,6 +171,7 @@ pub fn assess(facts: &Facts) -> Report {
     list.push(checks::inotify(facts.inotify));
     list.push(checks::free_disk(&facts.disk));
     list.push(checks::leftovers(&facts.leftovers));
+    list.push(checks::reclaimable(&facts.reclaimable));
     Report::new(list)
 }
 

@@ -84,7 +84,7 @@ fn quick_json_reports_the_engine_and_every_check_in_the_documented_shape() {
     let (out, doc) = doctor(&["--quick"]);
     assert_eq!(doc["version"], 1);
     let checks = doc["checks"].as_array().expect("checks");
-    assert_eq!(checks.len(), 11, "{doc:#}");
+    assert_eq!(checks.len(), 12, "{doc:#}");
     for c in checks {
         let status = c["status"].as_str().expect("status");
         assert!(["ok", "warn", "fail"].contains(&status), "{c}");

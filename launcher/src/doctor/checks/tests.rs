@@ -419,6 +419,7 @@ fn an_unreachable_engine_fails_once_and_the_checks_that_need_it_say_not_checked(
             snapshot_max_bytes: 1 << 30,
         },
         leftovers: Err("the engine is unreachable".into()),
+        reclaimable: Err("the engine is unreachable".into()),
     };
     let report = crate::doctor::assess(&facts);
     assert!(!report.ok);
@@ -436,7 +437,8 @@ fn an_unreachable_engine_fails_once_and_the_checks_that_need_it_say_not_checked(
             PIPELOCK,
             INOTIFY,
             FREE_DISK,
-            LEFTOVERS
+            LEFTOVERS,
+            RECLAIMABLE
         ]
     );
     let failed: Vec<_> = report
@@ -446,4 +448,41 @@ fn an_unreachable_engine_fails_once_and_the_checks_that_need_it_say_not_checked(
         .map(|c| c.name)
         .collect();
     assert_eq!(failed, [ENGINE]);
+}
+
+#[test]
+fn what_prune_would_free_is_reported_and_warned_of_when_large() {
+    use crate::doctor::gather::Reclaimable;
+    let nothing = reclaimable(&Ok(Reclaimable {
+        bytes: 0,
+        images: 0,
+        folders: 0,
+    }));
+    assert_eq!(nothing.status, Status::Ok);
+    assert!(nothing.detail.contains("nothing"), "{}", nothing.detail);
+    let some = reclaimable(&Ok(Reclaimable {
+        bytes: 3 << 20,
+        images: 2,
+        folders: 1,
+    }));
+    assert_eq!(some.status, Status::Ok);
+    assert!(
+        some.detail.contains(&format!(
+            "would free {} (2 images, 1 folders)",
+            crate::state::snapshot::human(3 << 20)
+        )),
+        "{}",
+        some.detail
+    );
+    let much = reclaimable(&Ok(Reclaimable {
+        bytes: RECLAIMABLE_WARN_BYTES,
+        images: 9,
+        folders: 0,
+    }));
+    assert_eq!(much.status, Status::Warn);
+    assert!(fix(&much).contains("claude-bottle prune --dry-run"));
+    assert_eq!(
+        reclaimable(&Err("the engine is unreachable".into())).status,
+        Status::Warn
+    );
 }
