@@ -89,6 +89,9 @@ async fn exists(d: &Docker, image: &str) -> bool {
 async fn prune_removes_the_older_generation_and_keeps_the_one_the_bottle_runs() {
     let Some(d) = docker().await else { return };
     ensure_test_agent_image(&d).await;
+    // The 2 MiB file below also guards the snapshot against the engine's archive deadlock (two
+    // downloads of one container asked for at once; see `archive::feed_parts`): it stalled 3 of
+    // 4 runs of this test until the snapshot asked for one folder at a time.
     let bottle = TestBottle::new("prune", "", &["/bin/true"]);
     let slug = bottle.slug();
     let generation = |n: u8| {

@@ -284,11 +284,14 @@ fn verdict<T>(
 }
 
 /// Stream each path's archive into `tx`, in order. Stops at the first engine error, or when the
-/// writer hung up (it refused the snapshot); dropping the engine's streams ends their copies.
+/// writer hung up (it refused the snapshot); dropping the engine's stream ends its copy.
 ///
-/// Every download is asked for at once: each archive call of a stopped container mounts its file
-/// system, and calls that overlap share one mount. A later part waits in its own bounded channel
-/// (the engine's stream stalls behind it), so memory stays bounded.
+/// One download at a time, each asked for once the one before was read to its end: the engine
+/// (20.10, `daemon/archive.go`) holds the container's lock for the whole of an archive call, so
+/// overlapping calls share nothing, and two asked for at once deadlock whenever the engine
+/// serves the later one first: its tar stalls once the pipe to the unread response is full,
+/// holding the lock the earlier one, which this reads first, waits for (seen: a 2 MiB workspace
+/// stalled every snapshot until the client's 120 s timeout).
 async fn feed_parts(
     docker: &Docker,
     name: &str,
@@ -296,53 +299,30 @@ async fn feed_parts(
     tx: &mpsc::Sender<Feed>,
 ) -> Result<(), BackendError> {
     let hung_up = || refused(name);
-    type Chunk = Result<Bytes, bollard::errors::Error>;
-    let mut pumps = Vec::new();
-    let mut parts = Vec::new();
     for path in paths {
-        let (part_tx, part_rx) = mpsc::channel::<Chunk>(CHANNEL_CHUNKS);
+        tx.send(Feed::Part(path.clone()))
+            .await
+            .map_err(|_| hung_up())?;
         let opts = DownloadFromContainerOptions { path: path.clone() };
-        let stream = docker.download_from_container(name, Some(opts));
-        pumps.push(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(chunk) = stream.next().await {
-                let stop = chunk.is_err();
-                if part_tx.send(chunk).await.is_err() || stop {
+        let mut stream = std::pin::pin!(docker.download_from_container(name, Some(opts)));
+        let mut end = Feed::End;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => tx.send(Feed::Data(bytes)).await.map_err(|_| hung_up())?,
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {
+                    end = Feed::Missing;
                     break;
                 }
-            }
-        });
-        parts.push((path, part_rx));
-    }
-    let feed = async {
-        for (path, mut part_rx) in parts {
-            tx.send(Feed::Part(path.clone()))
-                .await
-                .map_err(|_| hung_up())?;
-            let mut end = Feed::End;
-            while let Some(chunk) = part_rx.recv().await {
-                match chunk {
-                    Ok(bytes) => tx.send(Feed::Data(bytes)).await.map_err(|_| hung_up())?,
-                    Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code: 404,
-                        ..
-                    }) => {
-                        end = Feed::Missing;
-                        break;
-                    }
-                    Err(e) => {
-                        return Err(engine_err("copy out of", &format!("{name}:{path}"), e));
-                    }
+                Err(e) => {
+                    return Err(engine_err("copy out of", &format!("{name}:{path}"), e));
                 }
             }
-            tx.send(end).await.map_err(|_| hung_up())?;
         }
-        Ok(())
-    };
-    // The feed owns the parts' receivers: once it ends (done or failed), the pumps' sends fail
-    // and they stop.
-    let (fed, _) = tokio::join!(feed, futures_util::future::join_all(pumps));
-    fed
+        tx.send(end).await.map_err(|_| hung_up())?;
+    }
+    Ok(())
 }
 
 /// How [`carry_over`] failed.
