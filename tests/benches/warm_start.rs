@@ -63,21 +63,8 @@ fn main() {
         time_to_ready(launcher(image));
     }
     let image = rt.block_on(async {
-        let filters = std::collections::HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("{}={}", claude_bottle::plan::LABEL_BOTTLE, bottle.slug()),
-                "claude-bottle.role=agent-base".to_string(),
-            ],
-        )]);
-        let images = d
-            .list_images(Some(bollard::query_parameters::ListImagesOptions {
-                filters: Some(filters),
-                ..Default::default()
-            }))
+        claude_bottle_e2e::agent_base_images(&d, &bottle.slug())
             .await
-            .expect("list images");
-        images
             .into_iter()
             .flat_map(|i| i.repo_tags)
             .next()

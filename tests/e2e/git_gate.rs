@@ -309,6 +309,13 @@ async fn the_agent_clones_fetches_and_pushes_through_the_gate_without_a_credenti
         assert!(audit.contains(want), "audit log without {want}:\n{audit}");
     }
 
+    // `list` shows the gate and its pipelock with the bottle's other containers.
+    let listed = bottle.command(&["list"]).output().expect("list");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for name in [format!("{slug}-git-gate"), format!("{slug}-git-pipelock")] {
+        assert!(listed.contains(&name), "list without {name}:\n{listed}");
+    }
+
     let _ = exec(&d, &agent, &["touch", "/tmp/finish"]).await;
     let status = child.wait().expect("wait");
     let out = std::fs::read_to_string(&out_file).expect("out");

@@ -63,20 +63,7 @@ async fn root_step(d: &Docker, image: &str) -> String {
 
 /// The bottle's one image of role `agent-base` (its first layer).
 async fn agent_base(d: &Docker, slug: &str) -> String {
-    let filters = std::collections::HashMap::from([(
-        "label".to_string(),
-        vec![
-            format!("claude-bottle.bottle={slug}"),
-            "claude-bottle.role=agent-base".to_string(),
-        ],
-    )]);
-    let images = d
-        .list_images(Some(bollard::query_parameters::ListImagesOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .expect("list images");
+    let images = claude_bottle_e2e::agent_base_images(d, slug).await;
     assert_eq!(images.len(), 1, "{images:?}");
     images[0].repo_tags[0].clone()
 }

@@ -104,6 +104,23 @@ static EGRESS_BUILD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 static BUILD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Build [`TEST_AGENT_IMAGE`] unless it exists.
+/// The images of bottle `slug` with role `agent-base` (the first layer of its agent image).
+pub async fn agent_base_images(d: &Docker, slug: &str) -> Vec<bollard::models::ImageSummary> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![
+            format!("{LABEL_BOTTLE}={slug}"),
+            "claude-bottle.role=agent-base".to_string(),
+        ],
+    )]);
+    d.list_images(Some(ListImagesOptions {
+        filters: Some(filters),
+        ..Default::default()
+    }))
+    .await
+    .expect("list images")
+}
+
 pub async fn ensure_test_agent_image(d: &Docker) {
     let _guard = BUILD_LOCK.lock().await;
     if d.inspect_image(TEST_AGENT_IMAGE).await.is_ok() {
