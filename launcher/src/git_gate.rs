@@ -469,14 +469,33 @@ pub const BINARY: &str = "claude-bottle-git-gate";
 /// The gate image's slug: `claude-bottle/sidecar-git-gate:<hash>`, shared by every bottle.
 pub const IMAGE_SLUG: &str = "sidecar-git-gate";
 
+/// The tag of [`image`] over `base_image` for a binary whose SHA-256 is `digest`: it names the
+/// Dockerfile, the base, the labels and the files' contents, and is known without reading the
+/// binary (its digest is cached by the file's identity, [`crate::image::file_digest`]), so a warm
+/// start reads no binary.
+pub fn image_tag(base_image: &str, digest: &str) -> Result<String, crate::image::ImageError> {
+    use crate::image::{BASE_IMAGE_ARG, digest_of, labels};
+    crate::image::check_reference(base_image)?;
+    let content = format!(
+        "{BINARY} 0755 sha256:{digest}\nstart.sh 0755 sha256:{}",
+        digest_of(START_SCRIPT.as_bytes())
+    );
+    let hash = crate::image::content_hash(
+        DOCKERFILE,
+        &std::collections::BTreeMap::from([(BASE_IMAGE_ARG.to_owned(), base_image.to_owned())]),
+        &labels(None, IMAGE_SLUG),
+        content.as_bytes(),
+    );
+    Ok(format!("claude-bottle/{IMAGE_SLUG}:{}", &hash[..12]))
+}
+
 /// The gate's image over `base_image`: Debian's git and ssh client, the static `binary`, and the
-/// entrypoint script. Tagged by content, so a new binary makes a new image.
+/// entrypoint script, tagged [`image_tag`].
 pub fn image(
     base_image: &str,
     binary: &Path,
 ) -> Result<crate::image::ImageRecipe, crate::image::ImageError> {
     use crate::image::{BASE_IMAGE_ARG, ContextBuilder, ImageError, ImageRecipe, labels};
-    crate::image::check_reference(base_image)?;
     let data = std::fs::read(binary).map_err(|source| ImageError::Read {
         path: binary.to_owned(),
         source,
@@ -486,16 +505,19 @@ pub fn image(
             path: binary.to_owned(),
         });
     }
+    let tag = image_tag(base_image, &crate::image::digest_of(&data))?;
     let mut context = ContextBuilder::new();
     context.file(BINARY, 0o755, data);
     context.file("start.sh", 0o755, START_SCRIPT);
-    ImageRecipe::new(
+    let mut recipe = ImageRecipe::new(
         IMAGE_SLUG,
         DOCKERFILE.to_owned(),
         context,
         labels(None, IMAGE_SLUG),
         std::collections::BTreeMap::from([(BASE_IMAGE_ARG.to_owned(), base_image.to_owned())]),
-    )
+    )?;
+    recipe.tag = tag;
+    Ok(recipe)
 }
 
 /// A bottle with git remotes, for the unit tests here and of the gate's container specs.
@@ -696,6 +718,35 @@ mod tests {
                 claude_bottle_protocol::git_policy::Decision::Allowed { .. }
             ),
             "the gate allows the approved branch"
+        );
+    }
+
+    #[test]
+    fn the_gate_image_is_tagged_from_the_binarys_digest_without_reading_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bin = dir.path().join(BINARY);
+        // The smallest ELF the static check takes: one PT_LOAD, no PT_INTERP.
+        let mut elf = vec![0u8; 64 + 56];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        elf[0x20] = 64;
+        elf[0x36] = 56;
+        elf[0x38] = 1;
+        elf[64] = 1;
+        std::fs::write(&bin, &elf).expect("write");
+        let base = "claude-bottle/base:bookworm";
+        let recipe = image(base, &bin).expect("recipe");
+        let digest = crate::image::digest_of(&elf);
+        assert_eq!(recipe.tag, image_tag(base, &digest).expect("tag"));
+        assert!(recipe.tag.starts_with("claude-bottle/sidecar-git-gate:"));
+        assert_ne!(
+            image_tag(base, &digest).expect("tag"),
+            image_tag("debian:bookworm-slim", &digest).expect("tag"),
+            "the base is part of the tag"
+        );
+        assert_ne!(
+            image_tag(base, &digest).expect("tag"),
+            image_tag(base, &crate::image::digest_of(b"another binary")).expect("tag"),
+            "a new binary makes a new image"
         );
     }
 

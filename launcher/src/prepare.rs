@@ -495,11 +495,20 @@ impl<B: Backend> Preparing<'_, B> {
         let binary = config
             .binary(crate::git_gate::BINARY)
             .map_err(|e| image_err(&plan.slug, &e))?;
-        let recipe = crate::git_gate::image(&config.base_image, &binary)
+        // Known from the binary's cached digest: a warm start neither reads nor hashes it.
+        let cache = plan.layout().binary_digest(crate::git_gate::BINARY);
+        let digest = image::file_digest(&binary, &cache).map_err(|e| image_err(&plan.slug, &e))?;
+        let tag = crate::git_gate::image_tag(&config.base_image, &digest)
             .map_err(|e| image_err(&plan.slug, &e))?;
-        self.builds.push(ensure(backend, &recipe).await?);
+        if backend.image_info(&tag).await?.is_some() {
+            self.builds.push(BuildReport::cached(&tag));
+        } else {
+            let recipe = crate::git_gate::image(&config.base_image, &binary)
+                .map_err(|e| image_err(&plan.slug, &e))?;
+            self.builds.push(ensure(backend, &recipe).await?);
+        }
         Ok(GitImages {
-            gate: recipe.tag,
+            gate: tag,
             pipelock,
         })
     }

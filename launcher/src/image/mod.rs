@@ -237,7 +237,7 @@ pub fn labels(bottle: Option<&str>, role: &str) -> BTreeMap<String, String> {
 }
 
 /// Hex sha256 over every input of a build, each length-prefixed so no two inputs collide.
-fn content_hash(
+pub(crate) fn content_hash(
     dockerfile: &str,
     build_args: &BTreeMap<String, String>,
     labels: &BTreeMap<String, String>,
