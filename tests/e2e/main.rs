@@ -12,6 +12,7 @@ mod git_gate;
 mod image_roots;
 mod isolation;
 mod limits;
+mod many;
 mod prune;
 mod remediate;
 mod runtime;

@@ -19,7 +19,8 @@ use bollard::query_parameters::{
 
 /// The offline base image every test image builds FROM (made by `scripts/base-image.sh`).
 pub const BASE_IMAGE: &str = "claude-bottle/base:bookworm";
-const LABEL_BOTTLE: &str = "claude-bottle.bottle";
+/// The label every object of a bottle carries, with the bottle's slug as its value.
+pub const LABEL_BOTTLE: &str = "claude-bottle.bottle";
 
 /// Connect to the engine. Under `CI=true` a missing engine fails the test loudly; elsewhere the
 /// test is skipped with a message (returns `None`).
