@@ -16,7 +16,7 @@ use bollard::Docker;
 use claude_bottle_e2e::{LABEL_BOTTLE, TEST_AGENT_IMAGE, TestBottle, docker};
 
 const BOTTLES: usize = 4;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 const READY: &str = "AGENT-READY";
 /// How long each agent stays up after it is ready, so its bottle can be measured while it runs.
 const HOLD_SECS: u32 = 8;
@@ -90,35 +90,34 @@ async fn container_memory(d: &Docker, slug: &str) -> Vec<(String, f64)> {
         }))
         .await
         .expect("list containers");
-    let mut out = Vec::new();
-    for c in list {
+    // One-shot stats (no second sample to wait for), all containers at once.
+    let reads = list.into_iter().map(|c| async move {
         let name = c.names.unwrap_or_default().concat();
-        let name = name.trim_start_matches('/').trim_start_matches(slug);
+        let name = name
+            .trim_start_matches('/')
+            .trim_start_matches(slug)
+            .trim_start_matches('-')
+            .to_string();
         let opts = bollard::query_parameters::StatsOptions {
             stream: false,
-            one_shot: false,
+            one_shot: true,
         };
-        let Some(Ok(stats)) = d
-            .stats(c.id.as_deref().unwrap_or(""), Some(opts))
-            .next()
-            .await
-        else {
-            continue;
-        };
-        let Some(mem) = stats.memory_stats else {
-            continue;
-        };
+        let id = c.id.unwrap_or_default();
+        let stats = d.stats(&id, Some(opts)).next().await?.ok()?;
+        let mem = stats.memory_stats?;
         let cache = mem
             .stats
             .as_ref()
             .and_then(|s| s.get("cache").copied())
             .unwrap_or(0);
-        let used = mem.usage.unwrap_or(0).saturating_sub(cache);
-        out.push((
-            name.trim_start_matches('-').to_string(),
-            used as f64 / 1048576.0,
-        ));
-    }
+        let used = mem.usage?.saturating_sub(cache);
+        Some((name, used as f64 / 1048576.0))
+    });
+    let mut out: Vec<(String, f64)> = futures_util::future::join_all(reads)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -165,7 +164,9 @@ fn main() {
             .collect();
         let (took, children) = all_ready(cmds);
         if round == 1 {
-            // One bottle's memory while all four run.
+            // One bottle's memory while all four run, once the sidecars that start beside the
+            // agent (the chain's) are up too.
+            std::thread::sleep(Duration::from_secs(u64::from(HOLD_SECS) / 2));
             let pid = children[0].id();
             let launcher = rss_kib(pid) as f64 / 1024.0;
             let sidecars = rt.block_on(container_memory(&d, &bottles[0].slug()));
