@@ -3,7 +3,7 @@
 //! stop finished, a signal); it re-reads what changed, redraws, and carries out the commands the
 //! model returns. The terminal is restored on every way out.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -149,7 +149,8 @@ impl std::fmt::Debug for Watches {
 impl Watches {
     fn new(home: &Home, tx: mpsc::UnboundedSender<Happened>) -> Result<Self, String> {
         let watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-            if e.is_ok() {
+            // Opening and reading are no change: the dashboard's own reads must not wake it.
+            if e.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
                 let _ = tx.send(Happened::Files);
             }
         })
@@ -239,7 +240,16 @@ async fn drive(
     app.update(gather::snapshot(home, &engine, audit::now()));
     screen.draw(&app, theme)?;
     let mut ticks = 0u64;
-    while let Some(happened) = rx.recv().await {
+    // What arrived while file events were gathered, in order.
+    let mut backlog = VecDeque::new();
+    loop {
+        let happened = match backlog.pop_front() {
+            Some(h) => h,
+            None => match rx.recv().await {
+                Some(h) => h,
+                None => return Ok(()),
+            },
+        };
         let mut reread = false;
         match happened {
             Happened::Key(key) => match app.key(key) {
@@ -267,7 +277,11 @@ async fn drive(
                 // A burst of file events (a decision, its audit line, an applied record) is
                 // read once.
                 tokio::time::sleep(SETTLE).await;
-                while let Ok(Happened::Files) = rx.try_recv() {}
+                while let Ok(h) = rx.try_recv() {
+                    if !matches!(h, Happened::Files) {
+                        backlog.push_back(h);
+                    }
+                }
                 if let Some(w) = watches.as_mut() {
                     w.refresh(home.root());
                 }
@@ -305,7 +319,6 @@ async fn drive(
         }
         screen.draw(&app, theme)?;
     }
-    Ok(())
 }
 
 /// The engine's bottles, or why it did not answer.
@@ -376,7 +389,12 @@ fn spawn_stop(backend: DockerBackend, slug: String, tx: mpsc::UnboundedSender<Ha
     tokio::spawn(async move {
         let outcome = super::super::stop::stop(&backend, &slug)
             .await
-            .map(|lines| format!("bottle {slug}: {}", lines.join(", ")))
+            .map(|lines| match lines.first() {
+                Some(l) if l.starts_with("removed") => {
+                    format!("stopped bottle {slug}: {}", lines.join(", "))
+                }
+                _ => lines.join(", "),
+            })
             .map_err(|e| claude_bottle_protocol::escape_line(&e.report()).into_owned());
         let _ = tx.send(Happened::Stopped(outcome));
     });

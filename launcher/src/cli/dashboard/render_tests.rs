@@ -348,3 +348,18 @@ fn the_audit_log_is_a_scrollable_view() {
     app.key(key('j'));
     insta::assert_snapshot!(text(&screen(&app, 80, 24, COLOR)));
 }
+
+#[test]
+fn the_readme_and_docs_show_a_real_render() {
+    let (fx, engine) = two_bottles();
+    let app = fx.app(&engine);
+    let shown = text(&screen(&app, 80, 24, COLOR)).replace("/tmp/.tmpXXXXXX", "~/.claude-bottle");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for doc in ["README.md", "docs/queue.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).expect("doc");
+        assert!(
+            text.contains(&shown),
+            "{doc} does not show the dashboard as it draws now; paste:\n{shown}"
+        );
+    }
+}
