@@ -213,16 +213,19 @@ async fn drive(
             None
         }
     };
-    let backend = match DockerBackend::connect(config).await {
+    let mut backend = connect(&config).await;
+    // Whether the engine's event stream is on: while it is not, the fallback re-read asks the
+    // engine again (reconnecting when needed) and starts a new stream once it answers.
+    let mut events_on = false;
+    match &backend {
         Ok(b) => {
-            spawn_events(&b, tx.clone());
-            Some(b)
+            spawn_events(b, tx.clone());
+            events_on = true;
         }
         Err(e) => {
-            let _ = tx.send(Happened::EngineLost(e.to_string()));
-            None
+            let _ = tx.send(Happened::EngineLost(e.clone()));
         }
-    };
+    }
     spawn_input(tx.clone());
     spawn_signals(tx.clone())?;
     let ticker = tx.clone();
@@ -236,7 +239,7 @@ async fn drive(
         }
     });
 
-    let mut engine = list(backend.as_ref()).await;
+    let mut engine = list(&backend).await;
     app.update(gather::snapshot(home, &engine, audit::now()));
     screen.draw(&app, theme)?;
     let mut ticks = 0u64;
@@ -259,10 +262,11 @@ async fn drive(
                     app.open_log(slug, lines);
                 }
                 Some(Command::Stop { slug }) => match &backend {
-                    Some(b) => spawn_stop(b.clone(), slug, tx.clone()),
-                    None => app.report(Err(
-                        "the engine did not answer: nothing can be stopped".to_owned()
-                    )),
+                    Ok(b) => spawn_stop(b.clone(), slug, tx.clone()),
+                    Err(why) => app.report(Err(format!(
+                        "the engine did not answer, nothing can be stopped: {}",
+                        claude_bottle_protocol::escape_line(why)
+                    ))),
                 },
                 Some(command) => {
                     if let Some(outcome) = gather::act(home, &command) {
@@ -273,27 +277,32 @@ async fn drive(
                 None => {}
             },
             Happened::Resized => {}
-            Happened::Files => {
-                // A burst of file events (a decision, its audit line, an applied record) is
-                // read once.
+            Happened::Files | Happened::Engine => {
+                // A burst (a decision, its audit line, an applied record; a container's create,
+                // start and health events) is read once.
+                let (mut files, mut containers) = (
+                    matches!(happened, Happened::Files),
+                    matches!(happened, Happened::Engine),
+                );
                 tokio::time::sleep(SETTLE).await;
                 while let Ok(h) = rx.try_recv() {
-                    if !matches!(h, Happened::Files) {
-                        backlog.push_back(h);
+                    match h {
+                        Happened::Files => files = true,
+                        Happened::Engine => containers = true,
+                        other => backlog.push_back(other),
                     }
                 }
-                if let Some(w) = watches.as_mut() {
+                if files && let Some(w) = watches.as_mut() {
                     w.refresh(home.root());
                 }
-                reread = true;
-            }
-            Happened::Engine => {
-                tokio::time::sleep(SETTLE).await;
-                engine = list(backend.as_ref()).await;
+                if containers {
+                    engine = list(&backend).await;
+                }
                 reread = true;
             }
             Happened::EngineLost(why) => {
                 engine = Err(why);
+                events_on = false;
                 reread = true;
             }
             Happened::Tick => {
@@ -302,6 +311,16 @@ async fn drive(
                     if let Some(w) = watches.as_mut() {
                         w.refresh(home.root());
                     }
+                    if !events_on {
+                        if backend.is_err() {
+                            backend = connect(&config).await;
+                        }
+                        engine = list(&backend).await;
+                        if let (Ok(b), Ok(_)) = (&backend, &engine) {
+                            spawn_events(b, tx.clone());
+                            events_on = true;
+                        }
+                    }
                     reread = true;
                 } else {
                     app.snapshot.now = audit::now();
@@ -309,7 +328,7 @@ async fn drive(
             }
             Happened::Stopped(outcome) => {
                 app.report(outcome);
-                engine = list(backend.as_ref()).await;
+                engine = list(&backend).await;
                 reread = true;
             }
             Happened::Signal | Happened::InputGone => return Ok(()),
@@ -321,11 +340,26 @@ async fn drive(
     }
 }
 
+/// How long connecting to the engine may take before the dashboard shows it as not answering.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A connection to the engine, or why there is none.
+async fn connect(config: &crate::config::Config) -> Result<DockerBackend, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, DockerBackend::connect(config.clone())).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer from the engine in {}s",
+            CONNECT_TIMEOUT.as_secs()
+        )),
+    }
+}
+
 /// The engine's bottles, or why it did not answer.
-async fn list(backend: Option<&DockerBackend>) -> Result<Vec<BottleStatus>, String> {
+async fn list(backend: &Result<DockerBackend, String>) -> Result<Vec<BottleStatus>, String> {
     match backend {
-        Some(b) => b.list().await.map_err(|e| e.to_string()),
-        None => Err("not connected".to_owned()),
+        Ok(b) => b.list().await.map_err(|e| e.to_string()),
+        Err(why) => Err(why.clone()),
     }
 }
 

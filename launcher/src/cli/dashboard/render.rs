@@ -283,7 +283,11 @@ fn proposals(f: &mut Frame, app: &App, theme: Theme, area: Rect) {
             State::Rejected | State::Failed | State::Unknown => Color::Red,
         };
         let mut spans = vec![
-            Span::raw(format!("{:>5} ", age_secs(p.age_seconds))),
+            // From the screen's clock, so that ages move between reads.
+            Span::raw(format!(
+                "{:>5} ",
+                age_secs(app.snapshot.now.saturating_sub(p.created))
+            )),
             Span::styled(format!("{:<8} ", state_name(p.state)), theme.fg(colour)),
         ];
         if wide {
