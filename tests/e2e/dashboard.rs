@@ -1,5 +1,5 @@
 //! `claude-bottle dashboard` in a real terminal (tmux) against a real bottle: a proposal the agent
-//! files appears without a keypress, one key approves it, the screen then shows it applied and
+//! files appears without a keypress and rings the bell, one key approves it, the screen then shows it applied and
 //! the agent resumed; the bottle is stopped from the dashboard and `q` leaves the terminal as it
 //! was.
 
@@ -59,6 +59,18 @@ fn screen(session: &str) -> String {
     String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", session]).stdout).into_owned()
 }
 
+/// `1` once a BEL reached the session's window (nobody looks at it, so tmux never clears it).
+fn bell(session: &str) -> String {
+    let out = tmux(&[
+        "display-message",
+        "-p",
+        "-t",
+        session,
+        "#{window_bell_flag}",
+    ]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Waits until the screen satisfies `ok`, at most `secs` seconds; the last screen.
 async fn wait_screen(session: &str, secs: u64, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -113,6 +125,7 @@ async fn a_proposal_appears_live_is_approved_with_one_key_and_the_agent_resumes(
         s.contains("Proposals (0 pending)")
     })
     .await;
+    assert_eq!(bell(&session), "0", "nothing new yet, no bell");
 
     let out_file = bottle.path().join("agent.out");
     let launcher = bottle
@@ -129,6 +142,12 @@ async fn a_proposal_appears_live_is_approved_with_one_key_and_the_agent_resumes(
     })
     .await;
     assert!(s.contains(&slug), "{s}");
+    // The terminal's bell rang (tmux flags the window when a BEL reaches it).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while bell(&session) != "1" {
+        assert!(Instant::now() < deadline, "no bell for the new proposal");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_screen(&session, 60, "the running agent", |s| {
         s.contains("running") && s.contains("agent ●")
     })

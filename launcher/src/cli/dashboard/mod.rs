@@ -8,6 +8,7 @@
 //! the engine's events, keys and signals.
 
 mod gather;
+mod input;
 mod live;
 mod model;
 mod render;
