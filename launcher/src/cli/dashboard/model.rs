@@ -34,9 +34,16 @@ pub struct Bottle {
 }
 
 impl Bottle {
-    /// Its agent container, when it has one.
+    /// Its agent container, when it has one: the running one (beside it may stand an agent kept
+    /// after a failed snapshot, or one retired by a swap).
     pub fn agent(&self) -> Option<&ContainerJson> {
-        self.containers.as_ref()?.iter().find(|c| c.role == "agent")
+        let mut agents = self
+            .containers
+            .as_ref()?
+            .iter()
+            .filter(|c| c.role == "agent");
+        let first = agents.clone().next();
+        agents.find(|c| c.state == "running").or(first)
     }
 
     /// Whether its agent runs.

@@ -377,3 +377,17 @@ fn the_input_line_edits_where_the_cursor_is() {
     i.key(KeyEvent::new(KeyCode::Char('u'), KeyModifiers::CONTROL));
     assert_eq!(i.text, "");
 }
+
+#[test]
+fn a_bottle_is_running_when_one_of_its_agents_runs() {
+    let mut b = super::super::fixture::running(
+        "myapp",
+        &[("agent", "exited", None), ("agent", "running", None)],
+        10,
+    );
+    b.resources[0].name = "myapp-agent-kept".into();
+    let s = super::super::gather::snapshot(&Fixture::new().home, &Ok(vec![b]), NOW);
+    let bottle = &s.bottles[0];
+    assert!(bottle.running());
+    assert_eq!(bottle.agent().map(|a| a.name.as_str()), Some("myapp-agent"));
+}
