@@ -513,7 +513,13 @@ fn log(f: &mut Frame, theme: Theme, area: Rect, slug: &str, lines: &[String], sc
         .map(|l| Line::from(l.clone()))
         .collect();
     f.render_widget(Clear, area);
-    f.render_widget(Paragraph::new(shown).block(block(title, true, theme)), area);
+    // A record is long: wrapped, whole, rather than cut at the edge.
+    f.render_widget(
+        Paragraph::new(shown)
+            .wrap(Wrap { trim: false })
+            .block(block(title, true, theme)),
+        area,
+    );
 }
 
 #[cfg(test)]

@@ -340,9 +340,14 @@ fn stopping_asks_first() {
 fn the_audit_log_is_a_scrollable_view() {
     let (fx, engine) = two_bottles();
     let mut app = fx.app(&engine);
-    let lines = (0..40)
+    let mut lines: Vec<String> = (0..40)
         .map(|i| format!("{} proposal 1764270000-{i:08}", NOW + i))
         .collect();
+    lines[2] = format!(
+        "{} decision 1764270000-00000002 {{\"by\":\"alice\",\"decision\":\"reject\",\"reason\":\"{}\"}}",
+        NOW + 2,
+        "a reason long enough to wrap ".repeat(3)
+    );
     app.open_log("myapp".into(), lines);
     app.key(KeyEvent::new(KeyCode::Home, KeyModifiers::NONE));
     app.key(key('j'));
