@@ -67,7 +67,7 @@ impl Fixture {
 
     /// The snapshot the dashboard reads, with `engine` as the engine's answer.
     pub fn snapshot(&self, engine: &Result<Vec<BottleStatus>, String>) -> Snapshot {
-        gather::snapshot(&self.home, engine, NOW)
+        gather::snapshot(&self.home, engine, NOW, &mut gather::Noted::default())
     }
 
     /// An app showing this home.

@@ -2,7 +2,7 @@
 //! `show` read them, the engine's bottles as `list --json` does, the audit log; and the actions
 //! its keys ask for, carried out by the verbs' own functions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use claude_bottle_protocol::queue::Folder;
 use claude_bottle_protocol::{Proposal, escape, escape_line};
@@ -22,9 +22,19 @@ pub const RECENT_MAX: usize = 20;
 /// The audit log view shows this many last lines at most.
 pub const LOG_LINES: usize = 2_000;
 
+/// Proposals (slug, id) this run has already logged as seen.
+#[derive(Debug, Default)]
+pub struct Noted(HashSet<(String, String)>);
+
 /// The state of every bottle: its queue read from `home`, its containers from `engine` (the
-/// last answer of the engine, or why there is none), as of `now`.
-pub fn snapshot(home: &Home, engine: &Result<Vec<BottleStatus>, String>, now: u64) -> Snapshot {
+/// last answer of the engine, or why there is none), as of `now`; proposals not in `noted` are
+/// logged as seen.
+pub fn snapshot(
+    home: &Home,
+    engine: &Result<Vec<BottleStatus>, String>,
+    now: u64,
+    noted: &mut Noted,
+) -> Snapshot {
     let mut problems = Vec::new();
     let state_root = home.root().join("state");
     let queues = if state_root.is_dir() {
@@ -54,9 +64,19 @@ pub fn snapshot(home: &Home, engine: &Result<Vec<BottleStatus>, String>, now: u6
                         .iter()
                         .map(|e| escape_line(&e.to_string()).into_owned()),
                 );
-                // Looking at a queue logs what supervise filed, as `queue` does.
-                if let Err(e) = audit::note_proposals(q.state_dir(), &found.proposals) {
-                    problems.push(escape_line(&e.to_string()).into_owned());
+                // Looking at a queue logs what supervise filed, as `queue` does; each proposal
+                // once a run, so that a re-read does not scan the whole log again.
+                let fresh: Vec<Proposal> = found
+                    .proposals
+                    .iter()
+                    .filter(|p| !noted.0.contains(&(slug.clone(), p.id.to_string())))
+                    .cloned()
+                    .collect();
+                match audit::note_proposals(q.state_dir(), &fresh) {
+                    Ok(_) => noted
+                        .0
+                        .extend(fresh.iter().map(|p| (slug.clone(), p.id.to_string()))),
+                    Err(e) => problems.push(escape_line(&e.to_string()).into_owned()),
                 }
                 bottles.insert(slug.clone(), bottle(&slug, found.proposals.len(), None));
                 pending.extend(found.proposals.into_iter().map(|p| (q, p)));

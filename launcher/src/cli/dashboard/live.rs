@@ -240,7 +240,8 @@ async fn drive(
     });
 
     let mut engine = list(&backend).await;
-    app.update(gather::snapshot(home, &engine, audit::now()));
+    let mut noted = gather::Noted::default();
+    app.update(gather::snapshot(home, &engine, audit::now(), &mut noted));
     screen.draw(&app, theme)?;
     let mut ticks = 0u64;
     // What arrived while file events were gathered, in order.
@@ -333,7 +334,7 @@ async fn drive(
             }
             Happened::Signal | Happened::InputGone => return Ok(()),
         }
-        if reread && app.update(gather::snapshot(home, &engine, audit::now())) {
+        if reread && app.update(gather::snapshot(home, &engine, audit::now(), &mut noted)) {
             screen.bell();
         }
         screen.draw(&app, theme)?;

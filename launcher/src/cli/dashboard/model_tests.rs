@@ -386,8 +386,30 @@ fn a_bottle_is_running_when_one_of_its_agents_runs() {
         10,
     );
     b.resources[0].name = "myapp-agent-kept".into();
-    let s = super::super::gather::snapshot(&Fixture::new().home, &Ok(vec![b]), NOW);
+    let s = super::super::gather::snapshot(
+        &Fixture::new().home,
+        &Ok(vec![b]),
+        NOW,
+        &mut gather::Noted::default(),
+    );
     let bottle = &s.bottles[0];
     assert!(bottle.running());
     assert_eq!(bottle.agent().map(|a| a.name.as_str()), Some("myapp-agent"));
+}
+
+#[test]
+fn a_proposal_is_logged_as_seen_once_a_run_without_reading_the_log_again() {
+    let fx = Fixture::new();
+    fx.propose("myapp", "100-aaaa", rg_jq(), 300);
+    let mut noted = gather::Noted::default();
+    gather::snapshot(&fx.home, &Ok(vec![]), NOW, &mut noted);
+    assert_eq!(audited(&fx, "100-aaaa"), ["proposal"]);
+    // Had the second read scanned the log, it would log the proposal again into the new one.
+    let log = crate::state::Layout::new(&fx.home.state_dir("myapp")).audit_log();
+    std::fs::remove_file(&log).expect("remove the log");
+    gather::snapshot(&fx.home, &Ok(vec![]), NOW, &mut noted);
+    assert!(!log.exists());
+    // A new run (another dashboard, `queue`) logs what its log lacks.
+    gather::snapshot(&fx.home, &Ok(vec![]), NOW, &mut gather::Noted::default());
+    assert_eq!(audited(&fx, "100-aaaa"), ["proposal"]);
 }
