@@ -12,7 +12,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 if ! command -v tmux >/dev/null; then
-  echo "error: tmux is not installed (the interactive Claude Code test drives a terminal with it)" >&2
+  echo "error: tmux is not installed (the interactive Claude Code test and the dashboard test drive a terminal with it)" >&2
   echo "hint: apt-get install -y tmux" >&2
   exit 1
 fi

@@ -4,6 +4,7 @@ mod addon;
 mod claude;
 mod cleanup;
 mod contract;
+mod dashboard;
 mod disk;
 mod egress;
 mod export;

@@ -172,6 +172,10 @@ pub struct Resource {
     pub state: String,
     /// Unix seconds.
     pub created: i64,
+    /// The image a container runs, as the engine names it; empty otherwise.
+    pub image: String,
+    /// A container's health check state (`healthy`, `unhealthy`, `starting`) when it has one.
+    pub health: Option<String>,
     /// The pid of the launcher that created it (label), when recorded.
     pub launcher_pid: Option<u32>,
     /// An agent kept by a session whose snapshot failed ([`Backend::keep_agent`]): only

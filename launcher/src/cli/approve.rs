@@ -38,6 +38,36 @@ pub struct Args {
 const MIN_DIGEST_PREFIX: usize = 12;
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
+    let done = approve(
+        home,
+        Approval {
+            id: args.id,
+            edit_apt: args.edit_apt,
+            edit_dockerfile_lines: args.edit_dockerfile_lines,
+            reason: args.reason,
+            sha256: args.sha256,
+            allow_internal_host: args.allow_internal_host,
+        },
+    )?;
+    println!("{done}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An approval as the operator asked for it: the verb's arguments, or the dashboard's keys.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Approval {
+    pub id: String,
+    pub edit_apt: Vec<String>,
+    pub edit_dockerfile_lines: Vec<String>,
+    pub reason: Option<String>,
+    pub sha256: Option<String>,
+    pub allow_internal_host: bool,
+}
+
+/// Checks `args` against the proposal and writes the decision (and its audit line); returns what
+/// was approved, in one escaped line. The one way an approval is made: `approve` and the
+/// dashboard both call it.
+pub(super) fn approve(home: &Home, args: Approval) -> Result<String, super::Error> {
     let (q, p) = locate(home, &args.id)?;
     let digest = proposal_digest(&p);
     if let Some(expected) = &args.sha256 {
@@ -109,11 +139,10 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     } else {
         ""
     };
-    println!(
+    Ok(format!(
         "approved {} ({}{edited}): {}",
         p.id,
         q.slug(),
         summary(change)
-    );
-    Ok(ExitCode::SUCCESS)
+    ))
 }

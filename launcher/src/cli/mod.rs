@@ -2,6 +2,7 @@
 
 mod approve;
 mod completions;
+mod dashboard;
 mod doctor;
 mod export;
 mod info;
@@ -59,6 +60,8 @@ enum Command {
     Approve(approve::Args),
     /// Reject a proposal with a reason the agent reads.
     Reject(reject::Args),
+    /// Every bottle and pending proposal on one live screen; approve, reject or stop with a key.
+    Dashboard(dashboard::Args),
     /// Print shell completions.
     Completions(completions::Args),
     /// Check everything a launch relies on (engine, images, binaries, limits) and how to fix each.
@@ -86,6 +89,7 @@ pub fn run() -> ExitCode {
         Command::Show(args) => show::run(&home, args),
         Command::Approve(args) => approve::run(&home, args),
         Command::Reject(args) => reject::run(&home, args),
+        Command::Dashboard(args) => dashboard::run(&home, args),
         Command::Completions(args) => completions::run(args),
         Command::Doctor(args) => doctor::run(&home, args),
     };

@@ -19,21 +19,27 @@ pub struct Args {
 }
 
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
-    if args.reason.trim().is_empty() {
+    println!("{}", reject(home, &args.id, &args.reason)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the rejection of `id` (and its audit line); returns what was rejected, in one escaped
+/// line. The one way a rejection is made: `reject` and the dashboard both call it.
+pub(super) fn reject(home: &Home, id: &str, reason: &str) -> Result<String, super::Error> {
+    if reason.trim().is_empty() {
         return Err(super::Error::usage(
             "failed to reject: the reason is blank",
             "say what the agent should do instead, e.g. --reason \"use the vendored copy\"",
         ));
     }
-    let (q, p) = locate(home, &args.id)?;
-    let decision = Decision::reject(p.id.clone(), &args.reason, &operator(), audit::now());
+    let (q, p) = locate(home, id)?;
+    let decision = Decision::reject(p.id.clone(), reason, &operator(), audit::now());
     q.decide(&decision).map_err(error)?;
     // Echoed as the operator will read it back (pasted text can carry controls too).
-    println!(
+    Ok(format!(
         "rejected {} ({}): {}",
         p.id,
         q.slug(),
-        escape_line(&args.reason)
-    );
-    Ok(ExitCode::SUCCESS)
+        escape_line(reason)
+    ))
 }

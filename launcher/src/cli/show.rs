@@ -43,13 +43,29 @@ pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
         json::print(&doc)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut out = render(&q, &p, decision.as_ref(), applied.as_ref(), now);
+    print!(
+        "{}",
+        text(&q, &p, decision.as_ref(), applied.as_ref(), &preview, now)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `show` prints: the fields, a blank line, the change; every line escaped. The dashboard's
+/// detail pane shows the same text.
+pub(super) fn text(
+    q: &Queue,
+    p: &Proposal,
+    decision: Option<&Decision>,
+    applied: Option<&Applied>,
+    preview: &Preview,
+    now: u64,
+) -> String {
+    let mut out = render(q, p, decision, applied, now);
     out.push('\n');
     // The diff quotes approved lines and errors that quote the proposal: escaped line by line,
     // so a plain line (backslashes and all) reads exactly as it will be written.
     out.push_str(&escape(&preview.render()));
-    print!("{out}");
-    Ok(ExitCode::SUCCESS)
+    out
 }
 
 /// The proposal's fields, one a line, labels aligned.
@@ -183,7 +199,12 @@ impl Preview {
 }
 
 /// The change `p` makes, as `decision` (if any) approved it.
-fn preview(home: &Home, q: &Queue, p: &Proposal, decision: Option<&Decision>) -> Preview {
+pub(super) fn preview(
+    home: &Home,
+    q: &Queue,
+    p: &Proposal,
+    decision: Option<&Decision>,
+) -> Preview {
     let (kind, edited) = match decision.and_then(|d| d.edit.clone()) {
         Some(edit) => (edit, true),
         None => (p.kind.clone(), false),

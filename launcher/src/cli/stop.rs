@@ -17,15 +17,25 @@ pub struct Args {
 pub fn run(home: &Home, args: Args) -> Result<ExitCode, super::Error> {
     let slug = super::bottle_slug(&args.bottle)?;
     let config = super::load_config(home)?;
-    let removed = super::runtime()?.block_on(async {
+    let lines = super::runtime()?.block_on(async {
         let backend = DockerBackend::connect(config).await?;
-        backend.stop(&slug, Removal::Everything).await
+        stop(&backend, &slug).await
     })?;
-    if removed.is_empty() {
-        println!("bottle {slug}: nothing to remove");
-    }
-    for r in &removed {
-        println!("removed {}", session::describe(r));
+    for line in lines {
+        println!("{line}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes every object of bottle `slug`; returns what was removed, a line each. The one way a
+/// bottle is stopped by hand: `stop` and the dashboard both call it.
+pub(super) async fn stop(backend: &impl Backend, slug: &str) -> Result<Vec<String>, super::Error> {
+    let removed = backend.stop(slug, Removal::Everything).await?;
+    if removed.is_empty() {
+        return Ok(vec![format!("bottle {slug}: nothing to remove")]);
+    }
+    Ok(removed
+        .iter()
+        .map(|r| format!("removed {}", session::describe(r)))
+        .collect())
 }

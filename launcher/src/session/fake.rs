@@ -436,6 +436,8 @@ impl Backend for Fake {
                     role: c.role,
                     state: String::new(),
                     created: 0,
+                    image: String::new(),
+                    health: None,
                     launcher_pid: None,
                     kept: c.kept,
                 });
@@ -609,6 +611,8 @@ impl Backend for Fake {
                 role: c.role.clone(),
                 state: String::new(),
                 created: 0,
+                image: String::new(),
+                health: None,
                 launcher_pid: s
                     .orphans
                     .iter()

@@ -97,6 +97,14 @@ impl DockerBackend {
     pub fn config(&self) -> &Config {
         &self.config
     }
+
+    /// The engine's events about bottles' containers, each as the bottle's slug
+    /// ([`resources::container_events`]): what the dashboard redraws on instead of polling.
+    pub fn container_events(
+        &self,
+    ) -> impl futures_util::Stream<Item = Result<String, BackendError>> + Send + 'static {
+        resources::container_events(&self.docker)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -105,20 +105,24 @@ pub async fn find(
     );
     let containers = containers.map_err(|e| engine_err("list containers of", what, e))?;
     for c in containers {
-        let labels = c.labels.unwrap_or_default();
+        let health = health(&c);
+        let labels = c.labels.clone().unwrap_or_default();
         let name = c
             .names
             .unwrap_or_default()
             .first()
             .map(|n| n.trim_start_matches('/').to_string())
             .unwrap_or_default();
-        out.push(resource(
+        let (_, mut r) = resource(
             ResourceKind::Container,
             name,
             &labels,
             c.state.map(|s| s.to_string()).unwrap_or_default(),
             c.created.unwrap_or(0),
-        ));
+        );
+        r.image = c.image.unwrap_or_default();
+        r.health = health;
+        out.push((labels.get(LABEL_BOTTLE).cloned().unwrap_or_default(), r));
     }
     let networks = networks.map_err(|e| engine_err("list networks of", what, e))?;
     for n in networks {
@@ -163,10 +167,54 @@ fn resource(
             role,
             state,
             created,
+            image: String::new(),
+            health: None,
             launcher_pid,
             kept,
         },
     )
+}
+
+/// A container's health: the engine's own field (API 1.51 and later), else the `(healthy)`,
+/// `(unhealthy)` or `(health: starting)` its status line ends with on older engines.
+fn health(c: &bollard::models::ContainerSummary) -> Option<String> {
+    if let Some(status) = c.health.as_ref().and_then(|h| h.status) {
+        let s = status.to_string();
+        if !s.is_empty() && s != "none" {
+            return Some(s);
+        }
+    }
+    let status = c.status.as_deref()?;
+    ["unhealthy", "healthy", "starting"]
+        .into_iter()
+        .find(|h| status.contains(&format!("({h})")) || status.contains(&format!("(health: {h})")))
+        .map(str::to_owned)
+}
+
+/// The engine's events about the containers of every bottle (created, started, died, health
+/// changes, removed): the bottle's slug of each. The stream ends when the engine goes away.
+pub fn container_events(
+    docker: &Docker,
+) -> impl futures_util::Stream<Item = Result<String, BackendError>> + Send + 'static {
+    use futures_util::StreamExt as _;
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("label".to_string(), vec![LABEL_BOTTLE.to_string()]),
+    ]);
+    docker
+        .events(Some(bollard::query_parameters::EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .map(|e| {
+            e.map(|m| {
+                m.actor
+                    .and_then(|a| a.attributes)
+                    .and_then(|mut a| a.remove(LABEL_BOTTLE))
+                    .unwrap_or_default()
+            })
+            .map_err(|e| engine_err("watch events of", "bottles", e))
+        })
 }
 
 /// Group resources by bottle.

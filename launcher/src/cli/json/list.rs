@@ -22,7 +22,7 @@ pub struct BottleJson {
 }
 
 /// A container of a bottle. Names, roles and states are the engine's labels and answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerJson {
     pub name: String,
     /// `agent`, `supervise`, `egress-proxy`, `pipelock`, …: the `claude-bottle.role` label.
@@ -32,6 +32,10 @@ pub struct ContainerJson {
     /// Unix seconds; `null` when the engine did not say.
     pub created: Option<u64>,
     pub age_seconds: Option<u64>,
+    /// The image it runs, as the engine names it.
+    pub image: String,
+    /// `healthy`, `unhealthy` or `starting` for a container with a health check, else `null`.
+    pub health: Option<String>,
 }
 
 /// A network or volume of a bottle.
@@ -49,7 +53,8 @@ pub fn list(bottles: &[BottleStatus], now: u64) -> ListDoc {
     }
 }
 
-fn bottle(b: &BottleStatus, now: u64) -> BottleJson {
+/// One bottle of `list --json` (the dashboard's bottles pane shows the same).
+pub fn bottle(b: &BottleStatus, now: u64) -> BottleJson {
     let of = |kind: ResourceKind| b.resources.iter().filter(move |r| r.kind == kind);
     BottleJson {
         slug: b.slug.clone(),
@@ -70,6 +75,8 @@ fn container(r: &Resource, now: u64) -> ContainerJson {
         state: r.state.clone(),
         created,
         age_seconds: created.map(|t| now.saturating_sub(t)),
+        image: r.image.clone(),
+        health: r.health.clone(),
     }
 }
 
@@ -93,6 +100,8 @@ mod tests {
             role: role.into(),
             state: state.into(),
             created,
+            image: String::new(),
+            health: None,
             launcher_pid: Some(4242),
             kept: false,
         }
@@ -145,9 +154,9 @@ mod tests {
             b["containers"],
             json!([
                 {"name": "myapp-agent", "role": "agent", "state": "running",
-                 "created": 1_000, "age_seconds": 300},
+                 "created": 1_000, "age_seconds": 300, "image": "", "health": null},
                 {"name": "myapp-pipelock", "role": "pipelock", "state": "exited",
-                 "created": null, "age_seconds": null},
+                 "created": null, "age_seconds": null, "image": "", "health": null},
             ])
         );
         assert_eq!(

@@ -32,7 +32,7 @@ pub struct ShowDoc {
 }
 
 /// A proposal as both documents give it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProposalJson {
     pub id: String,
     /// The bottle's name, as supervise filed it.
@@ -81,7 +81,7 @@ impl From<ProposalState> for State {
 }
 
 /// What is asked for (or, in an edit, approved instead).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
     Capability {

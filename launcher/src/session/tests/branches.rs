@@ -348,6 +348,8 @@ fn leftovers_are_described_with_their_state_when_they_have_one() {
         role: "agent".into(),
         state: "exited".into(),
         created: 0,
+        image: String::new(),
+        health: None,
         launcher_pid: None,
         kept: false,
     };
