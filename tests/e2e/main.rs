@@ -12,7 +12,6 @@ mod framework;
 mod git_gate;
 mod image_roots;
 mod isolation;
-mod limits;
 mod many;
 mod prune;
 mod remediate;

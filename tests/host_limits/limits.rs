@@ -268,6 +268,7 @@ time.sleep(3)
 
 #[tokio::test]
 async fn an_agent_that_takes_every_inotify_instance_starves_neither_supervise_nor_approvals() {
+    let _alone = crate::ONE_AT_A_TIME.lock().await;
     let Some(d) = docker().await else { return };
     let bottle = TestBottle::new(
         "inotify",
@@ -375,6 +376,7 @@ sleep 3
 
 #[tokio::test]
 async fn a_launcher_started_without_inotify_applies_approvals_by_polling() {
+    let _alone = crate::ONE_AT_A_TIME.lock().await;
     let Some(d) = docker().await else { return };
     let baseline = approval_latency(&d, false).await;
     let starved = approval_latency(&d, true).await;
