@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run a command against a throw-away second Docker engine with another storage driver.
+# Run a command against a throw-away second Docker engine with another storage driver (or gVisor).
 #
 # What a build step costs depends on the engine's storage driver: fuse-overlayfs diffs every
 # committed layer by walking the whole file system (seconds for a one-file change), overlay2 tars
@@ -23,8 +23,10 @@
 # --host-uds=open lets the sandbox connect to the Unix sockets bind-mounted from the host (the
 # relay's, supervise's, the git gate's); without it every connect fails. SIDE_ENGINE_RUNSC_ARGS adds
 # more runsc flags (space-separated, e.g. "--platform=kvm" where /dev/kvm exists; the default
-# platform is ptrace). The host's engine is never reconfigured. With CLAUDE_BOTTLE_E2E_RUNTIME=runsc
-# the end-to-end tests run every bottle under runsc.
+# platform is ptrace). Debian bookworm's runsc (0.0~20221219) on a 6.x kernel needs
+# SIDE_ENGINE_RUNSC_ARGS=--network=none, or it refuses every container ("cannot run with network
+# enabled in root network namespace"; docs/gvisor.md). The host's engine is never reconfigured.
+# With CLAUDE_BOTTLE_E2E_RUNTIME=runsc the end-to-end tests run every bottle under runsc.
 #
 # usage: scripts/side-engine.sh [-d DRIVER] [--runsc] COMMAND [ARGS...]     (default driver: overlay2)
 # e.g.   scripts/side-engine.sh cargo bench -p claude-bottle-e2e --bench remediation
