@@ -3,7 +3,9 @@
 //!
 //! Run with `cargo bench -p claude-bottle-e2e --bench warm_start` (needs the engine and the base
 //! image, like the end-to-end tests). Prints the medians and the ratio, for the pipelock stand-in
-//! and, when `CLAUDE_BOTTLE_E2E_PIPELOCK_IMAGE` names one, a real pipelock image, in one run.
+//! and, when `CLAUDE_BOTTLE_E2E_PIPELOCK_IMAGE` names one, a real pipelock image, in one run. Under
+//! `CLAUDE_BOTTLE_E2E_RUNTIME=runsc` (an engine with gVisor: `scripts/side-engine.sh --runsc`) both
+//! the bottle and the bare `docker run` run under runsc.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -70,11 +72,15 @@ fn main() {
             .next()
             .expect("the agent image")
     });
+    // Under the suite's runtime too (CLAUDE_BOTTLE_E2E_RUNTIME), so the ratio compares like with like.
+    let runtime = claude_bottle_e2e::suite_runtime().unwrap_or_else(|| "runc".into());
     let bare = || {
         let mut c = Command::new("docker");
         c.args([
             "run",
             "--rm",
+            "--runtime",
+            &runtime,
             "--network",
             "none",
             &image,
@@ -101,7 +107,9 @@ fn main() {
         format!("{lo:.0}-{hi:.0} ms")
     };
     let t = median(theirs.clone());
-    println!("warm start until the agent runs ({ROUNDS} rounds, medians, spread):");
+    println!(
+        "warm start until the agent runs, runtime {runtime} ({ROUNDS} rounds, medians, spread):"
+    );
     println!(
         "  docker run (bare)                 {:>8.1} ms  ({})",
         t.as_secs_f64() * 1e3,

@@ -36,7 +36,9 @@ except OSError:
     print("DNS none")
 status = open("/proc/self/status").read()
 print("CAPEFF", [l.split()[1] for l in status.splitlines() if l.startswith("CapEff")][0])
-print("NONEWPRIVS", [l.split()[1] for l in status.splitlines() if l.startswith("NoNewPrivs")][0])
+# prctl(PR_GET_NO_NEW_PRIVS), not /proc/self/status: gVisor's status file has no NoNewPrivs line.
+import ctypes
+print("NONEWPRIVS", ctypes.CDLL(None, use_errno=True).prctl(39, 0, 0, 0, 0))
 print("UID", os.getuid())
 print("IFACES", ",".join(sorted(os.listdir("/sys/class/net"))))
 print("DOCKERSOCK", "present" if os.path.exists("/var/run/docker.sock") or os.path.exists("/run/docker.sock") else "absent")
@@ -49,7 +51,14 @@ try:
     print("SKILLWRITE allowed")
 except OSError:
     print("SKILLWRITE denied")
-print("PIDSMAX", open("/sys/fs/cgroup/pids/pids.max").read().strip() if os.path.exists("/sys/fs/cgroup/pids/pids.max") else open("/sys/fs/cgroup/pids.max").read().strip())
+# gVisor shows the sandbox no cgroup files: the limit is on the sandbox's host cgroup.
+for f in ("/sys/fs/cgroup/pids/pids.max", "/sys/fs/cgroup/pids.max", None):
+    if f is None:
+        print("PIDSMAX unseen")
+    elif os.path.exists(f):
+        print("PIDSMAX", open(f).read().strip())
+        break
+print("KERNEL", "gVisor" if "gVisor" in subprocess.run(["dmesg"], capture_output=True, text=True).stdout else "host")
 raise SystemExit(42)
 "#;
 
@@ -227,6 +236,14 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
     )
     .await
     .expect("upload probe");
+    // The limits the engine put on the agent, while it exists: under gVisor the sandbox cannot
+    // read its own pids cgroup, so this is where that limit shows.
+    let agent_host = d
+        .inspect_container(&launched.agent, None)
+        .await
+        .expect("inspect agent")
+        .host_config
+        .expect("agent host config");
     let code = backend.run_agent(&launched).await.expect("run agent");
     let out = tail_logs(&d, &launched.agent, 200).await;
     session::teardown(&backend, &slug).await;
@@ -250,12 +267,22 @@ async fn the_agent_reaches_nothing_and_runs_hardened() {
         "LITERAL literal-value",
         "SKILLREAD probe skill body",
         "SKILLWRITE denied",
-        "PIDSMAX 200",
     ] {
         assert!(
             out.contains(want),
             "missing {want:?} in the agent's report:\n{out}"
         );
+    }
+    assert_eq!(agent_host.pids_limit, Some(200), "{agent_host:?}");
+    if claude_bottle_e2e::under_gvisor() {
+        assert_eq!(agent_host.runtime.as_deref(), Some("runsc"));
+        for want in ["KERNEL gVisor", "PIDSMAX unseen"] {
+            assert!(out.contains(want), "missing {want:?} under runsc:\n{out}");
+        }
+    } else {
+        for want in ["KERNEL host", "PIDSMAX 200"] {
+            assert!(out.contains(want), "missing {want:?}:\n{out}");
+        }
     }
     assert_clean(&d, &slug).await;
 }

@@ -191,7 +191,7 @@ async fn the_launchers_memory_stays_bounded_saving_and_restoring_a_large_sparse_
     let Some(d) = docker().await else { return };
     const SIZE: u64 = 2 << 30;
     let script = "if [ \"$1\" = resumed ]; then \
-                    echo \"SIZE $(stat -c %s ~/big)\"; rm -f ~/big; \
+                    echo \"SIZE $(python3 -c 'import os; print(os.stat(os.path.expanduser(\"~/big\")).st_size)')\"; rm -f ~/big; \
                   else \
                     truncate -s 2G ~/big; echo MADE; \
                   fi";
@@ -338,9 +338,12 @@ async fn a_swap_whose_snapshot_is_refused_keeps_the_agent_instead_of_replacing_i
 async fn transcripts_written_within_one_second_come_back_in_the_order_they_were_written() {
     let Some(d) = docker().await else { return };
     // The later session's file sorts first, so the archive restores it first.
+    // Modification times with nanoseconds, as `stat -c %.9Y` prints them; python's, not
+    // coreutils': under gVisor before release-20230227 coreutils' stat fails (docs/gvisor.md).
     let script = r#"p=$HOME/.claude/projects/-workspace
+mtimes() { python3 -c 'import os, sys; print(" ".join("%d.%09d" % divmod(os.stat(f).st_mtime_ns, 10**9) for f in sys.argv[1:]))' "$@"; }
 if [ "$1" = resumed ]; then
-  echo "TIMES $(stat -c %.9Y $p/0-later.jsonl $p/f-earlier.jsonl | tr '\n' ' ')"
+  echo "TIMES $(mtimes $p/0-later.jsonl $p/f-earlier.jsonl)"
   exit 0
 fi
 mkdir -p $p
@@ -349,7 +352,7 @@ while [ "$(date +%N | cut -c1)" != 0 ]; do sleep 0.02; done
 record f-earlier.jsonl
 sleep 0.3
 record 0-later.jsonl
-echo "WRITTEN $(stat -c %.9Y $p/0-later.jsonl $p/f-earlier.jsonl | tr '\n' ' ')"
+echo "WRITTEN $(mtimes $p/0-later.jsonl $p/f-earlier.jsonl)"
 "#;
     let bottle = TestBottle::new("snaptimes", "", &[]);
     std::fs::write(

@@ -10,7 +10,9 @@ use claude_bottle_e2e::{TestBottle, assert_clean, docker};
 
 /// The agent: a capability request that waits (the test rejects it), an egress request polled
 /// until applied (the test approves it, the launcher applies it), then every way it might try to
-/// decide for itself.
+/// decide for itself. No coreutils `find`/`ls` for the file system: under gVisor before
+/// release-20230227 (Debian bookworm's runsc) their `statx(AT_NO_AUTOMOUNT)` fails with EINVAL, and a
+/// `find` that fails finds no decisions folder either.
 const AGENT: &str = r#"
 shim=claude-bottle-shim
 $shim request capability --dockerfile-line "RUN touch /marker" --reason "need a marker" --wait --timeout 120
@@ -35,9 +37,18 @@ req = {"version": 1, "request": {"op": "decide", "id": "x", "decision": "approve
 s.sendall((json.dumps(req) + "\n").encode())
 print("SOCKET-ANSWER", s.recv(4096).decode().strip())
 PY
-found=$(find / -xdev -type d -name decisions 2>/dev/null | head -1)
+found=$(python3 - <<'PY'
+import os
+root = os.stat("/").st_dev
+for top, dirs, _ in os.walk("/"):
+    dirs[:] = [d for d in dirs if os.lstat(os.path.join(top, d)).st_dev == root]
+    if "decisions" in dirs:
+        print(os.path.join(top, "decisions"))
+        break
+PY
+)
 echo "DECISIONS-DIR ${found:-none}"
-ls /etc/claude-bottle/current-config
+for f in /etc/claude-bottle/current-config/*; do echo "${f##*/}"; done
 "#;
 
 /// Wait until the queue holds a proposal whose file contains `needle`; return its id.

@@ -80,6 +80,32 @@ pub fn launcher() -> PathBuf {
     p
 }
 
+/// Names the runtime every test bottle runs under unless its front matter names one: `runsc` runs
+/// the suite under gVisor, on an engine that has it registered (`scripts/side-engine.sh --runsc`).
+pub const E2E_RUNTIME_ENV: &str = "CLAUDE_BOTTLE_E2E_RUNTIME";
+
+/// The runtime of [`E2E_RUNTIME_ENV`], when set.
+pub fn suite_runtime() -> Option<String> {
+    std::env::var(E2E_RUNTIME_ENV)
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// Whether the suite runs its bottles under gVisor ([`E2E_RUNTIME_ENV`]` = runsc`).
+pub fn under_gvisor() -> bool {
+    suite_runtime().as_deref() == Some("runsc")
+}
+
+/// `yaml` with the suite's runtime added, unless it names its own.
+fn with_suite_runtime(yaml: &str) -> String {
+    match suite_runtime() {
+        Some(rt) if !yaml.lines().any(|l| l.starts_with("runtime:")) => {
+            format!("{yaml}runtime: {rt}\n")
+        }
+        _ => yaml.to_owned(),
+    }
+}
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A throw-away CLAUDE_BOTTLE_HOME and one uniquely named bottle in it. Dropping it removes the
@@ -180,7 +206,7 @@ impl TestBottle {
         let agent = if own_agent { name.as_str() } else { "claude" };
         std::fs::write(
             home.path().join(format!("bottles/{name}.md")),
-            format!("---\nagent: {agent}\n{yaml}---\n"),
+            format!("---\nagent: {agent}\n{}---\n", with_suite_runtime(yaml)),
         )
         .expect("write bottle");
         Self { home, name }
@@ -204,8 +230,9 @@ impl TestBottle {
 
     pub fn write_bottle(&self, yaml: &str) {
         let text = format!(
-            "---\nagent: {}\ndockerfile: Dockerfile\n{yaml}---\n",
-            self.name
+            "---\nagent: {}\ndockerfile: Dockerfile\n{}---\n",
+            self.name,
+            with_suite_runtime(yaml)
         );
         std::fs::write(self.path().join(format!("bottles/{}.md", self.name)), text)
             .expect("write bottle");

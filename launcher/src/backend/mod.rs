@@ -305,7 +305,7 @@ impl crate::error::Diagnose for BackendError {
                 Some("is the Docker daemon running and DOCKER_HOST right?".into())
             }
             BackendError::RuntimeMissing { .. } => Some(
-                "install gVisor (runsc install) and restart dockerd, or set `runtime: runc`".into(),
+                "install gVisor, register it with `sudo runsc install -- --host-uds=open` and restart dockerd (docs/gvisor.md), or set `runtime: runc`".into(),
             ),
             BackendError::AlreadyRunning { slug, .. } => {
                 Some(format!("stop it with `claude-bottle stop {slug}`"))

@@ -12,7 +12,7 @@ pub struct Args {
     /// Print one JSON document instead: {"version":1,"checks":[…],"ok":bool} (docs/doctor.md).
     #[arg(long)]
     json: bool,
-    /// Skip the internal-network probe (the one check that creates a network and a container).
+    /// Skip the probes (internal network, runsc): the checks that create networks and containers.
     #[arg(long)]
     quick: bool,
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::gather::{
     BinaryState, DiskFact, EngineInfo, ImageState, Inotify, Leftover, Lookup, ProbeOutcome,
+    RunscOutcome,
 };
 use super::{Check, Status};
 use crate::backend::disk::{self, DiskPlan, DriverSupport};
@@ -14,6 +15,7 @@ pub const ENGINE: &str = "engine";
 pub const STORAGE_DRIVER: &str = "storage driver";
 pub const RUNTIMES: &str = "runtimes";
 pub const RUNSC_HOST_UDS: &str = "runsc host-uds";
+pub const RUNSC_START: &str = "runsc start";
 pub const INTERNAL_NETWORK: &str = "internal network";
 pub const STATIC_BINARIES: &str = "static binaries";
 pub const BASE_IMAGE: &str = "base image";
@@ -128,13 +130,15 @@ pub fn runtimes(info: &EngineInfo, runsc_bottles: &[String]) -> Check {
                 "bottle(s) {} ask for runtime runsc (gVisor), and the engine lists only {listed}",
                 runsc_bottles.join(", ")
             ),
-            "install gVisor (`runsc install`) and restart dockerd, or set `runtime: runc` in those bottles",
+            "install gVisor, register it with `sudo runsc install -- --host-uds=open` and restart dockerd (docs/gvisor.md), or set `runtime: runc` in those bottles",
         );
     }
     Check::ok(RUNTIMES, listed)
 }
 
-/// runsc's `--host-uds` among its registered arguments (`--host-uds=all`, or `--host-uds all`).
+/// runsc's `--host-uds` among its registered arguments (`--host-uds=all`, or `--host-uds all`);
+/// the boolean `--fsgofer-host-uds` of releases before 2022, still accepted (deprecated) by later
+/// ones, counts as `all`.
 pub fn host_uds(args: &[String]) -> Option<String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -144,6 +148,9 @@ pub fn host_uds(args: &[String]) -> Option<String> {
         }
         if a == "host-uds" {
             return it.next().cloned();
+        }
+        if a == "fsgofer-host-uds" || a == "fsgofer-host-uds=true" {
+            return Some("all".to_owned());
         }
     }
     None
@@ -157,10 +164,11 @@ pub fn runsc_host_uds(info: &EngineInfo) -> Check {
     let why = "a bottle under runsc reaches its relay, supervise and git gate through Unix sockets \
                bind-mounted from the host, and runsc refuses to connect to one unless it was \
                registered with --host-uds=open (or all)";
+    // `open` is all the agent needs: it connects to the sockets, it never creates one on a mount.
     let fix = format!(
-        "register runsc with the flag: `sudo runsc install -- --host-uds=all` (adds \
-         \"runtimeArgs\": [\"--host-uds=all\"] under runtimes.runsc in /etc/docker/daemon.json; \
-         path {}), then restart dockerd",
+        "register runsc with the flag: `sudo runsc install -- --host-uds=open` (adds \
+         \"runtimeArgs\": [\"--host-uds=open\"] under runtimes.runsc in /etc/docker/daemon.json; \
+         path {}), then restart dockerd (docs/gvisor.md)",
         runsc.path
     );
     match host_uds(&runsc.args).as_deref() {
@@ -183,6 +191,60 @@ pub fn runsc_host_uds(info: &EngineInfo) -> Check {
                 }
             ),
             fix,
+        ),
+    }
+}
+
+/// Whether a container starts under runsc as the agent does, on gVisor's kernel, with a working
+/// coreutils `ls` (the runsc probe).
+pub fn runsc_start(probe: &RunscOutcome) -> Check {
+    let upgrade = "install a gVisor release of August 2024 or later (`runsc --version` prints \
+                   release-YYYYMMDD.N) and register it again (docs/gvisor.md)";
+    match probe {
+        RunscOutcome::Skipped(why) => Check::ok(RUNSC_START, format!("not probed: {why}")),
+        RunscOutcome::Ran {
+            gvisor: true,
+            statx: true,
+        } => Check::ok(
+            RUNSC_START,
+            "a container with network mode none starts under runsc, on gVisor's kernel",
+        ),
+        RunscOutcome::Ran {
+            gvisor: true,
+            statx: false,
+        } => Check::warn(
+            RUNSC_START,
+            "under runsc, coreutils' `ls` and `stat` fail with \"Invalid argument\" (this runsc \
+             rejects statx's AT_NO_AUTOMOUNT, as gVisor did before release-20230227): a bottle \
+             runs, but an agent that lists folders with `ls` does not work",
+            upgrade,
+        ),
+        RunscOutcome::Ran { gvisor: false, .. } => Check::fail(
+            RUNSC_START,
+            "a container started with runtime runsc did not show gVisor's kernel in its dmesg",
+            "check that runtimes.runsc in the engine's daemon.json points at gVisor's runsc \
+             (docs/gvisor.md)",
+        ),
+        RunscOutcome::Refused(e) if e.contains("root network namespace") => Check::fail(
+            RUNSC_START,
+            format!(
+                "runsc refuses to start a container with network mode none: {}",
+                e
+            ),
+            "this runsc misreads this kernel's network namespaces (gVisor before \
+             release-20240807): register it with `sudo runsc install -- --host-uds=open \
+             --network=none` and restart dockerd (the agent has no network anyway), or \
+             upgrade gVisor",
+        ),
+        RunscOutcome::Refused(e) => Check::fail(
+            RUNSC_START,
+            format!("runsc refuses to start a container: {}", e),
+            "read the engine's log for runsc's error; docs/gvisor.md",
+        ),
+        RunscOutcome::Failed(e) => Check::warn(
+            RUNSC_START,
+            format!("the runsc probe failed: {}", e),
+            "run `claude-bottle doctor` again; `--quick` skips the probes",
         ),
     }
 }

@@ -45,6 +45,19 @@ pub enum ProbeOutcome {
     Failed(String),
 }
 
+/// How the runsc probe came out ([`super::runsc_probe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunscOutcome {
+    /// Not run (`--quick`, no engine, no runsc registered, no base image).
+    Skipped(String),
+    /// The engine refused to start the container under runsc: its error.
+    Refused(String),
+    /// The container ran: whether on gVisor's kernel, and whether coreutils' `ls` worked.
+    Ran { gvisor: bool, statx: bool },
+    /// The probe itself failed.
+    Failed(String),
+}
+
 /// Where a static binary was found, and what it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BinaryState {
@@ -103,6 +116,7 @@ pub struct Facts {
     /// Bottles of the home whose manifest says `runtime: runsc`.
     pub runsc_bottles: Vec<String>,
     pub probe: ProbeOutcome,
+    pub runsc_probe: RunscOutcome,
     pub binaries: Vec<(&'static str, BinaryState)>,
     pub base_image: String,
     pub base_present: Lookup<bool>,
@@ -169,7 +183,8 @@ pub async fn gather(home: &Home, config: Config, probe: bool) -> Facts {
             Err(unreachable),
         ),
     };
-    let probe = match (&backend, probe, &base_present) {
+    let run_probes = probe;
+    let probe = match (&backend, run_probes, &base_present) {
         (_, false, _) => ProbeOutcome::Skipped("--quick".into()),
         (Err(_), _, _) => ProbeOutcome::Skipped("the engine is unreachable".into()),
         (_, _, Ok(false) | Err(_)) => ProbeOutcome::Skipped(format!(
@@ -186,12 +201,28 @@ pub async fn gather(home: &Home, config: Config, probe: bool) -> Facts {
         }
         (Ok(b), true, Ok(true)) => super::probe::run(b.client(), &config.base_image).await,
     };
+    let has_runsc = engine
+        .as_ref()
+        .is_ok_and(|i| i.runtimes.contains_key("runsc"));
+    let runsc_probe = match (&backend, run_probes, has_runsc, &base_present) {
+        (_, false, _, _) => RunscOutcome::Skipped("--quick".into()),
+        (Err(_), _, _, _) => RunscOutcome::Skipped("the engine is unreachable".into()),
+        (_, _, false, _) => RunscOutcome::Skipped("runsc is not registered".into()),
+        (_, _, _, Ok(false) | Err(_)) => RunscOutcome::Skipped(format!(
+            "the base image {} is not present to run the probe in",
+            config.base_image
+        )),
+        (Ok(b), true, true, Ok(true)) => {
+            super::runsc_probe::run(b.client(), &config.base_image).await
+        }
+    };
     Facts {
         docker_host,
         engine,
         disk_limit: config.agent_limits.disk,
         runsc_bottles: runsc_bottles(home),
         probe,
+        runsc_probe,
         binaries: STATIC_BINARIES
             .iter()
             .map(|n| (*n, binary_state(&config, n)))

@@ -8,6 +8,7 @@
 pub mod checks;
 pub mod gather;
 pub mod probe;
+pub mod runsc_probe;
 
 use std::fmt::Write as _;
 
@@ -150,12 +151,14 @@ pub fn assess(facts: &Facts) -> Report {
             list.push(checks::storage_driver(info, facts.disk_limit));
             list.push(checks::runtimes(info, &facts.runsc_bottles));
             list.push(checks::runsc_host_uds(info));
+            list.push(checks::runsc_start(&facts.runsc_probe));
         }
         Err(_) => {
             for name in [
                 checks::STORAGE_DRIVER,
                 checks::RUNTIMES,
                 checks::RUNSC_HOST_UDS,
+                checks::RUNSC_START,
             ] {
                 list.push(checks::not_checked(name, "the engine is unreachable"));
             }

@@ -84,7 +84,7 @@ fn quick_json_reports_the_engine_and_every_check_in_the_documented_shape() {
     let (out, doc) = doctor(&["--quick"]);
     assert_eq!(doc["version"], 1);
     let checks = doc["checks"].as_array().expect("checks");
-    assert_eq!(checks.len(), 12, "{doc:#}");
+    assert_eq!(checks.len(), 13, "{doc:#}");
     for c in checks {
         let status = c["status"].as_str().expect("status");
         assert!(["ok", "warn", "fail"].contains(&status), "{c}");
@@ -126,6 +126,22 @@ fn the_full_doctor_probes_the_internal_network_and_leaves_nothing_behind() {
         "{probe}"
     );
     eprintln!("engine behaviour, internal network → host: {detail}");
+    // The runsc probe runs where the engine has runsc (scripts/side-engine.sh --runsc), and its
+    // verdict is runsc's; a probe that could not run is the doctor's defect.
+    let runsc = check(&doc, "runsc start");
+    let runsc_detail = runsc["detail"].as_str().expect("detail");
+    let has_runsc = check(&doc, "runtimes")["detail"]
+        .as_str()
+        .is_some_and(|d| d.split(", ").any(|r| r == "runsc"));
+    if has_runsc {
+        assert!(
+            !runsc_detail.starts_with("not probed") && !runsc_detail.contains("probe failed"),
+            "{runsc}"
+        );
+        eprintln!("engine behaviour, runsc: {runsc}");
+    } else {
+        assert_eq!(runsc_detail, "not probed: runsc is not registered");
+    }
     assert_eq!(probe_objects(), before, "the probe left objects behind");
 }
 

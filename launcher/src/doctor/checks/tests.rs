@@ -121,6 +121,12 @@ fn host_uds_is_read_in_both_flag_spellings() {
         Some("open")
     );
     assert_eq!(host_uds(&args(&["--network=host"])), None);
+    // The boolean of older releases (deprecated, still accepted by 20221219's runsc).
+    assert_eq!(
+        host_uds(&args(&["--fsgofer-host-uds"])).as_deref(),
+        Some("all")
+    );
+    assert_eq!(host_uds(&args(&["--fsgofer-host-uds=false"])), None);
 }
 
 #[test]
@@ -142,7 +148,7 @@ fn runsc_without_host_uds_warns_and_with_it_is_fine() {
     says_all(
         fix(&c),
         &[
-            "runsc install -- --host-uds=all",
+            "runsc install -- --host-uds=open",
             "/usr/bin/runsc",
             "restart dockerd",
         ],
@@ -155,6 +161,59 @@ fn runsc_without_host_uds_warns_and_with_it_is_fine() {
     ));
     assert_eq!(c.status, Status::Warn);
     assert!(c.detail.contains("--host-uds=create"), "{}", c.detail);
+}
+
+#[test]
+fn the_runsc_probe_names_each_old_runsc_fault_and_its_fix() {
+    let c = runsc_start(&RunscOutcome::Skipped("runsc is not registered".into()));
+    assert_eq!(c.status, Status::Ok);
+    assert_eq!(c.detail, "not probed: runsc is not registered");
+
+    let c = runsc_start(&RunscOutcome::Ran {
+        gvisor: true,
+        statx: true,
+    });
+    assert_eq!(c.status, Status::Ok);
+    says_all(&c.detail, &["starts under runsc", "gVisor"]);
+
+    // Debian bookworm's runsc 0.0~20221219 with bookworm's coreutils.
+    let c = runsc_start(&RunscOutcome::Ran {
+        gvisor: true,
+        statx: false,
+    });
+    assert_eq!(c.status, Status::Warn);
+    says_all(&c.detail, &["`ls`", "Invalid argument", "release-20230227"]);
+    says_all(fix(&c), &["August 2024", "docs/gvisor.md"]);
+
+    let c = runsc_start(&RunscOutcome::Ran {
+        gvisor: false,
+        statx: true,
+    });
+    assert_eq!(c.status, Status::Fail);
+
+    // The same runsc on a 6.x kernel without --network=none: the engine's own words.
+    let c = runsc_start(&RunscOutcome::Refused(
+        "Error response from daemon: OCI runtime start failed: starting container: setting up \
+         network: creating interfaces from net namespace \"/proc/17461/ns/net\": cannot run with \
+         network enabled in root network namespace: unknown"
+            .into(),
+    ));
+    assert_eq!(c.status, Status::Fail);
+    says_all(&c.detail, &["refuses", "root network namespace"]);
+    says_all(
+        fix(&c),
+        &[
+            "runsc install -- --host-uds=open --network=none",
+            "release-20240807",
+        ],
+    );
+
+    let c = runsc_start(&RunscOutcome::Refused("exec format error".into()));
+    assert_eq!(c.status, Status::Fail);
+    assert!(c.detail.contains("exec format error"), "{}", c.detail);
+
+    let c = runsc_start(&RunscOutcome::Failed("timeout".into()));
+    assert_eq!(c.status, Status::Warn);
 }
 
 #[test]
@@ -407,6 +466,7 @@ fn an_unreachable_engine_fails_once_and_the_checks_that_need_it_say_not_checked(
         disk_limit: default_disk(),
         runsc_bottles: vec![],
         probe: ProbeOutcome::Skipped("the engine is unreachable".into()),
+        runsc_probe: RunscOutcome::Skipped("the engine is unreachable".into()),
         binaries: vec![],
         base_image: "b".into(),
         base_present: Err("the engine is unreachable".into()),
@@ -431,6 +491,7 @@ fn an_unreachable_engine_fails_once_and_the_checks_that_need_it_say_not_checked(
             STORAGE_DRIVER,
             RUNTIMES,
             RUNSC_HOST_UDS,
+            RUNSC_START,
             INTERNAL_NETWORK,
             STATIC_BINARIES,
             BASE_IMAGE,
