@@ -47,14 +47,21 @@ enum Happened {
     Tick,
     /// `claude-bottle stop` as the dashboard ran it.
     Stopped(Result<String, String>),
-    /// SIGTERM, SIGINT or SIGHUP.
-    Signal,
+    /// SIGTERM, SIGINT or SIGHUP: its number.
+    Signal(i32),
     /// The terminal's input ended or failed.
     InputGone,
 }
 
+/// How the dashboard ended: the operator quit, or a signal (its number) ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Quit,
+    Signal(i32),
+}
+
 /// Runs the dashboard on this terminal until the operator quits or a signal comes.
-pub fn run(home: &Home, config: crate::config::Config) -> Result<(), Error> {
+pub fn run(home: &Home, config: crate::config::Config) -> Result<Ended, Error> {
     let rt = super::super::runtime()?;
     rt.block_on(async move {
         let mut screen = Screen::enter()?;
@@ -201,7 +208,7 @@ async fn drive(
     home: &Home,
     config: crate::config::Config,
     screen: &mut Screen,
-) -> Result<(), Error> {
+) -> Result<Ended, Error> {
     let theme = Theme::from_env();
     let (tx, mut rx) = mpsc::unbounded_channel::<Happened>();
     let mut app = App::default();
@@ -251,13 +258,13 @@ async fn drive(
             Some(h) => h,
             None => match rx.recv().await {
                 Some(h) => h,
-                None => return Ok(()),
+                None => return Ok(Ended::Quit),
             },
         };
         let mut reread = false;
         match happened {
             Happened::Key(key) => match app.key(key) {
-                Some(Command::Quit) => return Ok(()),
+                Some(Command::Quit) => return Ok(Ended::Quit),
                 Some(Command::OpenLog { slug }) => {
                     let lines = gather::audit_lines(home, &slug).unwrap_or_else(|e| vec![e]);
                     app.open_log(slug, lines);
@@ -332,7 +339,8 @@ async fn drive(
                 engine = list(&backend).await;
                 reread = true;
             }
-            Happened::Signal | Happened::InputGone => return Ok(()),
+            Happened::Signal(number) => return Ok(Ended::Signal(number)),
+            Happened::InputGone => return Ok(Ended::Quit),
         }
         if reread && app.update(gather::snapshot(home, &engine, audit::now(), &mut noted)) {
             screen.bell();
@@ -410,9 +418,10 @@ fn spawn_signals(tx: mpsc::UnboundedSender<Happened>) -> Result<(), Error> {
             Error::new(Kind::Internal, format!("failed to listen for signals: {e}"))
         })?;
         let tx = tx.clone();
+        let number = kind.as_raw_value();
         tokio::spawn(async move {
             if s.recv().await.is_some() {
-                let _ = tx.send(Happened::Signal);
+                let _ = tx.send(Happened::Signal(number));
             }
         });
     }

@@ -32,6 +32,27 @@ pub fn run(home: &Home, _args: Args) -> Result<ExitCode, super::Error> {
         ));
     }
     let config = super::load_config(home)?;
-    live::run(home, config)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(live::run(home, config)?))
+}
+
+/// 0 when the operator quit; 128 + the signal's number when a signal ended it (143 for SIGTERM), as
+/// a shell reports a process a signal ended.
+fn exit_code(ended: live::Ended) -> ExitCode {
+    match ended {
+        live::Ended::Quit => ExitCode::SUCCESS,
+        live::Ended::Signal(number) => ExitCode::from(u8::try_from(128 + number).unwrap_or(255)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_ends_it_with_128_plus_its_number_and_quitting_with_0() {
+        assert_eq!(exit_code(live::Ended::Quit), ExitCode::SUCCESS);
+        assert_eq!(exit_code(live::Ended::Signal(15)), ExitCode::from(143));
+        assert_eq!(exit_code(live::Ended::Signal(2)), ExitCode::from(130));
+        assert_eq!(exit_code(live::Ended::Signal(1)), ExitCode::from(129));
+    }
 }
