@@ -1,8 +1,8 @@
-//! Many bottles at once: four `claude-bottle start`s (supervise and the egress chain, images cached)
-//! launched at the same moment, the time until all four agents run, against four bare `docker run`s
-//! of the same image started at the same moment; and the memory of one bottle while it runs: the
-//! launcher's resident set and each sidecar's usage as the engine counts it (cgroup, page cache
-//! excluded).
+//! Many bottles at once: four `claude-bottle start`s (supervise and the whole egress chain, as a
+//! credential route makes it: relay, egress-proxy and pipelock; images cached) launched at the same
+//! moment, the time until all four agents run, against four bare `docker run`s of the same image
+//! started at the same moment; and the memory of one bottle while it runs: the launcher's resident
+//! set and each container's usage as the engine counts it (cgroup, page cache excluded).
 //!
 //! Run with `cargo bench -p claude-bottle-e2e --bench many_bottles` (needs the engine and the base
 //! image, like the end-to-end tests). Prints every round, then medians with their spread.
@@ -20,6 +20,8 @@ const ROUNDS: usize = 5;
 const READY: &str = "AGENT-READY";
 /// How long each agent stays up after it is ready, so its bottle can be measured while it runs.
 const HOLD_SECS: u32 = 8;
+/// The variable the bottles' credential route reads its token from.
+const TOKEN_ENV: &str = "BENCH_EGRESS_TOKEN";
 
 /// Spawn every command at once; return the time from the first spawn until the last printed
 /// [`READY`], and the children (still running).
@@ -138,15 +140,22 @@ fn main() {
         return;
     };
     let agent = format!("echo {READY}; sleep {HOLD_SECS}");
+    // The whole chain: a credential route makes the egress-proxy run beside relay and pipelock.
+    let yaml = format!(
+        "supervise: true\negress_proxy:\n  routes:\n    - host: api.bench.test\n      auth_scheme: \
+         bearer\n      token_ref: env:{TOKEN_ENV}\n"
+    );
     let bottles: Vec<TestBottle> = (0..BOTTLES)
-        .map(|_| TestBottle::new("many-bench", "supervise: true\n", &["/bin/true"]))
+        .map(|_| TestBottle::new("many-bench", &yaml, &["/bin/true"]))
         .collect();
+    let start = |b: &TestBottle| {
+        let mut c = b.command(&["start", "--yes", &b.name]);
+        c.env(TOKEN_ENV, "bench-token-not-a-secret");
+        c
+    };
     // Images and state made once, one bottle at a time: the rounds measure warm starts.
     for b in &bottles {
-        let out = b
-            .command(&["start", "--yes", &b.name])
-            .output()
-            .expect("warm-up start");
+        let out = start(b).output().expect("warm-up start");
         assert!(
             out.status.success(),
             "warm-up: {}",
@@ -158,10 +167,7 @@ fn main() {
     let mut bottled = Vec::new();
     let mut bare = Vec::new();
     for round in 1..=ROUNDS {
-        let cmds = bottles
-            .iter()
-            .map(|b| b.command(&["start", "--yes", &b.name]))
-            .collect();
+        let cmds = bottles.iter().map(start).collect();
         let (took, children) = all_ready(cmds);
         if round == 1 {
             // One bottle's memory while all four run, once the sidecars that start beside the
