@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use claude_bottle_e2e::terminal::Tmux;
 use claude_bottle_e2e::{
     InternetLaunch, TestBottle, TestInternet, assert_clean, docker, line, sha256_hex,
     start_with_internet, wait_for_proposal,
@@ -196,48 +197,16 @@ async fn the_embedded_agent_starts_interactively_and_answers_a_typed_prompt() {
     let (ca_file, leaf) = TestInternet::prepare(&bottle.path().join("ca"), &[API]);
     let session = format!("cb-{slug}");
     let log = bottle.path().join("launcher.err");
-    // tmux runs the launcher; its environment is the one given to `tmux new-session`.
-    let launcher = bottle.claude_command(&["start", "--yes", &bottle.name]);
-    let mut env: Vec<String> = launcher
-        .get_envs()
-        .filter_map(|(k, v)| Some(format!("{}={}", k.to_str()?, v?.to_str()?)))
-        .collect();
-    env.push(format!("ANTHROPIC_API_KEY={key}"));
-    env.push(format!("CLAUDE_BOTTLE_UPSTREAM_CA={}", ca_file.display()));
-    env.push(format!(
-        "{}={}",
-        claude_bottle::config::ENV_ALLOW_PRIVATE_CIDRS,
-        claude_bottle_e2e::TEST_INTERNET_CIDRS
-    ));
-    let inner = format!(
-        "env {} {} start --yes {} 2>{}",
-        env.iter()
-            .map(|e| shell_quote(e))
-            .collect::<Vec<_>>()
-            .join(" "),
-        launcher.get_program().to_string_lossy(),
-        bottle.name,
-        log.display()
-    );
-    let tmux = |args: &[&str]| {
-        Command::new("tmux")
-            .args(args)
-            .output()
-            .expect("tmux (Debian's tmux) runs the launcher under a terminal")
-    };
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &inner,
-    ]);
-    assert!(started.status.success(), "{started:?}");
-    let _kill = KillSession(session.clone());
+    // tmux runs the launcher, with the environment given here.
+    let mut launcher = bottle.claude_command(&["start", "--yes", &bottle.name]);
+    launcher
+        .env("ANTHROPIC_API_KEY", &key)
+        .env("CLAUDE_BOTTLE_UPSTREAM_CA", &ca_file)
+        .env(
+            claude_bottle::config::ENV_ALLOW_PRIVATE_CIDRS,
+            claude_bottle_e2e::TEST_INTERNET_CIDRS,
+        );
+    let term = Tmux::start(&session, 120, 40, &launcher, &log);
     // A stand-in child for attach(): it only polls whether the launcher exited.
     let mut watcher = Command::new("sh")
         .args([
@@ -249,13 +218,10 @@ async fn the_embedded_agent_starts_interactively_and_answers_a_typed_prompt() {
     let internet =
         TestInternet::attach(&d, &bottle, &mut watcher, &log, &[API], ca_file, &leaf).await;
 
-    let screen = |session: &str| {
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", session]).stdout).into_owned()
-    };
     // Claude Code's prompt: no onboarding, no key question, no trust dialog, no bypass warning.
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let s = screen(&session);
+        let s = term.screen();
         if s.contains("bypass permissions") || s.contains('>') && s.contains("for shortcuts") {
             break;
         }
@@ -277,20 +243,12 @@ async fn the_embedded_agent_starts_interactively_and_answers_a_typed_prompt() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(
-        tmux(&["send-keys", "-t", &session, "-l", "E2E-HELLO"])
-            .status
-            .success()
-    );
+    term.type_text("E2E-HELLO");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        tmux(&["send-keys", "-t", &session, "Enter"])
-            .status
-            .success()
-    );
+    term.press(&["Enter"]);
     let deadline = Instant::now() + Duration::from_secs(120);
     let answered = loop {
-        let s = screen(&session);
+        let s = term.screen();
         if s.contains("E2E-ANSWER") {
             break s;
         }
@@ -308,7 +266,7 @@ async fn the_embedded_agent_starts_interactively_and_answers_a_typed_prompt() {
     );
     // Ctrl-C twice leaves Claude Code; the launcher then removes the bottle.
     for _ in 0..2 {
-        tmux(&["send-keys", "-t", &session, "C-c"]);
+        term.press(&["C-c"]);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -316,25 +274,10 @@ async fn the_embedded_agent_starts_interactively_and_answers_a_typed_prompt() {
         assert!(
             Instant::now() < deadline,
             "the launcher did not exit:\n{}",
-            screen(&session)
+            term.screen()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(internet);
     assert_clean(&d, &slug).await;
-}
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// Kills the tmux session however the test ends.
-struct KillSession(String);
-
-impl Drop for KillSession {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["kill-session", "-t", &self.0])
-            .output();
-    }
 }

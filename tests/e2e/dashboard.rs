@@ -3,9 +3,10 @@
 //! the agent resumed; the bottle is stopped from the dashboard and `q` leaves the terminal as it
 //! was.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use claude_bottle_e2e::terminal::Tmux;
 use claude_bottle_e2e::{TestBottle, assert_clean, docker, wait_for_root_step};
 
 /// First run: ask for a marker in the image, then idle. Resumed after the rebuild: say so and
@@ -19,26 +20,6 @@ fi
 claude-bottle-shim request capability --dockerfile-line "RUN touch /dash-marker" --reason "the dashboard test needs it"
 sleep 300
 "#;
-
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-fn tmux(args: &[&str]) -> std::process::Output {
-    Command::new("tmux")
-        .args(args)
-        .output()
-        .expect("tmux (Debian's tmux) runs the dashboard in a terminal")
-}
-
-/// Kills the tmux session however the test ends.
-struct KillSession(String);
-
-impl Drop for KillSession {
-    fn drop(&mut self) {
-        let _ = tmux(&["kill-session", "-t", &self.0]);
-    }
-}
 
 /// Kills the launcher however the test ends (its teardown then removes the bottle).
 struct KillChild(std::process::Child);
@@ -55,35 +36,6 @@ impl Drop for KillChild {
     }
 }
 
-fn screen(session: &str) -> String {
-    String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", session]).stdout).into_owned()
-}
-
-/// `1` once a BEL reached the session's window (nobody looks at it, so tmux never clears it).
-fn bell(session: &str) -> String {
-    let out = tmux(&[
-        "display-message",
-        "-p",
-        "-t",
-        session,
-        "#{window_bell_flag}",
-    ]);
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Waits until the screen satisfies `ok`, at most `secs` seconds; the last screen.
-async fn wait_screen(session: &str, secs: u64, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let s = screen(session);
-        if ok(&s) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "{what} never showed:\n{s}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_proposal_appears_live_is_approved_with_one_key_and_the_agent_resumes() {
     let Some(d) = docker().await else { return };
@@ -93,39 +45,13 @@ async fn a_proposal_appears_live_is_approved_with_one_key_and_the_agent_resumes(
     let session = format!("cb-{slug}");
 
     // The dashboard first, on an empty queue: what follows arrives without a key.
-    let dashboard = bottle.command(&["dashboard"]);
-    let env: Vec<String> = dashboard
-        .get_envs()
-        .filter_map(|(k, v)| Some(format!("{}={}", k.to_str()?, v?.to_str()?)))
-        .collect();
     let err_log = bottle.path().join("dashboard.err");
-    let inner = format!(
-        "env {} {} dashboard 2>{}",
-        env.iter()
-            .map(|e| shell_quote(e))
-            .collect::<Vec<_>>()
-            .join(" "),
-        dashboard.get_program().to_string_lossy(),
-        err_log.display()
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &inner,
-    ]);
-    assert!(started.status.success(), "{started:?}");
-    let _kill = KillSession(session.clone());
-    wait_screen(&session, 30, "the empty dashboard", |s| {
+    let term = Tmux::start(&session, 100, 30, &bottle.command(&["dashboard"]), &err_log);
+    term.wait_screen(30, "the empty dashboard", |s| {
         s.contains("Proposals (0 pending)")
     })
     .await;
-    assert_eq!(bell(&session), "0", "nothing new yet, no bell");
+    assert!(!term.bell_rang(), "nothing new yet, no bell");
 
     let out_file = bottle.path().join("agent.out");
     let launcher = bottle
@@ -137,18 +63,19 @@ async fn a_proposal_appears_live_is_approved_with_one_key_and_the_agent_resumes(
     let mut launcher = KillChild(launcher);
 
     // The bottle's containers and the proposal come up on the screen by themselves.
-    let s = wait_screen(&session, 240, "the pending proposal", |s| {
-        s.contains("Proposals (1 pending)") && s.contains("RUN touch /dash-marker")
-    })
-    .await;
+    let s = term
+        .wait_screen(240, "the pending proposal", |s| {
+            s.contains("Proposals (1 pending)") && s.contains("RUN touch /dash-marker")
+        })
+        .await;
     assert!(s.contains(&slug), "{s}");
     // The terminal's bell rang (tmux flags the window when a BEL reaches it).
     let deadline = Instant::now() + Duration::from_secs(5);
-    while bell(&session) != "1" {
+    while !term.bell_rang() {
         assert!(Instant::now() < deadline, "no bell for the new proposal");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    wait_screen(&session, 60, "the running agent", |s| {
+    term.wait_screen(60, "the running agent", |s| {
         s.contains("running") && s.contains("agent ●")
     })
     .await;
@@ -160,16 +87,16 @@ async fn a_proposal_appears_live_is_approved_with_one_key_and_the_agent_resumes(
 
     // As an operator would: read it, then one key.
     wait_for_root_step(&d, &bottle).await;
-    assert!(tmux(&["send-keys", "-t", &session, "a"]).status.success());
-    let s = wait_screen(&session, 10, "the approval", |s| {
-        s.contains("approved ") && s.contains("Proposals (0 pending)")
-    })
-    .await;
+    term.press(&["a"]);
+    let s = term
+        .wait_screen(10, "the approval", |s| {
+            s.contains("approved ") && s.contains("Proposals (0 pending)")
+        })
+        .await;
     assert!(!s.contains("error"), "{s}");
-    let s = wait_screen(&session, 300, "the applied record", |s| {
-        s.contains("applied   ok at")
-    })
-    .await;
+    let s = term
+        .wait_screen(300, "the applied record", |s| s.contains("applied   ok at"))
+        .await;
     assert!(s.contains(" applied "), "the list shows it applied:\n{s}");
 
     // The agent resumed in the rebuilt image, and the screen shows the new agent running.
@@ -194,7 +121,7 @@ async fn a_proposal_appears_live_is_approved_with_one_key_and_the_agent_resumes(
         agent_after.state.and_then(|s| s.running).unwrap_or(false),
         "the resumed agent runs"
     );
-    wait_screen(&session, 30, "the resumed agent running", |s| {
+    term.wait_screen(30, "the resumed agent running", |s| {
         s.contains("agent ●") && s.contains(&slug)
     })
     .await;
@@ -206,14 +133,14 @@ async fn a_proposal_appears_live_is_approved_with_one_key_and_the_agent_resumes(
     }
 
     // Stopped from the dashboard, after its question.
-    assert!(tmux(&["send-keys", "-t", &session, "Tab"]).status.success());
-    assert!(tmux(&["send-keys", "-t", &session, "s"]).status.success());
-    wait_screen(&session, 10, "the stop question", |s| {
+    term.press(&["Tab"]);
+    term.press(&["s"]);
+    term.wait_screen(10, "the stop question", |s| {
         s.contains(&format!("stop bottle {slug}?"))
     })
     .await;
-    assert!(tmux(&["send-keys", "-t", &session, "y"]).status.success());
-    wait_screen(&session, 60, "the stopped bottle", |s| {
+    term.press(&["y"]);
+    term.wait_screen(60, "the stopped bottle", |s| {
         s.contains(&format!("stopped bottle {slug}: removed"))
             || s.contains(&format!("bottle {slug}: nothing to remove"))
     })
@@ -228,13 +155,13 @@ async fn a_proposal_appears_live_is_approved_with_one_key_and_the_agent_resumes(
     }
 
     // q leaves the dashboard; tmux's session ends with it.
-    assert!(tmux(&["send-keys", "-t", &session, "q"]).status.success());
+    term.press(&["q"]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux(&["has-session", "-t", &session]).status.success() {
+    while term.alive() {
         assert!(
             Instant::now() < deadline,
             "q did not quit:\n{}",
-            screen(&session)
+            term.screen()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

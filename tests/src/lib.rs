@@ -2,6 +2,7 @@
 //! named bottles, the launcher binary, and cleanup that runs even when a test fails.
 
 pub mod images;
+pub mod terminal;
 pub mod test_git;
 
 pub use test_git::{TestGit, TestGitFiles, ensure_test_git_image};
