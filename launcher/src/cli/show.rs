@@ -119,11 +119,17 @@ fn render(
         }
     }
     if let Some(a) = applied {
+        // How long carrying the decision out took (the rebuild and the swap, or the reload).
+        let took = decision
+            .and_then(|d| d.at)
+            .and_then(|decided| a.at.checked_sub(decided))
+            .map(|s| format!(" ({s} s after the decision)"))
+            .unwrap_or_default();
         field(
             "applied",
             // Only the outcome is lowercased: the detail is quoted as it was recorded.
             &format!(
-                "{} at {}: {}",
+                "{} at {}{took}: {}",
                 format!("{:?}", a.outcome).to_lowercase(),
                 a.at,
                 a.detail
