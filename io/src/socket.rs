@@ -27,6 +27,12 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Binds a listening socket at `path` that any uid may connect to (mode 0666: the agent runs as
 /// another uid than the sidecar that creates it), creating its folder. A stale socket from a
 /// previous run is replaced; anything else in the way is refused.
+///
+/// The socket appears at `path` only once its mode is 0666: it is bound under a temporary name
+/// beside it, given its mode, then renamed into place. `bind` creates it with the umask's mode, and
+/// a client of another uid connecting in that moment got `EACCES`, which it rightly takes as final
+/// (seen under load: the agent's first request through the relay failed), where "not there yet"
+/// (`ENOENT`, `ECONNREFUSED`) is waited out.
 pub fn bind_world(path: &Path) -> Result<UnixListener, FsError> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {
@@ -43,9 +49,23 @@ pub fn bind_world(path: &Path) -> Result<UnixListener, FsError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(FsError::io("create the socket folder", parent))?;
     }
-    let listener = UnixListener::bind(path).map_err(FsError::io("bind", path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
-        .map_err(FsError::io("set the mode of", path))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "socket".into(), |n| n.to_string_lossy().into_owned());
+    let temporary = path.with_file_name(format!(".{name}.{}.binding", std::process::id()));
+    match std::fs::remove_file(&temporary) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(FsError::io("remove the stale socket", &temporary)(e)),
+    }
+    let listener = UnixListener::bind(&temporary).map_err(FsError::io("bind", &temporary))?;
+    let placed = std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o666))
+        .map_err(FsError::io("set the mode of", &temporary))
+        .and_then(|()| std::fs::rename(&temporary, path).map_err(FsError::io("rename", path)));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(e);
+    }
     Ok(listener)
 }
 
@@ -191,10 +211,45 @@ mod tests {
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
         assert_eq!(mode & 0o777, 0o666);
         drop(bind_world(&path).expect("a stale socket is replaced"));
+        // Nothing but the socket is left beside it (the temporary name is renamed away).
+        let names: Vec<_> = std::fs::read_dir(path.parent().expect("parent"))
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["s.sock"]);
         let file = dir.path().join("file");
         std::fs::write(&file, b"keep").expect("write");
         assert!(matches!(bind_world(&file), Err(FsError::NotASocket { .. })));
         assert_eq!(std::fs::read(&file).expect("read"), b"keep");
+    }
+
+    #[tokio::test]
+    async fn the_socket_never_shows_at_its_path_with_another_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let (path, done) = (path.clone(), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(m) = std::fs::symlink_metadata(&path) {
+                        seen.insert(m.permissions().mode() & 0o777);
+                    }
+                }
+                seen
+            })
+        };
+        for _ in 0..300 {
+            drop(bind_world(&path).expect("bind"));
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let seen = watcher.join().expect("watcher");
+        assert!(
+            seen.iter().all(|m| *m == 0o666),
+            "modes seen: {:?}",
+            seen.iter().map(|m| format!("{m:o}")).collect::<Vec<_>>()
+        );
     }
 
     #[tokio::test]
